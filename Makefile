@@ -1,0 +1,36 @@
+# Conveniences over the README's two commands (hack/run.sh, hack/test.sh).
+GO      ?= go
+PKG     := github.com/accel-cri/accel-cri
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
+export PATH := /usr/local/go/bin:/usr/local/bin:$(PATH)
+
+.PHONY: all build deps run test unit e2e docs clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/accel-cri ./cmd/accel-cri
+
+deps:
+	bash hack/install-deps.sh
+
+run:
+	bash hack/run.sh
+
+test:
+	bash hack/test.sh
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+e2e:
+	$(GO) test -count=1 -v ./test/e2e/...
+
+# Regenerate the default config block of docs/configuration.md.
+docs: build
+	@python3 -c 'import re,subprocess,sys; p="docs/configuration.md"; s=open(p).read(); c=subprocess.check_output(["bin/accel-cri","config","default"],text=True); open(p,"w").write(re.sub(r"```toml\n.*?```", lambda m: "```toml\n"+c+"```", s, count=1, flags=re.S))'
+
+clean:
+	rm -rf bin

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	ctrdlog "github.com/containerd/log"
+	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/config"
+	"github.com/accel-cri/accel-cri/cri"
+	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/internal/version"
+	"github.com/accel-cri/accel-cri/managed"
+	"github.com/accel-cri/accel-cri/sandbox"
+)
+
+const (
+	maxMsgSize       = 16 << 20
+	shutdownGrace    = 10 * time.Second
+	containerdDialTO = 30 * time.Second
+)
+
+// serve runs the daemon until SIGTERM or SIGINT. On the way out it stops
+// serving, closes the socket and stops the managed containerd; containers
+// keep running and are adopted by the next start.
+func serve(cfg config.Config) error {
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopSignals()
+	// containerd's client logs every plain-HTTP fallback at info; only its
+	// warnings matter unless the operator asked for debug output.
+	if cfg.LogLevel == "info" {
+		_ = ctrdlog.SetLevel("warn")
+	}
+	klog.InfoS("Starting accel-cri", "version", version.Version, "commit", version.Commit, "containerd", version.Containerd())
+
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return err
+		}
+	}
+	// Claim the socket first: a second accel-cri must fail before it
+	// touches containerd.
+	lis, err := cri.Listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
+
+	oom, err := sandbox.DetectOOMScoreRange("/proc/self/oom_score_adj")
+	if err != nil {
+		return err
+	}
+	if oom.Restricted {
+		klog.InfoS("This host does not permit lowering oom_score_adj (no CAP_SYS_RESOURCE); container values below the minimum are clamped", "min", oom.Min)
+	}
+
+	address := cfg.ContainerdAddr
+	var daemon *managed.Daemon
+	if address == "" {
+		daemon = managed.New(managed.Options{
+			Binary: cfg.ContainerdBinary,
+			Root:   filepath.Join(cfg.Root, "containerd"),
+			State:  filepath.Join(cfg.State, "containerd"),
+		})
+		if err := daemon.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer cancel()
+			if err := daemon.Stop(stopCtx); err != nil {
+				klog.ErrorS(err, "Stopping managed containerd")
+			}
+		}()
+		address = daemon.Address()
+	}
+	client, err := containerd.New(address, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(containerdDialTO))
+	if err != nil {
+		return fmt.Errorf("connect to containerd at %s: %w", address, err)
+	}
+	defer client.Close()
+
+	initCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	imgs, err := images.New(initCtx, client,
+		images.WithSnapshotter(cfg.Snapshotter),
+		images.WithRegistryConfigDir(cfg.RegistryConfDir),
+		images.WithPullProgressTimeout(time.Duration(cfg.PullProgressTime)),
+		images.WithPinnedImages(cfg.SandboxImage),
+	)
+	if err != nil {
+		return fmt.Errorf("image service: %w", err)
+	}
+	network, err := sandbox.NewNetwork(cfg.CNIConfDir, cfg.CNIBinDirs)
+	if err != nil {
+		return err
+	}
+	defer network.Close()
+	driver := sandbox.ResolveCgroupDriver(cfg.CgroupDriver, "/proc/1/comm")
+	rt, err := sandbox.New(client,
+		sandbox.WithNetwork(network),
+		sandbox.WithOOMScoreRange(oom),
+		sandbox.WithCgroupDriver(driver),
+	)
+	if err != nil {
+		return err
+	}
+
+	srv := cri.NewServer(imgs, rt,
+		cri.WithVersion(cri.VersionInfo{Version: version.Version, Commit: version.Commit}),
+		cri.WithStatusInfo(func() map[string]any {
+			info := map[string]any{
+				"config":       cfg,
+				"cgroupDriver": driver,
+				"oomScoreAdj":  map[string]any{"min": oom.Min, "restricted": oom.Restricted},
+				"containerd":   map[string]any{"address": address, "managed": daemon != nil, "expectedVersion": version.Containerd()},
+			}
+			if daemon != nil {
+				info["containerd"].(map[string]any)["pid"] = daemon.PID()
+				info["containerd"].(map[string]any)["restarts"] = daemon.Restarts()
+			}
+			return info
+		}),
+	)
+	g := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(cri.StreamInterceptor),
+		grpc.MaxRecvMsgSize(maxMsgSize),
+		grpc.MaxSendMsgSize(maxMsgSize),
+	)
+	srv.Register(g)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- g.Serve(lis) }()
+	klog.InfoS("Serving CRI", "socket", cfg.Socket, "containerd", address, "managed", daemon != nil, "cgroupDriver", driver)
+
+	select {
+	case <-ctx.Done():
+		klog.InfoS("Shutting down; running containers keep running")
+	case err := <-serveErr:
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve CRI: %w", err)
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(shutdownGrace):
+		g.Stop()
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+// Package config owns accel-cri's configuration: the TOML file format, its
+// documented defaults, validation, and the precedence rule that command-line
+// flags override the file. It must not start anything or touch the host
+// beyond reading the config file.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// DefaultPath is where accel-cri looks for its config file when --config is
+// not given. The file is optional at that path.
+const DefaultPath = "/etc/accel-cri/config.toml"
+
+// Config is the whole accel-cri configuration. Field comments are printed by
+// `accel-cri config default`, so they are written for node operators.
+type Config struct {
+	Socket           string   `toml:"socket" json:"socket" comment:"Unix socket on which the CRI RuntimeService and ImageService are served.\nkubelet: --container-runtime-endpoint unix://<socket>. Created with mode 0660."`
+	Root             string   `toml:"root" json:"root" comment:"Persistent state: the managed containerd's root, checkpoints. Must be on a filesystem that supports overlayfs."`
+	State            string   `toml:"state" json:"state" comment:"Volatile state (tmpfs is fine): the managed containerd's state and socket, runc state, pod runtime files."`
+	ContainerdAddr   string   `toml:"containerd_address" json:"containerd_address" comment:"Address of an existing containerd v2 daemon to use. Empty: accel-cri starts and supervises its\nown containerd (the managed default) with its root and state under root/state above."`
+	ContainerdBinary string   `toml:"containerd_binary" json:"containerd_binary" comment:"containerd binary for the managed daemon: a path, or a name looked up in PATH."`
+	Namespace        string   `toml:"namespace" json:"namespace" comment:"containerd namespace that holds accel-cri's images, containers and leases. containerd's own CRI uses\n\"k8s.io\"; a different namespace lets both share one daemon."`
+	Snapshotter      string   `toml:"snapshotter" json:"snapshotter" comment:"containerd snapshotter for image layers and container root filesystems."`
+	SandboxImage     string   `toml:"sandbox_image" json:"sandbox_image" comment:"Image of the pause container that holds each pod's namespaces. Pinned: never removed by image GC."`
+	RegistryConfDir  string   `toml:"registry_config_dir" json:"registry_config_dir" comment:"containerd-style hosts.toml tree (<dir>/<host[:port]>/hosts.toml) for registry mirrors,\nplain-HTTP and self-signed registries. Empty: registries are used directly over HTTPS\n(plain HTTP for localhost/127.0.0.1)."`
+	PullProgressTime Duration `toml:"image_pull_progress_timeout" json:"image_pull_progress_timeout" comment:"A pull that receives no bytes for this long is cancelled. \"0s\" disables the check."`
+	CNIConfDir       string   `toml:"cni_conf_dir" json:"cni_conf_dir" comment:"Directory of CNI network configurations; the first (lexical) .conflist/.conf is used.\nStatus reports NetworkReady=false while it holds none."`
+	CNIBinDirs       []string `toml:"cni_bin_dirs" json:"cni_bin_dirs" comment:"Directories searched for CNI plugin binaries."`
+	StreamingAddr    string   `toml:"streaming_address" json:"streaming_address" comment:"Address of the exec/attach/port-forward streaming server. Port 0 picks a free port."`
+	CgroupDriver     string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
+	LogLevel         string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
+}
+
+// Duration is a time.Duration that reads and writes as a Go duration string
+// ("5m0s") in TOML.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the configuration used when neither file nor flags say otherwise.
+func Default() Config {
+	return Config{
+		Socket:           "/run/accel-cri/accel-cri.sock",
+		Root:             "/var/lib/accel-cri",
+		State:            "/run/accel-cri",
+		ContainerdBinary: "containerd",
+		Namespace:        "accel-cri",
+		Snapshotter:      "overlayfs",
+		SandboxImage:     "registry.k8s.io/pause:3.10.1",
+		PullProgressTime: Duration(5 * time.Minute),
+		CNIConfDir:       "/etc/cni/net.d",
+		CNIBinDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
+		StreamingAddr:    "127.0.0.1:0",
+		CgroupDriver:     "auto",
+		LogLevel:         "info",
+	}
+}
+
+// Load reads the TOML file at path over the defaults. A missing file is an
+// error unless optional is set (the default path is optional, an explicit
+// --config is not). Unknown keys are rejected so typos do not pass silently.
+func Load(path string, optional bool) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if optional && errors.Is(err, fs.ErrNotExist) {
+			return cfg, nil
+		}
+		return cfg, fmt.Errorf("read config %s: %w", path, err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return cfg, fmt.Errorf("config %s: %s", path, strings.TrimSpace(strict.String()))
+		}
+		var derr *toml.DecodeError
+		if errors.As(err, &derr) {
+			row, col := derr.Position()
+			return cfg, fmt.Errorf("config %s:%d:%d: %w", path, row, col, err)
+		}
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Marshal renders cfg as TOML with every key commented.
+func Marshal(cfg Config) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# accel-cri configuration. Flags given on the command line override these values.\n\n")
+	enc := toml.NewEncoder(&buf)
+	enc.SetIndentTables(true)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Validate checks the values that accel-cri would otherwise trip over later,
+// so a bad config fails at start with the key named.
+func (c *Config) Validate() error {
+	var errs []error
+	abs := func(key, p string, required bool) {
+		if p == "" {
+			if required {
+				errs = append(errs, fmt.Errorf("%s: must be set", key))
+			}
+			return
+		}
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", key, p))
+		} else if filepath.Clean(p) != p {
+			errs = append(errs, fmt.Errorf("%s: %q is not a clean path", key, p))
+		}
+	}
+	abs("socket", c.Socket, true)
+	abs("root", c.Root, true)
+	abs("state", c.State, true)
+	abs("registry_config_dir", c.RegistryConfDir, false)
+	abs("cni_conf_dir", c.CNIConfDir, true)
+	for _, d := range c.CNIBinDirs {
+		abs("cni_bin_dirs", d, true)
+	}
+	if c.ContainerdAddr == "" && c.ContainerdBinary == "" {
+		errs = append(errs, errors.New("containerd_binary: must be set when containerd_address is empty"))
+	}
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("namespace: must be set"))
+	}
+	if c.Snapshotter == "" {
+		errs = append(errs, errors.New("snapshotter: must be set"))
+	}
+	if c.SandboxImage == "" {
+		errs = append(errs, errors.New("sandbox_image: must be set"))
+	}
+	if c.PullProgressTime < 0 {
+		errs = append(errs, errors.New("image_pull_progress_timeout: must not be negative"))
+	}
+	switch c.CgroupDriver {
+	case "auto", "cgroupfs", "systemd":
+	default:
+		errs = append(errs, fmt.Errorf("cgroup_driver: %q is not one of auto, cgroupfs, systemd", c.CgroupDriver))
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("log_level: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLogLevel maps a log level name to a klog verbosity.
+func ParseLogLevel(level string) (int, error) {
+	switch level {
+	case "info", "":
+		return 0, nil
+	case "debug":
+		return 4, nil
+	case "trace":
+		return 6, nil
+	}
+	return 0, fmt.Errorf("%q is not one of info, debug, trace", level)
+}

@@ -1,0 +1,122 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultRoundTrip(t *testing.T) {
+	b, err := Marshal(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every key carries a comment for operators.
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if i == 0 || !strings.HasPrefix(strings.TrimSpace(lines[i-1]), "#") {
+			t.Errorf("key line %q has no comment above it", l)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PullProgressTime != Duration(5*time.Minute) || got.Socket != Default().Socket || len(got.CNIBinDirs) != 2 {
+		t.Fatalf("round trip changed values: %+v", got)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		desc    string
+		content string
+		wantErr string
+		check   func(*testing.T, Config)
+	}{
+		{desc: "override one key", content: "socket = \"/tmp/x.sock\"\nimage_pull_progress_timeout = \"30s\"\n", check: func(t *testing.T, c Config) {
+			if c.Socket != "/tmp/x.sock" || c.PullProgressTime != Duration(30*time.Second) || c.Root != Default().Root {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{desc: "unknown key rejected", content: "sockett = \"/x\"\n", wantErr: "sockett"},
+		{desc: "bad duration", content: "image_pull_progress_timeout = \"five\"\n", wantErr: "invalid duration"},
+		{desc: "syntax error has position", content: "socket = \n", wantErr: ":1:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.toml")
+			if err := os.WriteFile(p, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(p, false)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "absent.toml")
+	if _, err := Load(missing, true); err != nil {
+		t.Fatalf("optional missing file: %v", err)
+	}
+	if _, err := Load(missing, false); err == nil {
+		t.Fatal("explicit missing file: want error")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		desc    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{desc: "default ok", mutate: func(*Config) {}},
+		{desc: "relative socket", mutate: func(c *Config) { c.Socket = "run/x.sock" }, wantErr: "socket"},
+		{desc: "unclean root", mutate: func(c *Config) { c.Root = "/var/lib/../x" }, wantErr: "root"},
+		{desc: "relative registry dir", mutate: func(c *Config) { c.RegistryConfDir = "certs.d" }, wantErr: "registry_config_dir"},
+		{desc: "bad driver", mutate: func(c *Config) { c.CgroupDriver = "cgroupv3" }, wantErr: "cgroup_driver"},
+		{desc: "bad log level", mutate: func(c *Config) { c.LogLevel = "loud" }, wantErr: "log_level"},
+		{desc: "negative timeout", mutate: func(c *Config) { c.PullProgressTime = -1 }, wantErr: "image_pull_progress_timeout"},
+		{desc: "no binary without address", mutate: func(c *Config) { c.ContainerdBinary = "" }, wantErr: "containerd_binary"},
+		{desc: "address without binary ok", mutate: func(c *Config) { c.ContainerdBinary = ""; c.ContainerdAddr = "/run/containerd/containerd.sock" }},
+		{desc: "empty namespace", mutate: func(c *Config) { c.Namespace = "" }, wantErr: "namespace"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			c := Default()
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,66 @@
+package cri
+
+import (
+	"context"
+
+	"github.com/accel-cri/accel-cri/images"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// ImageStore is what the ImageService needs from the images package.
+type ImageStore interface {
+	Pull(ctx context.Context, ref string, auth *images.AuthConfig) (images.Image, error)
+	Get(ctx context.Context, ref string) (images.Image, error)
+	List(ctx context.Context, filterRef string) ([]images.Image, error)
+	Remove(ctx context.Context, ref string) error
+	FsUsage(ctx context.Context) (images.FsUsage, error)
+}
+
+// Runtime is what the RuntimeService needs from the sandbox package.
+type Runtime interface {
+	RuntimeReady(ctx context.Context) error
+	NetworkReady(ctx context.Context) error
+	CgroupDriver() string
+}
+
+// VersionInfo names this build.
+type VersionInfo struct {
+	Version string
+	Commit  string
+}
+
+// Server implements both CRI services.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	images  ImageStore
+	runtime Runtime
+	version VersionInfo
+	info    func() map[string]any
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithVersion sets the version reported by Version.
+func WithVersion(v VersionInfo) Option { return func(s *Server) { s.version = v } }
+
+// WithStatusInfo adds the verbose Status info (config, managed containerd).
+func WithStatusInfo(f func() map[string]any) Option { return func(s *Server) { s.info = f } }
+
+// NewServer returns a CRI server over the given domain services.
+func NewServer(imgs ImageStore, rt Runtime, opts ...Option) *Server {
+	s := &Server{images: imgs, runtime: rt, version: VersionInfo{Version: "dev"}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Register adds both CRI services to g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}

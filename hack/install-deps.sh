@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Installs what accel-cri's builds and tests need on Debian bookworm, as root.
+#
+# Idempotent: it only does what is missing. A second run changes nothing and
+# takes a second or two.
+#
+#   - Debian packages (apt-get update only when one is missing):
+#     runc, CNI plugins, docker-registry, busybox-static, iptables, iproute2, ...
+#   - containerd + containerd-shim-runc-v2 $CONTAINERD_VERSION (go install)
+#   - crictl $CRICTL_VERSION (go install)
+#
+# Go >= 1.26 must already be installed (/usr/local/go/bin is added to PATH).
+#
+# Debian's docker-registry package ships a system service on :5000. The tests
+# and the demo run their own registries (test/e2e/framework.StartRegistry,
+# hack/testimages), so the service is kept from starting and disabled.
+set -euo pipefail
+
+CONTAINERD_VERSION=2.2.9
+CRICTL_VERSION=1.36.0 # newest v1.36.x the Go module proxy serves
+GO_MIN_MINOR=26       # Go 1.26
+BIN_DIR=/usr/local/bin
+
+APT_PACKAGES=(
+	runc
+	containernetworking-plugins
+	docker-registry
+	busybox-static
+	iptables
+	iproute2
+	util-linux # nsenter, unshare
+	ca-certificates
+	curl # hack/demo.sh waits for the registry with it
+	make # the Makefile shortcuts
+	git
+	gcc
+	libc6-dev
+)
+
+log() { echo "install-deps: $*" >&2; }
+die() {
+	echo "install-deps: error: $*" >&2
+	exit 1
+}
+
+[[ $(id -u) -eq 0 ]] || die "run as root"
+[[ -r /etc/debian_version ]] || die "this script is for Debian (bookworm)"
+
+export PATH="/usr/local/go/bin:$BIN_DIR:$PATH"
+export DEBIAN_FRONTEND=noninteractive
+
+# --- Go ----------------------------------------------------------------------
+command -v go >/dev/null || die "Go >= 1.$GO_MIN_MINOR not found (expected in /usr/local/go/bin); install it first"
+gov=$(go env GOVERSION) # e.g. go1.26.8
+if [[ ! $gov =~ ^go1\.([0-9]+) ]] || ((BASH_REMATCH[1] < GO_MIN_MINOR)); then
+	die "Go >= 1.$GO_MIN_MINOR needed, found $gov"
+fi
+log "go: $gov"
+
+# --- Debian packages -----------------------------------------------------------
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+	if [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null) != "ii "* ]]; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]})); then
+	log "installing ${missing[*]}"
+	# Keep package scripts from starting services (docker-registry on :5000)
+	# during this install, unless the machine already has a policy.
+	policy=/usr/sbin/policy-rc.d
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\n# accel-cri install-deps: no service starts during install\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	log "Debian packages: all installed"
+fi
+
+/bin/busybox --list 2>/dev/null | grep -qx sh || die "/bin/busybox is not a working busybox (package busybox-static)"
+
+# Debian's docker-registry service: not used, keep it off.
+if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+	if systemctl is-enabled --quiet docker-registry.service 2>/dev/null ||
+		systemctl is-active --quiet docker-registry.service 2>/dev/null; then
+		log "disabling Debian's docker-registry service"
+		systemctl disable --now docker-registry.service
+	fi
+elif [[ -x /etc/init.d/docker-registry ]] && /etc/init.d/docker-registry status >/dev/null 2>&1; then
+	log "stopping Debian's docker-registry service"
+	/etc/init.d/docker-registry stop
+fi
+
+# --- Go-built binaries ---------------------------------------------------------
+
+# go_install MODULE VERSION PKG [LDFLAGS]: installs MODULE/PKG@VERSION into
+# BIN_DIR. `go install pkg@version` also asks the module proxy for the module's
+# version list (deprecation check); when that is refused, build the same
+# version from its downloaded source instead.
+go_install() {
+	local module=$1 version=$2 pkg=$3 ldflags=${4:-}
+	local args=()
+	[[ -n $ldflags ]] && args=(-trimpath -ldflags "$ldflags")
+	log "installing $module/$pkg@$version"
+	if GOBIN=$BIN_DIR GOWORK=off go install "${args[@]}" "$module/$pkg@$version"; then
+		return
+	fi
+	log "go install failed; building $module@$version from its module source"
+	local dir
+	dir=$(GOWORK=off go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[[ -n $dir && -f $dir/go.mod ]] || die "go mod download $module@$version failed"
+	(cd "$dir" && GOWORK=off GOFLAGS=-mod=readonly go build "${args[@]}" -o "$BIN_DIR/${pkg##*/}" "./$pkg")
+}
+
+has_version() { # has_version CMD VERSION ARGS...: CMD ARGS prints VERSION
+	local cmd=$1 want=$2
+	shift 2
+	command -v "$cmd" >/dev/null || return 1
+	"$cmd" "$@" 2>/dev/null | grep -Eq "(^|[[:space:]v])${want//./\\.}([+[:space:]]|$)"
+}
+
+if has_version containerd "$CONTAINERD_VERSION" --version; then
+	log "containerd $CONTAINERD_VERSION: installed"
+else
+	go_install github.com/containerd/containerd/v2 "v$CONTAINERD_VERSION" cmd/containerd
+fi
+if has_version containerd-shim-runc-v2 "$CONTAINERD_VERSION" -v; then
+	log "containerd-shim-runc-v2 $CONTAINERD_VERSION: installed"
+else
+	go_install github.com/containerd/containerd/v2 "v$CONTAINERD_VERSION" cmd/containerd-shim-runc-v2
+fi
+if has_version crictl "$CRICTL_VERSION" --version; then
+	log "crictl $CRICTL_VERSION: installed"
+else
+	CGO_ENABLED=0 go_install sigs.k8s.io/cri-tools "v$CRICTL_VERSION" cmd/crictl \
+		"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+fi
+
+has_version containerd "$CONTAINERD_VERSION" --version || die "containerd --version does not report $CONTAINERD_VERSION"
+has_version containerd-shim-runc-v2 "$CONTAINERD_VERSION" -v || die "containerd-shim-runc-v2 -v does not report $CONTAINERD_VERSION"
+has_version crictl "$CRICTL_VERSION" --version || die "crictl --version does not report $CRICTL_VERSION"
+log "done"

@@ -1,0 +1,193 @@
+package images
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/distribution/reference"
+	"k8s.io/klog/v2"
+)
+
+// Pull pulls ref from its registry (or a mirror from the registry
+// configuration), unpacks it into the snapshotter and records it in
+// containerd under the tag (when ref is a tag), the digest reference
+// repo@sha256:<manifest digest> and the id sha256:<config digest>. It returns
+// the image; its ID is the config digest.
+//
+// Errors carry an errdefs class the CRI layer maps: ErrInvalidArgument for a
+// malformed ref or auth, ErrUnauthenticated for refused credentials,
+// ErrPermissionDenied, ErrNotFound for an image the registry does not have,
+// ErrUnavailable for an unreachable registry, and context.DeadlineExceeded
+// when the pull progress timeout cancelled a stalled transfer.
+func (s *Service) Pull(ctx context.Context, ref string, auth *AuthConfig) (Image, error) {
+	named, err := parseRef(ref)
+	if err != nil {
+		return Image{}, err
+	}
+	name := named.String()
+	creds, err := newCredentials(auth, reference.Domain(named))
+	if err != nil {
+		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
+	}
+	log := klog.FromContext(ctx).WithValues("image", name)
+
+	// The lease keeps everything the pull writes (content, snapshots) from
+	// garbage collection until the image records below reference it.
+	lctx, done, err := s.client.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(pullLeaseExpiration))
+	if err != nil {
+		return Image{}, fmt.Errorf("pull image %q: create lease: %w", name, err)
+	}
+	defer func() {
+		if err := done(context.WithoutCancel(lctx)); err != nil {
+			log.Error(err, "Cannot delete the lease of a pull; it expires by itself", "expiresIn", pullLeaseExpiration)
+		}
+	}()
+
+	img, err := s.fetch(lctx, name, creds)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
+	}
+
+	// The pull is done; record it even if the caller gives up now, so
+	// containerd and the index agree.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(lctx), recordWriteTimeout)
+	defer cancel()
+	target := img.Target()
+	info, err := s.describe(wctx, target)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
+	}
+	dref, err := digestRef(named, target.Digest)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
+	}
+	names := []string{info.id, dref}
+	if _, ok := named.(reference.NamedTagged); ok {
+		names = append(names, name)
+	}
+
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	labels := map[string]string{ManagedLabel: "true"}
+	is := s.client.ImageService()
+	recs := make([]record, len(names))
+	for i, n := range names {
+		r, err := createOrUpdateRecord(wctx, is, n, target, labels)
+		if err != nil {
+			return Image{}, fmt.Errorf("pull image %q: %w", name, err)
+		}
+		recs[i] = record{target: r.Target, labels: r.Labels}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var e *entry
+	for i, n := range names {
+		e = s.indexAdd(info, n, recs[i])
+	}
+	s.refresh(e)
+	s.invalidateFsUsage()
+	log.Info("Pulled image", "id", info.id, "digest", target.Digest, "size", info.size)
+	return cloneImage(e.image), nil
+}
+
+// fetch runs containerd's pull with accel-cri's resolver under the progress
+// watchdog. It classifies the error for the CRI layer.
+func (s *Service) fetch(ctx context.Context, name string, creds *registryCredentials) (containerd.Image, error) {
+	// Each pull builds its own HTTP transports; their idle keep-alive
+	// connections (and the goroutines serving them) go when it ends, after
+	// its context is cancelled.
+	var transports idleClosers
+	defer transports.closeIdle()
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watch := newProgressWatch(s.opts.pullProgressTimeout, cancel)
+	stop := watch.start(pctx)
+	defer stop()
+
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: s.registryHosts(pctx, creds, func(c *http.Client) error {
+			transports.add(c.Transport)
+			return watch.updateClient(c)
+		}),
+	})
+	img, err := s.client.Pull(pctx, name,
+		containerd.WithResolver(resolver),
+		containerd.WithPlatformMatcher(s.platform),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(s.opts.snapshotter),
+		containerd.WithPullLabels(map[string]string{ManagedLabel: "true"}),
+	)
+	if err == nil {
+		return img, nil
+	}
+	var stalled *stalledError
+	if errors.As(context.Cause(pctx), &stalled) {
+		return nil, fmt.Errorf("%w (last error: %v)", stalled, err)
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		return nil, fmt.Errorf("%w: %v", ctxErr, err)
+	}
+	return nil, classifyRegistryError(err)
+}
+
+// registryHosts configures the registry endpoints of one pull: hosts.toml
+// from the registry configuration directory (mirrors, TLS, plain HTTP),
+// containerd's defaults otherwise, and the pull's credentials for the
+// reference's own registry. updateClient sees every HTTP client.
+func (s *Service) registryHosts(ctx context.Context, creds *registryCredentials, updateClient config.UpdateClientFunc) docker.RegistryHosts {
+	hostOpts := config.HostOptions{
+		Credentials:  creds.forHost,
+		UpdateClient: updateClient,
+	}
+	if s.opts.registryConfigDir != "" {
+		hostOpts.HostDir = config.HostDirFromRoot(s.opts.registryConfigDir)
+	}
+	hosts := config.ConfigureHosts(ctx, hostOpts)
+	if creds == nil || creds.bearer == "" {
+		return hosts
+	}
+	return func(host string) ([]docker.RegistryHost, error) {
+		rhs, err := hosts(host)
+		if err != nil {
+			return nil, err
+		}
+		for i := range rhs {
+			if creds.matches(rhs[i].Host) {
+				rhs[i].Authorizer = &bearerAuthorizer{host: rhs[i].Host, token: creds.bearer, next: rhs[i].Authorizer}
+			}
+		}
+		return rhs, nil
+	}
+}
+
+// idleClosers collects the HTTP transports of one pull.
+type idleClosers struct {
+	mu sync.Mutex
+	ts []interface{ CloseIdleConnections() }
+}
+
+func (c *idleClosers) add(rt http.RoundTripper) {
+	t, ok := rt.(interface{ CloseIdleConnections() })
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ts = append(c.ts, t)
+}
+
+func (c *idleClosers) closeIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.ts {
+		t.CloseIdleConnections()
+	}
+	c.ts = nil
+}

@@ -1,0 +1,153 @@
+package managed
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/accel-cri/accel-cri/internal/fsutil"
+)
+
+func testOptions(t *testing.T) Options {
+	t.Helper()
+	// Short path: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "acri-mgd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Unmount anything containerd left mounted under the root before removing it.
+		exec.Command("sh", "-c", "grep -o ' "+dir+"[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l").Run()
+		os.RemoveAll(dir)
+	})
+	return Options{
+		Binary:     "containerd",
+		Root:       dir + "/root",
+		State:      dir + "/state",
+		MaxBackoff: time.Second,
+	}
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// A zombie ("Z") has exited.
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+func startDaemon(t *testing.T, opts Options) *Daemon {
+	t.Helper()
+	d := New(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pid := d.PID()
+		d.Stop(context.Background())
+		if pid != 0 && alive(pid) {
+			t.Errorf("containerd %d still alive after Stop", pid)
+		}
+	})
+	return d
+}
+
+func TestStartServesAndWritesConfig(t *testing.T) {
+	opts := testOptions(t)
+	d := startDaemon(t, opts)
+	if err := d.healthCheck(context.Background()); err != nil {
+		t.Fatalf("not serving: %v", err)
+	}
+	cfg, err := os.ReadFile(d.ConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"io.containerd.grpc.v1.cri"`, `"io.containerd.nri.v1.nri"`, "imports = []", opts.Root} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("config lacks %s:\n%s", want, cfg)
+		}
+	}
+	pidFile, _ := os.ReadFile(d.PIDFile())
+	if strings.TrimSpace(string(pidFile)) != strconv.Itoa(d.PID()) {
+		t.Fatalf("pid file %q, pid %d", pidFile, d.PID())
+	}
+	// containerd must run in its own process group so a terminal's ^C does
+	// not reach it.
+	pgid, err := syscall.Getpgid(d.PID())
+	if err != nil || pgid != d.PID() {
+		t.Fatalf("pgid = %d, %v; want own group %d", pgid, err, d.PID())
+	}
+}
+
+func TestRestartAfterKill(t *testing.T) {
+	d := startDaemon(t, testOptions(t))
+	first := d.PID()
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for d.Restarts() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd not restarted; log:\n%s", tailFile(d.LogPath(), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	second := d.PID()
+	if second == 0 || second == first {
+		t.Fatalf("pid after restart = %d (before %d)", second, first)
+	}
+	if err := d.healthCheck(context.Background()); err != nil {
+		t.Fatalf("restarted containerd not serving: %v", err)
+	}
+}
+
+func TestStopsLeftoverFromEarlierRun(t *testing.T) {
+	opts := testOptions(t)
+	d := New(opts)
+	for _, dir := range []string{opts.Root, opts.State} {
+		os.MkdirAll(dir, 0o711)
+	}
+	if err := fsutil.WriteFileAtomic(d.ConfigPath(), renderConfig(opts, d.Address()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	left := exec.Command("containerd", "--config", d.ConfigPath())
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { left.Wait(); close(waited) }()
+	t.Cleanup(func() { left.Process.Kill(); <-waited })
+	os.WriteFile(d.PIDFile(), []byte(strconv.Itoa(left.Process.Pid)), 0o644)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	select {
+	case <-waited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("leftover containerd still running")
+	}
+	if d.PID() == left.Process.Pid || d.PID() == 0 {
+		t.Fatalf("new pid %d", d.PID())
+	}
+}
+
+func TestStartFailsClearly(t *testing.T) {
+	opts := testOptions(t)
+	opts.Binary = "/nonexistent/containerd"
+	if err := New(opts).Start(context.Background()); err == nil || !strings.Contains(err.Error(), "find binary") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,395 @@
+package framework
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	internalapi "k8s.io/cri-api/pkg/apis"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	remote "k8s.io/cri-client/pkg"
+)
+
+// AccelCRIOptions configures one accel-cri instance under test.
+type AccelCRIOptions struct {
+	// SandboxImage is passed as --sandbox-image (pinned in the image store).
+	SandboxImage string
+	// RegistryHosts are written as <registry-config-dir>/<host>/hosts.toml.
+	RegistryHosts map[string]string
+	// Config is extra TOML appended to the generated config file.
+	Config string
+	// WithCNI writes a bridge conflist with a network name of this instance's own.
+	WithCNI bool
+	// ExtraArgs are appended to the command line.
+	ExtraArgs []string
+}
+
+// AccelCRI is a running accel-cri with a managed containerd, in temp roots of
+// its own, and kubelet's CRI clients connected to it.
+type AccelCRI struct {
+	t    testing.TB
+	opts AccelCRIOptions
+
+	Dir, Socket, Root, State    string
+	CNIConfDir, RegistryConfDir string
+	ConfigPath, LogPath         string
+	NetworkName                 string
+
+	Runtime internalapi.RuntimeService
+	Images  internalapi.ImageManagerService
+	// StreamingImages uses the streaming list RPCs (StreamImages).
+	StreamingImages internalapi.ImageManagerService
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	exitErr error
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binary builds accel-cri once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "acri-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "accel-cri"), "./cmd/accel-cri")
+		cmd.Dir = ModuleRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build accel-cri: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "accel-cri")
+}
+
+// CleanupBinaries removes what Binary built; call it from TestMain.
+func CleanupBinaries() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
+
+// StartAccelCRI starts accel-cri and waits until its socket answers. Cleanup
+// stops it (and so its containerd) and removes its directories, also when
+// the test fails; on failure the tail of its log is printed.
+func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
+	t.Helper()
+	bin := Binary(t)
+	dir, err := os.MkdirTemp("", "acri-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &AccelCRI{
+		t: t, opts: opts, Dir: dir,
+		Socket:          filepath.Join(dir, "cri.sock"),
+		Root:            filepath.Join(dir, "root"),
+		State:           filepath.Join(dir, "state"),
+		CNIConfDir:      filepath.Join(dir, "net.d"),
+		RegistryConfDir: filepath.Join(dir, "certs.d"),
+		ConfigPath:      filepath.Join(dir, "config.toml"),
+		LogPath:         filepath.Join(dir, "accel-cri.log"),
+		NetworkName:     "acri-" + filepath.Base(dir)[len("acri-e2e-"):],
+	}
+	t.Cleanup(a.cleanup)
+	if err := os.MkdirAll(a.CNIConfDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for host, toml := range opts.RegistryHosts {
+		hd := filepath.Join(a.RegistryConfDir, host)
+		if err := os.MkdirAll(hd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(hd, "hosts.toml"), []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(a.ConfigPath, []byte(opts.Config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if opts.WithCNI {
+		a.WriteCNIConfig(t)
+	}
+	a.start(bin)
+	return a
+}
+
+// WriteCNIConfig writes a bridge + portmap conflist whose network and bridge
+// names belong to this instance, so parallel runs do not share a bridge.
+func (a *AccelCRI) WriteCNIConfig(t testing.TB) {
+	t.Helper()
+	bridge := "ac" + a.NetworkName[len(a.NetworkName)-min(8, len(a.NetworkName)):]
+	h := fnv.New32a()
+	h.Write([]byte(a.NetworkName))
+	n := h.Sum32()
+	subnet := fmt.Sprintf("10.%d.%d.0/24", 200+n%50, (n/50)%256)
+	conf := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": %q,
+  "plugins": [
+    {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}`, a.NetworkName, bridge, subnet, filepath.Join(a.Dir, "ipam"))
+	if err := os.WriteFile(filepath.Join(a.CNIConfDir, "10-"+a.NetworkName+".conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a *AccelCRI) args() []string {
+	args := []string{
+		"--config", a.ConfigPath,
+		"--socket", a.Socket,
+		"--root", a.Root,
+		"--state", a.State,
+		"--cni-conf-dir", a.CNIConfDir,
+		"--cni-bin-dir", "/usr/lib/cni",
+		"--registry-config-dir", a.RegistryConfDir,
+		"--log-level", "debug",
+	}
+	if a.opts.SandboxImage != "" {
+		args = append(args, "--sandbox-image", a.opts.SandboxImage)
+	}
+	return append(args, a.opts.ExtraArgs...)
+}
+
+func (a *AccelCRI) start(bin string) {
+	t := a.t
+	t.Helper()
+	logf, err := os.OpenFile(a.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, a.args()...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	a.mu.Lock()
+	a.cmd, a.exited, a.exitErr = cmd, exited, nil
+	a.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		a.mu.Lock()
+		a.exitErr = err
+		a.mu.Unlock()
+		close(exited)
+	}()
+	if err := a.waitReady(60 * time.Second); err != nil {
+		t.Fatalf("accel-cri did not come up: %v\n%s", err, a.LogTail(40))
+	}
+	ctx := context.Background()
+	endpoint := "unix://" + a.Socket
+	if a.Runtime, err = remote.NewRemoteRuntimeService(ctx, endpoint, 2*time.Minute, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if a.Images, err = remote.NewRemoteImageService(ctx, endpoint, 2*time.Minute, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if a.StreamingImages, err = remote.NewRemoteImageService(ctx, endpoint, 2*time.Minute, nil, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitReady waits for the CRI socket to answer Version, or for the process to exit.
+func (a *AccelCRI) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-a.exited:
+			return fmt.Errorf("accel-cri exited: %v", a.exitErr)
+		default:
+		}
+		if _, err := os.Stat(a.Socket); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			rs, err := remote.NewRemoteRuntimeService(ctx, "unix://"+a.Socket, 2*time.Second, nil, false)
+			if err == nil {
+				_, err = rs.Version(ctx, "v1")
+			}
+			cancel()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("socket %s not answering after %s", a.Socket, timeout)
+}
+
+// Signal sends sig to the accel-cri process.
+func (a *AccelCRI) Signal(sig syscall.Signal) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cmd.Process.Signal(sig)
+}
+
+// Wait waits for accel-cri to exit and returns its exit error.
+func (a *AccelCRI) Wait(timeout time.Duration) error {
+	select {
+	case <-a.exited:
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.exitErr
+	case <-time.After(timeout):
+		return fmt.Errorf("accel-cri still running after %s", timeout)
+	}
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (a *AccelCRI) Stop(t testing.TB) {
+	t.Helper()
+	select {
+	case <-a.exited:
+		return
+	default:
+	}
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Wait(30 * time.Second); err != nil {
+		t.Fatalf("accel-cri stop: %v\n%s", err, a.LogTail(30))
+	}
+}
+
+// Restart stops accel-cri and starts it again with the same directories.
+func (a *AccelCRI) Restart(t testing.TB) {
+	t.Helper()
+	a.Stop(t)
+	a.start(Binary(t))
+}
+
+// Kill sends SIGKILL (a crash) and waits for the process to be gone.
+func (a *AccelCRI) Kill(t testing.TB) {
+	t.Helper()
+	if err := a.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a.Wait(30 * time.Second)
+}
+
+// Start starts a stopped or killed accel-cri again with the same directories.
+func (a *AccelCRI) Start(t testing.TB) {
+	t.Helper()
+	a.start(Binary(t))
+}
+
+// ContainerdPID is the pid of the managed containerd, from its pid file.
+func (a *AccelCRI) ContainerdPID() int {
+	b, err := os.ReadFile(filepath.Join(a.State, "containerd", "containerd.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// LogTail returns the last n lines of accel-cri's log.
+func (a *AccelCRI) LogTail(n int) string {
+	f, err := os.Open(a.LogPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Status returns the runtime conditions by type.
+func (a *AccelCRI) Status(ctx context.Context) (map[string]*runtimeapi.RuntimeCondition, error) {
+	st, err := a.Runtime.Status(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*runtimeapi.RuntimeCondition{}
+	for _, c := range st.GetStatus().GetConditions() {
+		out[c.Type] = c
+	}
+	return out, nil
+}
+
+func (a *AccelCRI) cleanup() {
+	t := a.t
+	if t.Failed() {
+		t.Logf("accel-cri log tail (%s):\n%s", a.LogPath, a.LogTail(60))
+	}
+	a.mu.Lock()
+	cmd := a.cmd
+	a.mu.Unlock()
+	if cmd != nil {
+		select {
+		case <-a.exited:
+		default:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			if a.Wait(30*time.Second) != nil {
+				_ = cmd.Process.Kill()
+				<-a.exited
+			}
+		}
+	}
+	// The managed containerd dies with accel-cri (SIGTERM stops it, and a
+	// killed accel-cri takes it along); make sure no process we started lives.
+	if pid := a.ContainerdPID(); pid > 0 && processHasArg(pid, a.State) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	unmountUnder(a.Dir)
+	if err := os.RemoveAll(a.Dir); err != nil {
+		t.Errorf("remove %s: %v", a.Dir, err)
+	}
+}
+
+// processHasArg reports whether pid's command line mentions s: only then is
+// it one of the processes this instance started.
+func processHasArg(pid int, s string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && bytes.Contains(b, []byte(s))
+}
+
+// unmountUnder lazily unmounts every mount below dir, deepest first.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var mps []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/")) {
+			mps = append(mps, f[1])
+		}
+	}
+	for i := len(mps) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mps[i], syscall.MNT_DETACH)
+	}
+}
