@@ -36,6 +36,7 @@ type Config struct {
 	PullProgressTime Duration `toml:"image_pull_progress_timeout" json:"image_pull_progress_timeout" comment:"A pull that receives no bytes for this long is cancelled. \"0s\" disables the check."`
 	CNIConfDir       string   `toml:"cni_conf_dir" json:"cni_conf_dir" comment:"Directory of CNI network configurations; the first (lexical) .conflist/.conf is used.\nStatus reports NetworkReady=false while it holds none."`
 	CNIBinDirs       []string `toml:"cni_bin_dirs" json:"cni_bin_dirs" comment:"Directories searched for CNI plugin binaries."`
+	PodShmSize       int64    `toml:"pod_shm_size" json:"pod_shm_size" comment:"Size in bytes of each pod's /dev/shm (a tmpfs shared by the pod's containers)."`
 	StreamingAddr    string   `toml:"streaming_address" json:"streaming_address" comment:"Address of the exec/attach/port-forward streaming server. Port 0 picks a free port."`
 	CgroupDriver     string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
 	LogLevel         string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
@@ -71,6 +72,7 @@ func Default() Config {
 		PullProgressTime: Duration(5 * time.Minute),
 		CNIConfDir:       "/etc/cni/net.d",
 		CNIBinDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
+		PodShmSize:       64 << 20,
 		StreamingAddr:    "127.0.0.1:0",
 		CgroupDriver:     "auto",
 		LogLevel:         "info",
@@ -154,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SandboxImage == "" {
 		errs = append(errs, errors.New("sandbox_image: must be set"))
+	}
+	if c.PodShmSize < 4096 {
+		errs = append(errs, fmt.Errorf("pod_shm_size: %d is less than one page (4096)", c.PodShmSize))
 	}
 	if c.PullProgressTime < 0 {
 		errs = append(errs, errors.New("image_pull_progress_timeout: must not be negative"))

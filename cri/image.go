@@ -16,9 +16,6 @@ import (
 // and a bound keeps a hostile request from reaching the parser with megabytes.
 const maxRefLen = 4096
 
-// streamImagesPage is how many images one StreamImages message carries.
-const streamImagesPage = 100
-
 func validateImageRef(field, ref string) error {
 	switch {
 	case ref == "":
@@ -109,14 +106,9 @@ func (s *Server) StreamImages(req *runtimeapi.StreamImagesRequest, stream runtim
 	if err != nil {
 		return err
 	}
-	for len(list) > 0 {
-		n := min(len(list), streamImagesPage)
-		if err := stream.Send(&runtimeapi.StreamImagesResponse{Images: list[:n]}); err != nil {
-			return err
-		}
-		list = list[n:]
-	}
-	return nil
+	return sendPages(list, func(page []*runtimeapi.Image) error {
+		return stream.Send(&runtimeapi.StreamImagesResponse{Images: page})
+	})
 }
 
 func (s *Server) listImages(ctx context.Context, f *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {

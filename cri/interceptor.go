@@ -112,3 +112,5 @@ func codeOf(err error) codes.Code {
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errdefs.ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
+
+func isNotFound(err error) bool { return errdefs.IsNotFound(err) }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/sandbox"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -22,6 +23,32 @@ type Runtime interface {
 	RuntimeReady(ctx context.Context) error
 	NetworkReady(ctx context.Context) error
 	CgroupDriver() string
+	Features() sandbox.HandlerFeatures
+
+	RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error)
+	StopPod(ctx context.Context, id string) error
+	RemovePod(ctx context.Context, id string) error
+	PodStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.PodSandboxStatus, []*runtimeapi.ContainerStatus, map[string]string, error)
+	ListPods(f sandbox.PodFilter) []*runtimeapi.PodSandbox
+	UpdatePodResources(ctx context.Context, id string, overhead, resources *runtimeapi.LinuxContainerResources) error
+
+	CreateContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (string, error)
+	StartContainer(ctx context.Context, id string) error
+	StopContainer(ctx context.Context, id string, timeout int64) error
+	RemoveContainer(ctx context.Context, id string) error
+	ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
+	ListContainers(f sandbox.ContainerFilter) []*runtimeapi.Container
+	UpdateContainerResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error
+	ReopenContainerLog(ctx context.Context, id string) error
+
+	ContainerStats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error)
+	ListContainerStats(ctx context.Context, f sandbox.ContainerFilter) ([]*runtimeapi.ContainerStats, error)
+	PodStats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error)
+	ListPodStats(ctx context.Context, f sandbox.PodFilter) ([]*runtimeapi.PodSandboxStats, error)
+	MetricDescriptors() []*runtimeapi.MetricDescriptor
+	PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error)
+
+	Subscribe() (<-chan *runtimeapi.ContainerEventResponse, func())
 }
 
 // VersionInfo names this build.

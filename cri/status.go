@@ -41,8 +41,13 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	runtimeCond := condition(runtimeapi.RuntimeReady, s.runtime.RuntimeReady(ctx), ReasonRuntimeNotReady)
 	networkCond := condition(runtimeapi.NetworkReady, s.runtime.NetworkReady(ctx), ReasonNetworkNotReady)
+	f := s.runtime.Features()
+	hf := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: f.RecursiveReadOnlyMounts, UserNamespaces: f.UserNamespaces}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, networkCond}},
+		// The default handler ("") and its name are both runc.
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: hf}, {Name: "runc", Features: hf}},
+		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() && s.info != nil {
 		info, err := verboseInfo(s.info())

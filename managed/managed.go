@@ -7,7 +7,9 @@
 //
 // Containers survive both a containerd restart and accel-cri's shutdown:
 // their shims run in their own process groups and are not children that die
-// with containerd. The package must not know about pods, images or gRPC
+// with containerd. containerd itself survives an accel-cri crash, and the
+// next accel-cri adopts it: restarting containerd would make it discard the
+// shims of tasks that exited meanwhile, and with them their exit status. The package must not know about pods, images or gRPC
 // beyond the health check that says containerd serves.
 package managed
 
@@ -27,6 +29,7 @@ import (
 
 	"github.com/accel-cri/accel-cri/internal/fsutil"
 	containerd "github.com/containerd/containerd/v2/client"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
 
@@ -53,8 +56,10 @@ type Daemon struct {
 	opts Options
 
 	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when the current process has been waited for
+	proc     *os.Process
+	exited   <-chan struct{} // closed when the current process has exited
+	status   func() string   // how it exited, once exited is closed
+	adopted  bool            // proc was started by an earlier accel-cri
 	restarts int
 	stopping bool
 
@@ -98,14 +103,14 @@ func (d *Daemon) LogPath() string { return filepath.Join(d.opts.State, "containe
 func (d *Daemon) PID() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.cmd == nil || d.cmd.Process == nil {
+	if d.proc == nil {
 		return 0
 	}
 	select {
 	case <-d.exited:
 		return 0
 	default:
-		return d.cmd.Process.Pid
+		return d.proc.Pid
 	}
 }
 
@@ -131,11 +136,16 @@ func (d *Daemon) Start(ctx context.Context) error {
 			return fmt.Errorf("managed containerd: %w", err)
 		}
 	}
-	if err := fsutil.WriteFileAtomic(d.ConfigPath(), renderConfig(d.opts, d.Address()), 0o600); err != nil {
-		return fmt.Errorf("managed containerd: write config: %w", err)
+	config := renderConfig(d.opts, d.Address())
+	if d.adopt(ctx, config) {
+		go d.supervise()
+		return nil
 	}
 	if err := d.stopLeftover(); err != nil {
 		return err
+	}
+	if err := fsutil.WriteFileAtomic(d.ConfigPath(), config, 0o600); err != nil {
+		return fmt.Errorf("managed containerd: write config: %w", err)
 	}
 	if err := d.startProcess(ctx); err != nil {
 		return err
@@ -154,13 +164,13 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		return nil
 	}
 	d.stopping = true
-	cmd, exited := d.cmd, d.exited
+	proc, exited := d.proc, d.exited
 	d.mu.Unlock()
 	close(d.stop)
-	if cmd == nil {
+	if proc == nil {
 		return nil
 	}
-	err := terminate(ctx, cmd.Process, exited, d.opts.StopTimeout)
+	err := terminate(ctx, proc, exited, d.opts.StopTimeout)
 	<-d.done
 	_ = os.Remove(d.PIDFile())
 	return err
@@ -177,11 +187,9 @@ func (d *Daemon) startProcess(ctx context.Context) error {
 	cmd.Dir = d.opts.State
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Own process group: a terminal's ^C to accel-cri must not reach
-		// containerd, which accel-cri stops in order.
+		// containerd, which accel-cri stops in order. No Pdeathsig: a
+		// crashed accel-cri leaves containerd running for the next one.
 		Setpgid: true,
-		// containerd must not outlive accel-cri (a restarted accel-cri would
-		// find the root locked). Shims are not its children and survive.
-		Pdeathsig: syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -194,7 +202,8 @@ func (d *Daemon) startProcess(ctx context.Context) error {
 		close(exited)
 	}()
 	d.mu.Lock()
-	d.cmd, d.exited = cmd, exited
+	d.proc, d.exited, d.adopted = cmd.Process, exited, false
+	d.status = func() string { return cmd.ProcessState.String() }
 	d.mu.Unlock()
 	if err := fsutil.WriteFileAtomic(d.PIDFile(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		klog.ErrorS(err, "Cannot write containerd pid file", "path", d.PIDFile())
@@ -273,7 +282,7 @@ func (d *Daemon) supervise() {
 		case <-exited:
 		}
 		d.mu.Lock()
-		code := d.cmd.ProcessState.String()
+		code := d.status()
 		d.mu.Unlock()
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
@@ -307,10 +316,11 @@ func (d *Daemon) supervise() {
 	}
 }
 
-// stopLeftover stops a containerd that an earlier accel-cri started with this
-// same config and that is still alive. It is recognised by its pid file and
-// its command line naming our config path, so no unrelated process is touched.
-func (d *Daemon) stopLeftover() error {
+// leftover returns the containerd an earlier accel-cri started with this
+// state directory, if it still runs. It is recognised by the pid file and
+// by its command line naming our config path, so no unrelated process is
+// ever touched.
+func (d *Daemon) leftover() *os.Process {
 	data, err := os.ReadFile(d.PIDFile())
 	if err != nil {
 		return nil
@@ -327,16 +337,76 @@ func (d *Daemon) stopLeftover() error {
 	if err != nil {
 		return nil
 	}
-	klog.InfoS("Stopping containerd left by an earlier accel-cri", "pid", pid)
-	_ = proc.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(d.opts.StopTimeout)
-	for time.Now().Before(deadline) {
-		if proc.Signal(syscall.Signal(0)) != nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond) // not our child: no wait channel exists
+	return proc
+}
+
+// adopt takes over a containerd left running by an accel-cri that died (a
+// crash does not take containerd down, so tasks that exit meanwhile keep
+// their exit status). Only a daemon that was started with exactly the
+// config this accel-cri would write, and that serves, is adopted; its exit
+// is watched through a pidfd, as it is not our child.
+func (d *Daemon) adopt(ctx context.Context, config []byte) bool {
+	proc := d.leftover()
+	if proc == nil {
+		return false
 	}
-	_ = proc.Signal(syscall.SIGKILL)
+	if old, err := os.ReadFile(d.ConfigPath()); err != nil || !bytes.Equal(old, config) {
+		klog.InfoS("Running containerd has another config; restarting it", "pid", proc.Pid)
+		return false
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := d.healthCheck(hctx); err != nil {
+		klog.InfoS("Running containerd does not serve; restarting it", "pid", proc.Pid, "err", err)
+		return false
+	}
+	exited, err := watchExit(proc.Pid)
+	if err != nil {
+		klog.InfoS("Cannot watch running containerd; restarting it", "pid", proc.Pid, "err", err)
+		return false
+	}
+	d.mu.Lock()
+	d.proc, d.exited, d.adopted = proc, exited, true
+	d.status = func() string { return "exited (adopted process)" }
+	d.mu.Unlock()
+	klog.InfoS("Adopted running managed containerd", "pid", proc.Pid, "address", d.Address())
+	return true
+}
+
+// watchExit returns a channel closed when the process exits, from a pidfd
+// that becomes readable at exit: an event, not polling.
+func watchExit(pid int) (<-chan struct{}, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	return exited, nil
+}
+
+// stopLeftover stops a containerd left by an earlier accel-cri that could
+// not be adopted (another config, or not serving).
+func (d *Daemon) stopLeftover() error {
+	proc := d.leftover()
+	if proc == nil {
+		return nil
+	}
+	klog.InfoS("Stopping containerd left by an earlier accel-cri", "pid", proc.Pid)
+	exited, err := watchExit(proc.Pid)
+	if err != nil {
+		return nil // already gone
+	}
+	_ = terminate(context.Background(), proc, exited, d.opts.StopTimeout)
 	return nil
 }
 

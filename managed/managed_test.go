@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,13 +111,14 @@ func TestRestartAfterKill(t *testing.T) {
 	}
 }
 
-func TestStopsLeftoverFromEarlierRun(t *testing.T) {
-	opts := testOptions(t)
-	d := New(opts)
+// startLeftover starts containerd as an earlier accel-cri would have left
+// it: with config, and its pid in the pid file.
+func startLeftover(t *testing.T, d *Daemon, opts Options, config []byte) (*exec.Cmd, chan struct{}) {
+	t.Helper()
 	for _, dir := range []string{opts.Root, opts.State} {
 		os.MkdirAll(dir, 0o711)
 	}
-	if err := fsutil.WriteFileAtomic(d.ConfigPath(), renderConfig(opts, d.Address()), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(d.ConfigPath(), config, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	left := exec.Command("containerd", "--config", d.ConfigPath())
@@ -127,6 +129,48 @@ func TestStopsLeftoverFromEarlierRun(t *testing.T) {
 	go func() { left.Wait(); close(waited) }()
 	t.Cleanup(func() { left.Process.Kill(); <-waited })
 	os.WriteFile(d.PIDFile(), []byte(strconv.Itoa(left.Process.Pid)), 0o644)
+	if err := d.waitServing(context.Background(), waited); err != nil {
+		t.Fatal(err)
+	}
+	return left, waited
+}
+
+// A containerd left by a crashed accel-cri with the same config is adopted,
+// supervised (restarted when it dies) and stopped by Stop.
+func TestAdoptsLeftoverFromEarlierRun(t *testing.T) {
+	opts := testOptions(t)
+	d := New(opts)
+	left, waited := startLeftover(t, d, opts, renderConfig(opts, d.Address()))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	if d.PID() != left.Process.Pid {
+		t.Fatalf("pid %d, want the adopted %d", d.PID(), left.Process.Pid)
+	}
+	left.Process.Kill()
+	<-waited
+	deadline := time.Now().Add(30 * time.Second)
+	for d.Restarts() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("adopted containerd not restarted after it died")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pid := d.PID(); pid == 0 || pid == left.Process.Pid {
+		t.Fatalf("pid after restart %d", pid)
+	}
+}
+
+// One with another config is stopped and replaced.
+func TestReplacesLeftoverWithOtherConfig(t *testing.T) {
+	opts := testOptions(t)
+	d := New(opts)
+	config := append(renderConfig(opts, d.Address()), []byte("\n# changed by an operator\n")...)
+	left, waited := startLeftover(t, d, opts, config)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -137,7 +181,7 @@ func TestStopsLeftoverFromEarlierRun(t *testing.T) {
 	select {
 	case <-waited:
 	case <-time.After(15 * time.Second):
-		t.Fatal("leftover containerd still running")
+		t.Fatal("leftover containerd with another config still running")
 	}
 	if d.PID() == left.Process.Pid || d.PID() == 0 {
 		t.Fatalf("new pid %d", d.PID())
@@ -149,5 +193,25 @@ func TestStartFailsClearly(t *testing.T) {
 	opts.Binary = "/nonexistent/containerd"
 	if err := New(opts).Start(context.Background()); err == nil || !strings.Contains(err.Error(), "find binary") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A goroutine that ends while locked to its OS thread makes Go end that
+// thread (containerd's netns creation does this on purpose). That must not
+// deliver Pdeathsig to containerd.
+func TestSurvivesThreadExits(t *testing.T) {
+	d := startDaemon(t, testOptions(t))
+	pid := d.PID()
+	for i := 0; i < 200; i++ {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runtime.LockOSThread() // never unlocked: the thread exits
+		}()
+		<-done
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !alive(pid) || d.Restarts() != 0 {
+		t.Fatalf("containerd %d died when unrelated threads exited (alive=%v restarts=%d)", pid, alive(pid), d.Restarts())
 	}
 }

@@ -4,13 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/images"
 )
 
 // ErrRuntimeNotReady reports that containerd does not answer.
 var ErrRuntimeNotReady = errors.New("containerd is not serving")
+
+// ImageSource is what the runtime needs from the image store: the image a
+// container is created from, and the sandbox image, pulled if absent.
+type ImageSource interface {
+	Get(ctx context.Context, ref string) (images.Image, error)
+	Pull(ctx context.Context, ref string, auth *images.AuthConfig) (images.Image, error)
+}
+
+// runcRuntime is containerd's runtime type for runc-compatible runtimes.
+const runcRuntime = "io.containerd.runc.v2"
 
 // Runtime runs pods and containers on one containerd.
 type Runtime struct {
@@ -18,6 +37,26 @@ type Runtime struct {
 	network      *Network
 	oom          *OOMScoreRange
 	cgroupDriver string
+	images       ImageSource
+	sandboxImage string
+	snapshotter  string
+	rootDir      string // persistent: checkpoints
+	stateDir     string // volatile: netns, pod files, fifos, runc root
+	shmSize      int64
+	appArmor     bool
+	cgroupV2     bool
+	// swapAccounting and hugetlb say whether those cgroup controllers exist.
+	swapAccounting, hugetlb bool
+	namespace               string // containerd namespace, for event filters
+
+	store   *store
+	events  *broadcaster
+	monitor *monitor
+	cpu     cpuSamples
+
+	features HandlerFeatures
+
+	pullMu sync.Mutex // one sandbox image pull at a time
 }
 
 // Option configures a Runtime.
@@ -32,9 +71,36 @@ func WithOOMScoreRange(o *OOMScoreRange) Option { return func(r *Runtime) { r.oo
 // WithCgroupDriver sets the resolved cgroup driver.
 func WithCgroupDriver(d string) Option { return func(r *Runtime) { r.cgroupDriver = d } }
 
-// New returns a Runtime over a connected containerd client.
+// WithImages sets the image store containers are created from.
+func WithImages(s ImageSource) Option { return func(r *Runtime) { r.images = s } }
+
+// WithSandboxImage sets the pause image.
+func WithSandboxImage(ref string) Option { return func(r *Runtime) { r.sandboxImage = ref } }
+
+// WithSnapshotter sets the containerd snapshotter for root filesystems.
+func WithSnapshotter(name string) Option { return func(r *Runtime) { r.snapshotter = name } }
+
+// WithDirs sets the persistent and the volatile state directories.
+func WithDirs(root, state string) Option {
+	return func(r *Runtime) { r.rootDir, r.stateDir = root, state }
+}
+
+// WithNamespace names the containerd namespace the client uses.
+func WithNamespace(ns string) Option { return func(r *Runtime) { r.namespace = ns } }
+
+// WithShmSize sets the size of each pod's /dev/shm.
+func WithShmSize(bytes int64) Option { return func(r *Runtime) { r.shmSize = bytes } }
+
+// New returns a Runtime over a connected containerd client. Call Start to
+// recover the state of earlier runs and follow task exits.
 func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
-	r := &Runtime{client: client, cgroupDriver: CgroupDriverCgroupfs}
+	r := &Runtime{
+		client:       client,
+		cgroupDriver: CgroupDriverCgroupfs,
+		snapshotter:  "overlayfs",
+		shmSize:      defaultShmSize,
+		namespace:    "accel-cri",
+	}
 	for _, o := range opts {
 		o(r)
 	}
@@ -44,7 +110,54 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	if r.oom == nil {
 		r.oom = &OOMScoreRange{Min: oomScoreAdjMin}
 	}
+	if r.rootDir == "" || r.stateDir == "" {
+		return nil, errors.New("sandbox: root and state directories are required")
+	}
+	var err error
+	for _, d := range []string{r.rootDir, r.stateDir, r.netnsDir(), r.runcRoot()} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	r.appArmor = appArmorEnabled()
+	r.cgroupV2 = cgroupV2()
+	r.swapAccounting, r.hugetlb = cgroupControllers(r.cgroupV2)
+	if r.features, err = probeFeatures("runc"); err != nil {
+		klog.InfoS("OCI runtime features unknown; optional features off", "err", err)
+	}
+	r.store = newStore(r.rootDir)
+	r.events = newBroadcaster()
 	return r, nil
+}
+
+func (r *Runtime) netnsDir() string              { return filepath.Join(r.stateDir, "netns") }
+func (r *Runtime) runcRoot() string              { return filepath.Join(r.stateDir, "runc") }
+func (r *Runtime) podDir(id string) string       { return filepath.Join(r.stateDir, "pods", id) }
+func (r *Runtime) containerDir(id string) string { return filepath.Join(r.stateDir, "containers", id) }
+
+// runtimeOptions are the runc shim options for every container: runc keeps
+// its state under accel-cri's state dir, never in the host's /run/runc.
+func (r *Runtime) runtimeOptions() *options.Options {
+	return &options.Options{Root: r.runcRoot(), SystemdCgroup: r.cgroupDriver == CgroupDriverSystemd}
+}
+
+// Start rebuilds the store from containerd and the checkpoints, then follows
+// task exits until ctx ends or Close.
+func (r *Runtime) Start(ctx context.Context) error {
+	if err := r.recover(ctx); err != nil {
+		return err
+	}
+	r.monitor = newMonitor(r)
+	r.monitor.start()
+	return nil
+}
+
+// Close stops following events; containers keep running.
+func (r *Runtime) Close() {
+	if r.monitor != nil {
+		r.monitor.stop()
+	}
+	r.events.close()
 }
 
 // RuntimeReady is nil when containerd answers its health service.
@@ -69,3 +182,43 @@ func (r *Runtime) CgroupDriver() string { return r.cgroupDriver }
 
 // OOMScoreRange is what this host permits for containers' oom_score_adj.
 func (r *Runtime) OOMScoreRange() *OOMScoreRange { return r.oom }
+
+// checkHandler accepts the runtime handlers this runtime has. Only the
+// default (runc) exists until handlers are configurable.
+func checkHandler(h string) error {
+	switch h {
+	case "", "runc":
+		return nil
+	}
+	return fmt.Errorf("%w: runtime handler %q is not configured (known: runc)", errdefs.ErrNotFound, h)
+}
+
+func appArmorEnabled() bool {
+	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	return err == nil && len(b) > 0 && b[0] == 'Y'
+}
+
+// cgroupControllers reports whether swap accounting and the hugetlb
+// controller exist; limits for missing controllers make runc fail.
+func cgroupControllers(v2 bool) (swap, hugetlb bool) {
+	if v2 {
+		b, _ := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+		_, err := os.Stat("/sys/fs/cgroup/memory.swap.max")
+		return err == nil, strings.Contains(string(b), "hugetlb")
+	}
+	_, serr := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+	_, herr := os.Stat("/sys/fs/cgroup/hugetlb")
+	return serr == nil, herr == nil
+}
+
+func cgroupV2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
+// logErr logs an error from a cleanup step that cannot fail the request.
+func logErr(err error, msg string, kv ...any) {
+	if err != nil {
+		klog.ErrorS(err, msg, kv...)
+	}
+}

@@ -110,10 +110,20 @@ func serve(cfg config.Config) error {
 		sandbox.WithNetwork(network),
 		sandbox.WithOOMScoreRange(oom),
 		sandbox.WithCgroupDriver(driver),
+		sandbox.WithImages(imgs),
+		sandbox.WithSandboxImage(cfg.SandboxImage),
+		sandbox.WithSnapshotter(cfg.Snapshotter),
+		sandbox.WithNamespace(cfg.Namespace),
+		sandbox.WithDirs(filepath.Join(cfg.Root, "sandbox"), filepath.Join(cfg.State, "sandbox")),
+		sandbox.WithShmSize(cfg.PodShmSize),
 	)
 	if err != nil {
 		return err
 	}
+	if err := rt.Start(initCtx); err != nil {
+		return fmt.Errorf("recover pods and containers: %w", err)
+	}
+	defer rt.Close()
 
 	srv := cri.NewServer(imgs, rt,
 		cri.WithVersion(cri.VersionInfo{Version: version.Version, Commit: version.Commit}),

@@ -19,6 +19,8 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
+
+	"github.com/accel-cri/accel-cri/internal/testutil/hostnet"
 )
 
 // AccelCRIOptions configures one accel-cri instance under test.
@@ -45,6 +47,9 @@ type AccelCRI struct {
 	CNIConfDir, RegistryConfDir string
 	ConfigPath, LogPath         string
 	NetworkName                 string
+	// Bridge is the CNI bridge WriteCNIConfig made ("" without CNI).
+	Bridge  string
+	netUndo []func()
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -135,23 +140,44 @@ func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
 }
 
 // WriteCNIConfig writes a bridge + portmap conflist whose network and bridge
-// names belong to this instance, so parallel runs do not share a bridge.
+// names belong to this instance. The test creates the bridge with its
+// gateway address itself and the plugin runs with isGateway false: the
+// bridge plugin would otherwise switch on net.ipv4.ip_forward for the whole
+// host. CNI use is serialised with other test processes, and the host's
+// sysctls and portmap's shared chains are put back at the end.
 func (a *AccelCRI) WriteCNIConfig(t testing.TB) {
 	t.Helper()
-	bridge := "ac" + a.NetworkName[len(a.NetworkName)-min(8, len(a.NetworkName)):]
+	// Undone by cleanup after the pods are gone, in reverse order.
+	a.netUndo = append(a.netUndo,
+		hostnet.LockHostNetwork(t),
+		hostnet.RestoreSysctl(t, "/proc/sys/net/ipv4/ip_forward"),
+		hostnet.RemovePortmapChainsIfNew(t, "iptables"),
+		func() { hostnet.RemoveNetworkRules(t, "iptables", a.NetworkName) },
+		func() { hostnet.RemoveCNICache(a.NetworkName) })
+	a.Bridge = "ac" + a.NetworkName[len(a.NetworkName)-min(8, len(a.NetworkName)):]
 	h := fnv.New32a()
 	h.Write([]byte(a.NetworkName))
 	n := h.Sum32()
-	subnet := fmt.Sprintf("10.%d.%d.0/24", 200+n%50, (n/50)%256)
+	prefix := fmt.Sprintf("10.%d.%d", 200+n%50, (n/50)%256)
+	for _, args := range [][]string{
+		{"link", "add", a.Bridge, "type", "bridge"},
+		{"addr", "add", prefix + ".1/24", "dev", a.Bridge},
+		{"link", "set", a.Bridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	a.netUndo = append(a.netUndo, func() { exec.Command("ip", "link", "del", a.Bridge).Run() })
 	conf := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": %q,
   "plugins": [
-    {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}},
+    {"type": "bridge", "bridge": %q, "isGateway": false, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q, "gateway": %q}]], "dataDir": %q}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
-}`, a.NetworkName, bridge, subnet, filepath.Join(a.Dir, "ipam"))
+}`, a.NetworkName, a.Bridge, prefix+".0/24", prefix+".1", filepath.Join(a.Dir, "ipam"))
 	if err := os.WriteFile(filepath.Join(a.CNIConfDir, "10-"+a.NetworkName+".conflist"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -343,11 +369,20 @@ func (a *AccelCRI) cleanup() {
 	t := a.t
 	if t.Failed() {
 		t.Logf("accel-cri log tail (%s):\n%s", a.LogPath, a.LogTail(60))
+		if b, err := os.ReadFile(filepath.Join(a.State, "containerd", "containerd.log")); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			t.Logf("managed containerd log tail:\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
 	}
 	a.mu.Lock()
 	cmd := a.cmd
 	a.mu.Unlock()
 	if cmd != nil {
+		select {
+		case <-a.exited:
+		default:
+			a.removeAllPods()
+		}
 		select {
 		case <-a.exited:
 		default:
@@ -358,12 +393,20 @@ func (a *AccelCRI) cleanup() {
 			}
 		}
 	}
-	// The managed containerd dies with accel-cri (SIGTERM stops it, and a
-	// killed accel-cri takes it along); make sure no process we started lives.
+	// SIGTERM stops the managed containerd; after a SIGKILL it keeps running
+	// (the next accel-cri adopts it). Make sure no process we started lives.
 	if pid := a.ContainerdPID(); pid > 0 && processHasArg(pid, a.State) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// Whatever a failed test left running is ours: container processes in
+	// our cgroups, shims serving our containerd.
+	a.killCgroupProcs()
+	killProcsWithArg(a.State)
 	unmountUnder(a.Dir)
+	a.removeCgroups()
+	for i := len(a.netUndo) - 1; i >= 0; i-- {
+		a.netUndo[i]()
+	}
 	if err := os.RemoveAll(a.Dir); err != nil {
 		t.Errorf("remove %s: %v", a.Dir, err)
 	}
@@ -374,6 +417,20 @@ func (a *AccelCRI) cleanup() {
 func processHasArg(pid int, s string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && bytes.Contains(b, []byte(s))
+}
+
+// killProcsWithArg kills every process whose command line mentions s.
+func killProcsWithArg(s string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if processHasArg(pid, s) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // unmountUnder lazily unmounts every mount below dir, deepest first.

@@ -1,0 +1,472 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/moby/sys/signal"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/images"
+)
+
+// Exit reasons kubelet shows.
+const (
+	reasonCompleted  = "Completed"
+	reasonError      = "Error"
+	reasonOOMKilled  = "OOMKilled"
+	reasonStartError = "StartError"
+	reasonUnknown    = "Unknown"
+	// exitCodeStartError is what a container that failed to start reports.
+	exitCodeStartError = 128
+	// exitCodeUnknown is reported when the exit happened while nobody
+	// could observe it and containerd kept no status (the shim was lost).
+	exitCodeUnknown = 255
+)
+
+// CreateContainer creates a container in a ready pod from an image that is
+// present. It does not start it.
+func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
+	p, err := r.store.pod(podID)
+	if err != nil {
+		return "", err
+	}
+	pst := r.store.podStatusOf(p)
+	if pst.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return "", fmt.Errorf("%w: pod sandbox %s is not ready", errdefs.ErrFailedPrecondition, p.ID)
+	}
+	img, err := r.images.Get(ctx, cfg.GetImage().GetImage())
+	if err != nil {
+		return "", fmt.Errorf("image %q of container %q: %w", cfg.GetImage().GetImage(), cfg.GetMetadata().GetName(), err)
+	}
+	cimg, err := r.containerdImage(ctx, img)
+	if err != nil {
+		return "", err
+	}
+	id := newID()
+	name := containerName(p.ID, cfg.GetMetadata())
+	if err := r.store.reserveName(name, id); err != nil {
+		return "", err
+	}
+	defer func() {
+		if retErr != nil {
+			r.store.releaseName(name, id)
+		}
+	}()
+
+	meta := containerMeta{
+		ID: id, PodID: p.ID, Config: cfg, ImageName: cfg.GetImage().GetImage(), ImageID: img.ID,
+		ImageRef: imageRef(img), CreatedAt: time.Now(),
+	}
+	if dir, rel := p.Config.GetLogDirectory(), cfg.GetLogPath(); dir != "" && rel != "" {
+		meta.LogPath = filepath.Join(dir, rel)
+	}
+	meta.StopSignal = stopSignalOf(cfg, img.Spec.Config.StopSignal)
+	if meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, p.Config.GetLinux().GetCgroupParent(), id); err != nil {
+		return "", err
+	}
+	var targetPID uint32
+	if t := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetTargetId(); t != "" {
+		tc, err := r.store.container(t)
+		if err != nil {
+			return "", fmt.Errorf("namespace target: %w", err)
+		}
+		if targetPID = r.store.containerStatusOf(tc).PID; targetPID == 0 {
+			return "", fmt.Errorf("%w: namespace target container %s is not running", errdefs.ErrFailedPrecondition, t)
+		}
+	}
+	specOpts, err := containerSpecOpts(containerSpecParams{
+		ID: id, SandboxID: p.ID, PodConfig: p.Config, Config: cfg,
+		Image: img.Spec.Config, ImageName: meta.ImageName,
+		SandboxPID: pst.PID, TargetPID: targetPID, NetNSPath: p.NetNSPath,
+		HostnamePath: p.Files.HostnamePath, HostsPath: p.Files.HostsPath, ResolvPath: p.Files.ResolvPath, ShmPath: p.Files.ShmPath,
+		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: p.RuntimeHandler, AppArmorEnabled: r.appArmor,
+		CgroupV2: r.cgroupV2, SwapAvailable: r.swapAccounting, HugetlbAvailable: r.hugetlb, UsernsSupported: r.features.UserNamespaces,
+	})
+	if err != nil {
+		return "", err
+	}
+	ctr, err := r.client.NewContainer(ctx, id,
+		containerd.WithSnapshotter(r.snapshotter),
+		containerd.WithNewSnapshot(id, cimg),
+		containerd.WithNewSpec(specOpts...),
+		containerd.WithRuntime(runcRuntime, r.runtimeOptions()),
+		containerd.WithContainerLabels(map[string]string{labelKind: kindCtr, labelPodID: p.ID}),
+		containerd.WithContainerExtension(extContainerMeta, &meta),
+	)
+	if err != nil {
+		return "", fmt.Errorf("create container %q: %w", cfg.GetMetadata().GetName(), err)
+	}
+	defer func() {
+		if retErr != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			logErr(ctr.Delete(dctx, containerd.WithSnapshotCleanup), "Undo container", "container", id)
+		}
+	}()
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read spec of container %s: %w", id, err)
+	}
+	c := newContainer(meta)
+	st := containerStatus{State: runtimeapi.ContainerState_CONTAINER_CREATED, Resources: cfg.GetLinux().GetResources(), User: userOf(spec)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := r.store.setContainerStatus(c, st); err != nil {
+		return "", err
+	}
+	r.store.addContainer(c)
+	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	return id, nil
+}
+
+// imageRef is the reference the CRI reports as image_ref: the digest
+// reference when the image has one (it names the exact content), else the id.
+func imageRef(img images.Image) string {
+	if len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0]
+	}
+	return img.ID
+}
+
+// stopSignalOf picks the signal that stops the container gracefully: the
+// CRI's (from the pod spec's lifecycle), else the image's, else SIGTERM.
+func stopSignalOf(cfg *runtimeapi.ContainerConfig, imageSignal string) string {
+	if s := cfg.GetStopSignal(); s != runtimeapi.Signal_RUNTIME_DEFAULT {
+		return s.String()
+	}
+	if imageSignal != "" {
+		return imageSignal
+	}
+	return "SIGTERM"
+}
+
+// StartContainer starts a created container with its output going to its
+// CRI log file.
+func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) {
+	c, err := r.store.container(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := r.store.containerStatusOf(c)
+	if st.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		return fmt.Errorf("%w: container %s is %s, not created", errdefs.ErrFailedPrecondition, c.ID, st.State)
+	}
+	p, err := r.store.pod(c.PodID)
+	if err != nil {
+		return err
+	}
+	if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return fmt.Errorf("%w: pod sandbox %s of container %s is not ready", errdefs.ErrFailedPrecondition, p.ID, c.ID)
+	}
+	defer c.markStartDone()
+	defer func() {
+		if retErr != nil {
+			// kubelet expects a container whose start failed to be exited.
+			st.State = runtimeapi.ContainerState_CONTAINER_EXITED
+			st.FinishedAt = time.Now()
+			st.ExitCode, st.Reason, st.Message = exitCodeStartError, reasonStartError, retErr.Error()
+			logErr(r.store.setContainerStatus(c, st), "Record start failure", "container", c.ID)
+			c.exitOnce.Do(func() { close(c.exited) })
+			r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+		}
+	}()
+
+	ctr, err := r.client.LoadContainer(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin())
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	task, err := ctr.NewTask(ctx, cio.creator())
+	if err != nil {
+		cio.close()
+		return fmt.Errorf("start container %s: create task: %w", c.ID, err)
+	}
+	cio.follow(task.IO())
+	c.io = cio
+	// The process starts during task.Start; taking the time before it keeps
+	// started <= finished for a process that exits at once.
+	startedAt := time.Now()
+	if err := task.Start(ctx); err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_, derr := task.Delete(dctx, containerd.WithProcessKill)
+		logErr(derr, "Delete task that failed to start", "container", c.ID)
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	st.State = runtimeapi.ContainerState_CONTAINER_RUNNING
+	st.PID = task.Pid()
+	st.StartedAt = startedAt
+	if err := r.store.setContainerStatus(c, st); err != nil {
+		return err
+	}
+	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	return nil
+}
+
+// StopContainer sends the stop signal, waits up to timeout seconds, then
+// SIGKILL. Stopping a stopped container succeeds; so does an unknown one.
+func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) error {
+	c, err := r.store.container(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := r.store.containerStatusOf(c)
+	if st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return nil
+	}
+	task, err := r.loadTask(ctx, c.ID)
+	if errdefs.IsNotFound(err) {
+		r.recordExit(c, exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stop container %s: %w", c.ID, err)
+	}
+	if timeout > 0 {
+		sig, err := signal.ParseSignal(c.StopSignal)
+		if err != nil {
+			sig = syscall.SIGTERM
+		}
+		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stop container %s: signal %s: %w", c.ID, c.StopSignal, err)
+		}
+		select {
+		case <-c.exited:
+			return nil
+		case <-time.After(time.Duration(timeout) * time.Second):
+			klog.V(2).InfoS("Container did not stop in time; killing", "container", c.ID, "timeout", timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stop container %s: kill: %w", c.ID, err)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(killWait):
+		// No exit event (containerd restarted in between?): reap directly.
+		r.reapContainer(ctx, c)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// RemoveContainer stops the container if it runs and removes it with its
+// root filesystem. Its log file stays (kubelet owns logs). Removing an
+// unknown container succeeds.
+func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
+	c, err := r.store.container(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.StopContainer(ctx, c.ID, 0); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := r.deleteContainerd(ctx, c.ID); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
+	if c.io != nil {
+		c.io.close()
+	}
+	if err := os.RemoveAll(r.containerDir(c.ID)); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
+	r.store.removeCheckpoints("containers", c.ID)
+	r.store.deleteContainer(c.ID)
+	r.store.releaseName(containerName(c.PodID, c.Config.GetMetadata()), c.ID)
+	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	return nil
+}
+
+// ContainerStatus reports one container.
+func (r *Runtime) ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error) {
+	c, err := r.store.container(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var info map[string]string
+	if verbose {
+		st := r.store.containerStatusOf(c)
+		info, err = jsonInfo(map[string]any{"info": map[string]any{
+			"sandboxID": c.PodID, "pid": st.PID, "cgroupsPath": c.CgroupsPath, "stopSignal": c.StopSignal,
+			"runtimeType": runcRuntime, "runtimeOptions": r.runtimeOptions(), "config": c.Config,
+		}})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return r.containerStatus(c), info, nil
+}
+
+func (r *Runtime) containerStatus(c *Container) *runtimeapi.ContainerStatus {
+	st := r.store.containerStatusOf(c)
+	out := &runtimeapi.ContainerStatus{
+		Id:          c.ID,
+		Metadata:    c.Config.GetMetadata(),
+		State:       st.State,
+		CreatedAt:   c.CreatedAt.UnixNano(),
+		ExitCode:    st.ExitCode,
+		Image:       &runtimeapi.ImageSpec{Image: c.ImageName, Annotations: c.Config.GetImage().GetAnnotations()},
+		ImageRef:    c.ImageRef,
+		ImageId:     c.ImageID,
+		Reason:      st.Reason,
+		Message:     st.Message,
+		Labels:      c.Config.GetLabels(),
+		Annotations: c.Config.GetAnnotations(),
+		Mounts:      c.Config.GetMounts(),
+		LogPath:     c.LogPath,
+		User:        st.User,
+	}
+	if !st.StartedAt.IsZero() {
+		out.StartedAt = st.StartedAt.UnixNano()
+	}
+	if !st.FinishedAt.IsZero() {
+		out.FinishedAt = st.FinishedAt.UnixNano()
+	}
+	if st.Resources != nil {
+		out.Resources = &runtimeapi.ContainerResources{Linux: st.Resources}
+	}
+	if s, err := signal.ParseSignal(c.StopSignal); err == nil {
+		if v, ok := runtimeapi.Signal_value[unix.SignalName(s)]; ok {
+			out.StopSignal = runtimeapi.Signal(v)
+		}
+	}
+	return out
+}
+
+// ContainerFilter selects containers for ListContainers.
+type ContainerFilter struct {
+	ID            string
+	PodID         string
+	State         *ContainerState
+	LabelSelector map[string]string
+}
+
+// ListContainers lists containers matching f.
+func (r *Runtime) ListContainers(f ContainerFilter) []*runtimeapi.Container {
+	var out []*runtimeapi.Container
+	for _, c := range r.store.listContainers() {
+		st := r.store.containerStatusOf(c)
+		if !matchID(c.ID, f.ID) || !matchID(c.PodID, f.PodID) || (f.State != nil && st.State != *f.State) || !matchLabels(c.Config.GetLabels(), f.LabelSelector) {
+			continue
+		}
+		out = append(out, &runtimeapi.Container{
+			Id: c.ID, PodSandboxId: c.PodID, Metadata: c.Config.GetMetadata(),
+			Image: &runtimeapi.ImageSpec{Image: c.ImageName}, ImageRef: c.ImageRef, ImageId: c.ImageID,
+			State: st.State, CreatedAt: c.CreatedAt.UnixNano(),
+			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+		})
+	}
+	return out
+}
+
+// UpdateContainerResources applies new limits to a created or running
+// container and records them.
+func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	c, err := r.store.container(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := r.store.containerStatusOf(c)
+	switch st.State {
+	case runtimeapi.ContainerState_CONTAINER_CREATED, runtimeapi.ContainerState_CONTAINER_RUNNING:
+	default:
+		return fmt.Errorf("%w: container %s is %s", errdefs.ErrFailedPrecondition, c.ID, st.State)
+	}
+	ctr, err := r.client.LoadContainer(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.updateSpecResources(spec, res); err != nil {
+		return err
+	}
+	if err := ctr.Update(ctx, withSpec(spec)); err != nil {
+		return fmt.Errorf("update spec of container %s: %w", c.ID, err)
+	}
+	if st.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+		task, err := ctr.Task(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := task.Update(ctx, containerd.WithResources(spec.Linux.Resources)); err != nil {
+			return fmt.Errorf("update resources of container %s: %w", c.ID, err)
+		}
+	}
+	st.Resources = res
+	return r.store.setContainerStatus(c, st)
+}
+
+// ReopenContainerLog makes a running container's output go to a fresh log
+// file at its log path (kubelet renamed the old one for rotation).
+func (r *Runtime) ReopenContainerLog(ctx context.Context, id string) error {
+	c, err := r.store.container(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING || c.io == nil {
+		return fmt.Errorf("%w: container %s is not running", errdefs.ErrFailedPrecondition, c.ID)
+	}
+	if c.LogPath == "" {
+		return fmt.Errorf("%w: container %s has no log path", errdefs.ErrFailedPrecondition, c.ID)
+	}
+	if err := c.io.reopenLog(); err != nil {
+		return fmt.Errorf("reopen log of container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// resourceFacts are this host's cgroup capabilities, found once.
+func (r *Runtime) resourceFacts() resourceFacts {
+	return resourceFacts{cgroupV2: r.cgroupV2, swap: r.swapAccounting, hugetlb: r.hugetlb}
+}
+
+// updateSpecResources replaces the resource limits in spec with res, the
+// same way CreateContainer sets them.
+func (r *Runtime) updateSpecResources(spec *runtimespec.Spec, res *runtimeapi.LinuxContainerResources) error {
+	opt, err := withContainerResources(res, r.resourceFacts())
+	if err != nil {
+		return err
+	}
+	for _, o := range []oci.SpecOpts{opt, withOOMScoreAdj(int(res.GetOomScoreAdj()), r.oom)} {
+		if o == nil {
+			continue
+		}
+		if err := o(context.Background(), nil, nil, spec); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package sandbox
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	eventtypes "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// ioDrainTimeout bounds the wait for a container's last output to reach
+// its log after the task exited.
+const ioDrainTimeout = 5 * time.Second
+
+// monitor follows containerd's task exit and OOM events and records them,
+// so exits are noticed without polling. After each (re)subscription, which
+// follows a containerd restart, it reconciles: exits that happened while it
+// was not subscribed are found by asking containerd once.
+type monitor struct {
+	r      *Runtime
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wg     sync.WaitGroup // exit handlers in flight
+}
+
+func newMonitor(r *Runtime) *monitor {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &monitor{r: r, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+func (m *monitor) start() { go m.run() }
+
+func (m *monitor) stop() {
+	m.cancel()
+	<-m.done
+	m.wg.Wait()
+}
+
+func (m *monitor) run() {
+	defer close(m.done)
+	backoff := 100 * time.Millisecond
+	for m.ctx.Err() == nil {
+		ns := m.r.namespace
+		evs, errs := m.r.client.Subscribe(m.ctx,
+			`topic=="/tasks/exit",namespace=="`+ns+`"`,
+			`topic=="/tasks/oom",namespace=="`+ns+`"`)
+		m.reconcile()
+		err := m.consume(evs, errs)
+		if m.ctx.Err() != nil {
+			return
+		}
+		klog.V(2).InfoS("Event subscription ended; resubscribing", "err", err, "backoff", backoff)
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (m *monitor) consume(evs <-chan *events.Envelope, errs <-chan error) error {
+	for {
+		select {
+		case <-m.ctx.Done():
+			return m.ctx.Err()
+		case err := <-errs:
+			return err
+		case env := <-evs:
+			if env == nil {
+				continue
+			}
+			ev, err := typeurl.UnmarshalAny(env.Event)
+			if err != nil {
+				klog.ErrorS(err, "Decode containerd event", "topic", env.Topic)
+				continue
+			}
+			m.handle(ev)
+		}
+	}
+}
+
+func (m *monitor) handle(ev any) {
+	switch e := ev.(type) {
+	case *eventtypes.TaskExit:
+		if e.ID != e.ContainerID {
+			return // an exec process, not the container's init
+		}
+		exit := exitInfo{code: int32(e.ExitStatus), at: e.ExitedAt.AsTime()}
+		if p := m.r.store.podExact(e.ContainerID); p != nil {
+			m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })
+			return
+		}
+		if c := m.r.store.containerExact(e.ContainerID); c != nil {
+			m.async(func(ctx context.Context) { m.r.handleContainerExit(ctx, c, &exit) })
+		}
+	case *eventtypes.TaskOOM:
+		if c := m.r.store.containerExact(e.ContainerID); c != nil {
+			m.r.store.markOOM(c)
+		}
+	}
+}
+
+func (m *monitor) async(f func(ctx context.Context)) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+		defer cancel()
+		f(ctx)
+	}()
+}
+
+// reconcile finds exits missed while no subscription was active.
+func (m *monitor) reconcile() {
+	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+	defer cancel()
+	for _, p := range m.r.store.listPods() {
+		if m.r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+			continue
+		}
+		if gone, _ := m.r.taskGone(ctx, p.ID); gone {
+			m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })
+		}
+	}
+	for _, c := range m.r.store.listContainers() {
+		if m.r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			continue
+		}
+		if gone, _ := m.r.taskGone(ctx, c.ID); gone {
+			m.async(func(ctx context.Context) { m.r.handleContainerExit(ctx, c, nil) })
+		}
+	}
+}
+
+// taskGone reports whether the task has stopped or no longer exists.
+func (r *Runtime) taskGone(ctx context.Context, id string) (bool, error) {
+	task, err := r.loadTask(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return errdefs.IsNotFound(err), err
+	}
+	return st.Status == containerd.Stopped, nil
+}
+
+// exitInfo is how a container ended.
+type exitInfo struct {
+	code    int32
+	at      time.Time
+	unknown bool // nobody saw the exit and containerd kept no status
+}
+
+// handleContainerExit waits for Start to finish (an exit can be reported
+// before Start returns), lets the output drain into the log, deletes the
+// task and records the exit. exit is nil when only containerd knows it.
+func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *exitInfo) {
+	select {
+	case <-c.startDone:
+	case <-ctx.Done():
+		return
+	}
+	if c.io != nil && !c.io.wait(ioDrainTimeout) {
+		klog.InfoS("Container output still open after its exit; closing", "container", c.ID)
+	}
+	info := r.deleteTask(ctx, c.ID)
+	if exit == nil {
+		exit = &info
+	}
+	if c.io != nil {
+		c.io.close()
+	}
+	r.recordExit(c, *exit)
+}
+
+// reapContainer records the exit of a container whose exit event was not
+// seen, asking containerd for the status.
+func (r *Runtime) reapContainer(ctx context.Context, c *Container) {
+	info := r.deleteTask(ctx, c.ID)
+	if c.io != nil {
+		c.io.close()
+	}
+	r.recordExit(c, info)
+}
+
+// deleteTask deletes a stopped (or killed) task and returns its exit.
+func (r *Runtime) deleteTask(ctx context.Context, id string) exitInfo {
+	task, err := r.loadTask(ctx, id)
+	if err != nil {
+		return exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true}
+	}
+	st, err := task.Delete(ctx, containerd.WithProcessKill)
+	if err != nil || st == nil {
+		if err != nil && !errdefs.IsNotFound(err) {
+			klog.ErrorS(err, "Delete exited task", "id", id)
+		}
+		return exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true}
+	}
+	return exitInfo{code: int32(st.ExitCode()), at: st.ExitTime()}
+}
+
+// recordExit persists the exit once, then wakes waiters and tells kubelet.
+func (r *Runtime) recordExit(c *Container, e exitInfo) {
+	c.exitOnce.Do(func() {
+		st := r.store.containerStatusOf(c)
+		st.State = runtimeapi.ContainerState_CONTAINER_EXITED
+		st.PID = 0
+		st.ExitCode = e.code
+		st.FinishedAt = e.at
+		if st.FinishedAt.IsZero() {
+			st.FinishedAt = time.Now()
+		}
+		switch {
+		case st.OOMKilled:
+			st.Reason = reasonOOMKilled
+		case e.unknown:
+			st.Reason, st.Message = reasonUnknown, "the container exited while its exit status could not be observed"
+		case e.code == 0:
+			st.Reason = reasonCompleted
+		default:
+			st.Reason = reasonError
+		}
+		logErr(r.store.setContainerStatus(c, st), "Record container exit", "container", c.ID)
+		close(c.exited)
+		klog.V(2).InfoS("Container exited", "container", c.ID, "code", st.ExitCode, "reason", st.Reason)
+		r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+	})
+}

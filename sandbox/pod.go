@@ -1,0 +1,470 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/images"
+)
+
+// Labels on accel-cri's containerd containers.
+const (
+	labelKind  = "io.accel-cri/kind"
+	labelPodID = "io.accel-cri/pod-id"
+	kindPod    = "pod"
+	kindCtr    = "container"
+
+	extPodMeta       = "io.accel-cri/pod"
+	extContainerMeta = "io.accel-cri/container"
+)
+
+func init() {
+	typeurl.Register(&podMeta{}, "io.accel-cri", "podMeta", "v1")
+	typeurl.Register(&containerMeta{}, "io.accel-cri", "containerMeta", "v1")
+}
+
+// stopTimeout bounds how long a pod's pause task gets to exit after SIGKILL.
+const killWait = 10 * time.Second
+
+func newID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// RunPod creates and starts a pod sandbox: its files, network namespace and
+// CNI networks, and its pause container. Everything it made is undone when
+// any step fails, so a failed RunPodSandbox leaves nothing behind.
+func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ string, retErr error) {
+	if err := checkHandler(handler); err != nil {
+		return "", err
+	}
+	id := newID()
+	name := podName(cfg.GetMetadata())
+	if err := r.store.reserveName(name, id); err != nil {
+		return "", err
+	}
+	var undo []func()
+	defer func() {
+		if retErr != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			r.store.releaseName(name, id)
+		}
+	}()
+
+	img, err := r.sandboxImageOf(ctx)
+	if err != nil {
+		return "", err
+	}
+	cimg, err := r.containerdImage(ctx, img)
+	if err != nil {
+		return "", err
+	}
+
+	meta := podMeta{ID: id, Config: cfg, RuntimeHandler: handler, CreatedAt: time.Now()}
+	// Until the pod is complete, a checkpoint says what to clean if
+	// accel-cri dies half way (recover.cleanCreating).
+	if err := writeJSON(r.creatingPath(id), meta); err != nil {
+		return "", fmt.Errorf("pod %s: %w", id, err)
+	}
+	defer os.Remove(r.creatingPath(id))
+	files, err := WritePodFiles(r.podDir(id), cfg, r.shmSize)
+	if err != nil {
+		return "", fmt.Errorf("pod %s files: %w", id, err)
+	}
+	undo = append(undo, func() { logErr(RemovePodFiles(r.podDir(id)), "Undo pod files", "pod", id) })
+	meta.Files = files
+
+	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	var network PodNetwork
+	if !hostNet {
+		path, err := NewPodNetNS(r.netnsDir())
+		if err != nil {
+			return "", fmt.Errorf("pod %s network namespace: %w", id, err)
+		}
+		undo = append(undo, func() { logErr(RemovePodNetNS(path), "Undo pod netns", "pod", id) })
+		meta.NetNSPath = path
+		if err := writeJSON(r.creatingPath(id), meta); err != nil {
+			return "", fmt.Errorf("pod %s: %w", id, err)
+		}
+		network, err = r.network.SetupPod(ctx, id, path, cfg)
+		if err != nil {
+			return "", fmt.Errorf("pod %s network: %w", id, err)
+		}
+		undo = append(undo, func() {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			logErr(r.network.TeardownPod(tctx, id, path, cfg), "Undo pod network", "pod", id)
+		})
+	}
+
+	meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id)
+	if err != nil {
+		return "", err
+	}
+	specOpts, err := podSpecOpts(podSpecParams{
+		ID: id, Config: cfg, Image: img.Spec.Config, ImageName: r.sandboxImage, NetNSPath: meta.NetNSPath,
+		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler, UsernsSupported: r.features.UserNamespaces,
+	})
+	if err != nil {
+		return "", err
+	}
+	ctr, err := r.client.NewContainer(ctx, id,
+		containerd.WithSnapshotter(r.snapshotter),
+		containerd.WithNewSnapshot(id, cimg),
+		containerd.WithNewSpec(specOpts...),
+		containerd.WithRuntime(runcRuntime, r.runtimeOptions()),
+		containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
+		containerd.WithContainerExtension(extPodMeta, &meta),
+	)
+	if err != nil {
+		return "", fmt.Errorf("create pause container of pod %s: %w", id, err)
+	}
+	undo = append(undo, func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		logErr(ctr.Delete(dctx, containerd.WithSnapshotCleanup), "Undo pause container", "pod", id)
+	})
+
+	p := newPod(meta)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// The exit monitor must find the pod before the task can exit.
+	r.store.addPod(p)
+	undo = append(undo, func() { r.store.deletePod(id); r.store.removeCheckpoints("pods", id) })
+
+	task, err := ctr.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return "", fmt.Errorf("create pause task of pod %s: %w", id, err)
+	}
+	undo = append(undo, func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_, err := task.Delete(dctx, containerd.WithProcessKill)
+		logErr(err, "Undo pause task", "pod", id)
+	})
+	if err := task.Start(ctx); err != nil {
+		return "", fmt.Errorf("start pause task of pod %s: %w", id, err)
+	}
+	if err := r.store.setPodStatus(p, podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, PID: task.Pid(), Network: network}); err != nil {
+		return "", err
+	}
+	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "ip", network.IP)
+	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	return id, nil
+}
+
+// sandboxImageOf returns the pause image, pulling it when absent: kubelet
+// never pulls it, and an image GC outside accel-cri may have removed it.
+func (r *Runtime) sandboxImageOf(ctx context.Context) (images.Image, error) {
+	img, err := r.images.Get(ctx, r.sandboxImage)
+	if err == nil {
+		return img, nil
+	}
+	if !errdefs.IsNotFound(err) {
+		return images.Image{}, fmt.Errorf("sandbox image %s: %w", r.sandboxImage, err)
+	}
+	r.pullMu.Lock()
+	defer r.pullMu.Unlock()
+	if img, err := r.images.Get(ctx, r.sandboxImage); err == nil {
+		return img, nil
+	}
+	img, err = r.images.Pull(ctx, r.sandboxImage, nil)
+	if err != nil {
+		return images.Image{}, fmt.Errorf("pull sandbox image %s: %w", r.sandboxImage, err)
+	}
+	return img, nil
+}
+
+// containerdImage returns the containerd image for img, unpacked into the
+// snapshotter (an image can exist with its snapshots collected).
+func (r *Runtime) containerdImage(ctx context.Context, img images.Image) (containerd.Image, error) {
+	ci, err := r.client.GetImage(ctx, img.ID)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", img.ID, err)
+	}
+	ok, err := ci.IsUnpacked(ctx, r.snapshotter)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", img.ID, err)
+	}
+	if !ok {
+		if err := ci.Unpack(ctx, r.snapshotter); err != nil {
+			return nil, fmt.Errorf("unpack image %s: %w", img.ID, err)
+		}
+	}
+	return ci, nil
+}
+
+// StopPod stops every container of the pod, the pause task, and tears down
+// the pod network. Stopping a stopped or unknown pod succeeds, as kubelet
+// retries stops.
+func (r *Runtime) StopPod(ctx context.Context, id string) error {
+	p, err := r.store.pod(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, c := range r.store.podContainers(p.ID) {
+		if err := r.StopContainer(ctx, c.ID, 0); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stop pod %s: %w", p.ID, err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := r.store.podStatusOf(p)
+	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+		if err := r.killPause(ctx, p); err != nil {
+			return err
+		}
+	}
+	st = r.store.podStatusOf(p)
+	if !st.NetworkDown {
+		if p.NetNSPath != "" {
+			if err := r.network.TeardownPod(ctx, p.ID, p.NetNSPath, p.Config); err != nil {
+				return fmt.Errorf("stop pod %s: teardown network: %w", p.ID, err)
+			}
+			if err := RemovePodNetNS(p.NetNSPath); err != nil {
+				return fmt.Errorf("stop pod %s: %w", p.ID, err)
+			}
+		}
+		st.NetworkDown = true
+		st.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+		if err := r.store.setPodStatus(p, st); err != nil {
+			return err
+		}
+		r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+	}
+	return nil
+}
+
+// killPause kills the pause task and waits until the monitor has recorded
+// its exit. The caller holds p.mu.
+func (r *Runtime) killPause(ctx context.Context, p *Pod) error {
+	task, err := r.loadTask(ctx, p.ID)
+	if errdefs.IsNotFound(err) {
+		r.markPodExited(p)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := task.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("kill pause of pod %s: %w", p.ID, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(killWait):
+		// The exit event may have been lost with a containerd restart:
+		// ask the task directly.
+		r.reapPause(ctx, p)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// RemovePod stops the pod if needed and removes its containers, its pause
+// container and every file it made. Removing an unknown pod succeeds.
+func (r *Runtime) RemovePod(ctx context.Context, id string) error {
+	p, err := r.store.pod(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.StopPod(ctx, p.ID); err != nil {
+		return err
+	}
+	for _, c := range r.store.podContainers(p.ID) {
+		if err := r.RemoveContainer(ctx, c.ID); err != nil {
+			return fmt.Errorf("remove pod %s: %w", p.ID, err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := r.deleteContainerd(ctx, p.ID); err != nil {
+		return fmt.Errorf("remove pod %s: %w", p.ID, err)
+	}
+	if err := RemovePodFiles(r.podDir(p.ID)); err != nil {
+		return fmt.Errorf("remove pod %s: %w", p.ID, err)
+	}
+	r.store.removeCheckpoints("pods", p.ID)
+	r.store.deletePod(p.ID)
+	r.store.releaseName(podName(p.Config.GetMetadata()), p.ID)
+	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	return nil
+}
+
+// deleteContainerd deletes a containerd container with its task and
+// snapshot; an absent one is fine.
+func (r *Runtime) deleteContainerd(ctx context.Context, id string) error {
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete task %s: %w", id, err)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return err
+	}
+	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	return nil
+}
+
+func (r *Runtime) loadTask(ctx context.Context, id string) (containerd.Task, error) {
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return ctr.Task(ctx, nil)
+}
+
+// PodStatus reports a pod with its containers' statuses.
+func (r *Runtime) PodStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.PodSandboxStatus, []*runtimeapi.ContainerStatus, map[string]string, error) {
+	p, err := r.store.pod(id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st := r.podSandboxStatus(p)
+	var cs []*runtimeapi.ContainerStatus
+	for _, c := range r.store.podContainers(p.ID) {
+		cs = append(cs, r.containerStatus(c))
+	}
+	var info map[string]string
+	if verbose {
+		pst := r.store.podStatusOf(p)
+		info, err = jsonInfo(map[string]any{"info": map[string]any{
+			"pid": pst.PID, "netns": p.NetNSPath, "cgroupsPath": p.CgroupsPath, "runtimeHandler": p.RuntimeHandler,
+			"runtimeType": runcRuntime, "runtimeOptions": r.runtimeOptions(), "files": p.Files, "config": p.Config,
+			"overhead": pst.Overhead, "resources": pst.Resources, "network": pst.Network,
+		}})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return st, cs, info, nil
+}
+
+func (r *Runtime) podSandboxStatus(p *Pod) *runtimeapi.PodSandboxStatus {
+	st := r.store.podStatusOf(p)
+	out := &runtimeapi.PodSandboxStatus{
+		Id:             p.ID,
+		Metadata:       p.Config.GetMetadata(),
+		State:          st.State,
+		CreatedAt:      p.CreatedAt.UnixNano(),
+		Labels:         p.Config.GetLabels(),
+		Annotations:    p.Config.GetAnnotations(),
+		RuntimeHandler: p.RuntimeHandler,
+		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{
+			Options: p.Config.GetLinux().GetSecurityContext().GetNamespaceOptions(),
+		}},
+	}
+	if st.Network.IP != "" {
+		out.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: st.Network.IP}
+		for _, ip := range st.Network.AdditionalIPs {
+			out.Network.AdditionalIps = append(out.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+		}
+	}
+	return out
+}
+
+// PodFilter selects pods for ListPods; empty fields match everything.
+type PodFilter struct {
+	ID            string
+	State         *PodState
+	LabelSelector map[string]string
+}
+
+// ListPods lists pods matching f.
+func (r *Runtime) ListPods(f PodFilter) []*runtimeapi.PodSandbox {
+	var out []*runtimeapi.PodSandbox
+	for _, p := range r.store.listPods() {
+		st := r.store.podStatusOf(p)
+		if !matchID(p.ID, f.ID) || (f.State != nil && st.State != *f.State) || !matchLabels(p.Config.GetLabels(), f.LabelSelector) {
+			continue
+		}
+		out = append(out, &runtimeapi.PodSandbox{
+			Id: p.ID, Metadata: p.Config.GetMetadata(), State: st.State, CreatedAt: p.CreatedAt.UnixNano(),
+			Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(), RuntimeHandler: p.RuntimeHandler,
+		})
+	}
+	return out
+}
+
+func matchID(id, want string) bool {
+	return want == "" || id == want || (len(want) < len(id) && id[:len(want)] == want)
+}
+
+func matchLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// markPodExited records that the pause task is gone. The monitor calls it
+// without p.mu (StopPod holds p.mu while it waits for this).
+func (r *Runtime) markPodExited(p *Pod) {
+	st := r.store.podStatusOf(p)
+	if st.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY || st.PID != 0 {
+		st.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+		st.PID = 0
+		logErr(r.store.setPodStatus(p, st), "Record pause exit", "pod", p.ID)
+	}
+	p.exitOnce.Do(func() { close(p.exited) })
+}
+
+// reapPause deletes a stopped pause task and records the exit.
+func (r *Runtime) reapPause(ctx context.Context, p *Pod) {
+	if task, err := r.loadTask(ctx, p.ID); err == nil {
+		_, err := task.Delete(ctx, containerd.WithProcessKill)
+		if err != nil && !errdefs.IsNotFound(err) {
+			klog.ErrorS(err, "Delete pause task", "pod", p.ID)
+		}
+	}
+	r.markPodExited(p)
+}
+
+// UpdatePodResources records the pod-level resources kubelet applied to the
+// pod cgroup, which kubelet owns; they are reported in the verbose status.
+func (r *Runtime) UpdatePodResources(ctx context.Context, id string, overhead, resources *runtimeapi.LinuxContainerResources) error {
+	p, err := r.store.pod(id)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := r.store.podStatusOf(p)
+	if st.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return fmt.Errorf("%w: pod sandbox %s is not ready", errdefs.ErrFailedPrecondition, p.ID)
+	}
+	st.Overhead, st.Resources = overhead, resources
+	return r.store.setPodStatus(p, st)
+}

@@ -1,0 +1,255 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/typeurl/v2"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// recover rebuilds the store from containerd (what exists) and the status
+// checkpoints (what happened). A pod or container whose creation did not
+// finish (no checkpoint: the request never succeeded) is cleaned away; a
+// container that exited while accel-cri was down gets its exit code and
+// time from containerd; running containers get their output reattached.
+func (r *Runtime) recover(ctx context.Context) error {
+	ctrs, err := r.client.Containers(ctx, `labels."`+labelKind+`"`)
+	if err != nil {
+		return fmt.Errorf("recover: list containers: %w", err)
+	}
+	var appCtrs []containerd.Container
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		if err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
+		switch labels[labelKind] {
+		case kindPod:
+			if err := r.recoverPod(ctx, ctr); err != nil {
+				return err
+			}
+		case kindCtr:
+			appCtrs = append(appCtrs, ctr)
+		}
+	}
+	for _, ctr := range appCtrs {
+		if err := r.recoverContainer(ctx, ctr); err != nil {
+			return err
+		}
+	}
+	r.cleanCreating(ctx)
+	r.cleanOrphanNetNS()
+	klog.InfoS("Recovered state", "pods", len(r.store.listPods()), "containers", len(r.store.listContainers()))
+	return nil
+}
+
+func extension[T any](ctx context.Context, ctr containerd.Container, name string) (*T, error) {
+	exts, err := ctr.Extensions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, ok := exts[name]
+	if !ok {
+		return nil, fmt.Errorf("container %s has no %s extension", ctr.ID(), name)
+	}
+	v, err := typeurl.UnmarshalAny(a)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: decode %s: %w", ctr.ID(), name, err)
+	}
+	t, ok := v.(*T)
+	if !ok {
+		return nil, fmt.Errorf("container %s: %s has type %T", ctr.ID(), name, v)
+	}
+	return t, nil
+}
+
+func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) error {
+	meta, err := extension[podMeta](ctx, ctr, extPodMeta)
+	if err != nil {
+		klog.ErrorS(err, "Removing pause container accel-cri cannot read", "id", ctr.ID())
+		return r.deleteContainerd(ctx, ctr.ID())
+	}
+	var st podStatus
+	found, err := readJSON(r.store.podStatusPath(meta.ID), &st)
+	if err != nil {
+		return fmt.Errorf("recover pod %s: %w", meta.ID, err)
+	}
+	if !found {
+		// RunPodSandbox never succeeded: clean what it made.
+		klog.InfoS("Cleaning pod whose creation did not finish", "pod", meta.ID)
+		return r.cleanPod(ctx, meta)
+	}
+	p := newPod(*meta)
+	p.status = st
+	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+		task, err := ctr.Task(ctx, nil)
+		running := false
+		if err == nil {
+			s, err := task.Status(ctx)
+			running = err == nil && s.Status == containerd.Running
+			if !running {
+				_, _ = task.Delete(ctx, containerd.WithProcessKill)
+			}
+		}
+		if running {
+			p.status.PID = task.Pid()
+		} else {
+			p.status.State, p.status.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
+			if err := writeJSON(r.store.podStatusPath(p.ID), p.status); err != nil {
+				return err
+			}
+		}
+	}
+	if p.status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		p.exitOnce.Do(func() { close(p.exited) })
+	}
+	r.store.addPod(p)
+	return r.store.reserveName(podName(meta.Config.GetMetadata()), meta.ID)
+}
+
+// cleanPod undoes a pod that was never completed.
+func (r *Runtime) cleanPod(ctx context.Context, meta *podMeta) error {
+	if err := r.deleteContainerd(ctx, meta.ID); err != nil {
+		return err
+	}
+	if meta.NetNSPath != "" {
+		logErr(r.network.TeardownPod(ctx, meta.ID, meta.NetNSPath, meta.Config), "Teardown network of unfinished pod", "pod", meta.ID)
+		logErr(RemovePodNetNS(meta.NetNSPath), "Remove netns of unfinished pod", "pod", meta.ID)
+	}
+	logErr(RemovePodFiles(r.podDir(meta.ID)), "Remove files of unfinished pod", "pod", meta.ID)
+	_ = os.Remove(r.creatingPath(meta.ID))
+	return nil
+}
+
+func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container) error {
+	meta, err := extension[containerMeta](ctx, ctr, extContainerMeta)
+	if err != nil {
+		klog.ErrorS(err, "Removing container accel-cri cannot read", "id", ctr.ID())
+		return r.deleteContainerd(ctx, ctr.ID())
+	}
+	var st containerStatus
+	found, err := readJSON(r.store.containerStatusPath(meta.ID), &st)
+	if err != nil {
+		return fmt.Errorf("recover container %s: %w", meta.ID, err)
+	}
+	if !found || r.store.podExact(meta.PodID) == nil {
+		klog.InfoS("Cleaning container whose creation did not finish or whose pod is gone", "container", meta.ID)
+		_ = os.RemoveAll(r.containerDir(meta.ID))
+		return r.deleteContainerd(ctx, meta.ID)
+	}
+	c := newContainer(*meta)
+	c.status = st
+	c.markStartDone()
+
+	task, terr := ctr.Task(ctx, nil)
+	var ts containerd.Status
+	if terr == nil {
+		ts, terr = task.Status(ctx)
+	}
+	klog.V(2).InfoS("Recovering container", "container", c.ID, "recorded", c.status.State, "task", ts.Status, "exit", ts.ExitStatus, "err", terr)
+	switch {
+	case terr == nil && (ts.Status == containerd.Running || ts.Status == containerd.Paused):
+		// Running: it may have been started by a Start that crashed
+		// before recording it; either way it runs now.
+		cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin())
+		if err != nil {
+			return fmt.Errorf("recover container %s: %w", c.ID, err)
+		}
+		if task, err = ctr.Task(ctx, cio.attacher()); err != nil {
+			cio.close()
+			return fmt.Errorf("recover container %s: attach: %w", c.ID, err)
+		}
+		cio.follow(task.IO())
+		c.io = cio
+		if c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			c.status.State, c.status.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, time.Now()
+		}
+		c.status.PID = task.Pid()
+	case terr == nil && ts.Status == containerd.Created:
+		// Start crashed between creating and starting the task.
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+	case terr == nil && ts.Status == containerd.Stopped:
+		if c.status.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			c.status.State = runtimeapi.ContainerState_CONTAINER_EXITED
+			c.status.ExitCode, c.status.FinishedAt, c.status.PID = int32(ts.ExitStatus), ts.ExitTime, 0
+			c.status.Reason = exitReason(c.status)
+		}
+		_, _ = task.Delete(ctx)
+	case c.status.State == runtimeapi.ContainerState_CONTAINER_RUNNING:
+		// The task vanished with its shim: nobody knows the exit status.
+		c.status.State, c.status.PID = runtimeapi.ContainerState_CONTAINER_EXITED, 0
+		c.status.ExitCode, c.status.FinishedAt = exitCodeUnknown, time.Now()
+		c.status.Reason = reasonUnknown
+		c.status.Message = "the container's task was lost while accel-cri was not running"
+	}
+	if c.status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+		c.exitOnce.Do(func() { close(c.exited) })
+	}
+	if err := writeJSON(r.store.containerStatusPath(c.ID), c.status); err != nil {
+		return err
+	}
+	r.store.addContainer(c)
+	return r.store.reserveName(containerName(c.PodID, c.Config.GetMetadata()), c.ID)
+}
+
+func exitReason(st containerStatus) string {
+	switch {
+	case st.OOMKilled:
+		return reasonOOMKilled
+	case st.ExitCode == 0:
+		return reasonCompleted
+	}
+	return reasonError
+}
+
+// creatingPath marks a pod whose RunPodSandbox is in progress: written
+// before the first side effect, removed when the pod is complete or undone.
+func (r *Runtime) creatingPath(id string) string {
+	return filepath.Join(r.rootDir, "pods", id+".creating.json")
+}
+
+// cleanCreating undoes pods whose RunPodSandbox was cut short before their
+// pause container existed (netns, CNI, files).
+func (r *Runtime) cleanCreating(ctx context.Context) {
+	matches, _ := filepath.Glob(filepath.Join(r.rootDir, "pods", "*.creating.json"))
+	for _, m := range matches {
+		var meta podMeta
+		if ok, err := readJSON(m, &meta); err != nil || !ok || meta.ID == "" {
+			_ = os.Remove(m)
+			continue
+		}
+		if r.store.podExact(meta.ID) != nil {
+			_ = os.Remove(m)
+			continue
+		}
+		klog.InfoS("Cleaning pod whose creation was interrupted", "pod", meta.ID)
+		logErr(r.cleanPod(ctx, &meta), "Clean interrupted pod", "pod", meta.ID)
+	}
+}
+
+// cleanOrphanNetNS removes network namespaces no pod owns (left by a crash
+// at a moment no checkpoint covers).
+func (r *Runtime) cleanOrphanNetNS() {
+	entries, err := os.ReadDir(r.netnsDir())
+	if err != nil {
+		return
+	}
+	owned := map[string]bool{}
+	for _, p := range r.store.listPods() {
+		owned[p.NetNSPath] = true
+	}
+	for _, e := range entries {
+		path := filepath.Join(r.netnsDir(), e.Name())
+		if !owned[path] && !strings.HasPrefix(e.Name(), ".") {
+			klog.InfoS("Removing network namespace no pod owns", "path", path)
+			logErr(RemovePodNetNS(path), "Remove orphan netns", "path", path)
+		}
+	}
+}

@@ -1,0 +1,277 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// This file builds an app container's mounts: the pod files (/etc/hostname,
+// /etc/hosts, /etc/resolv.conf, /dev/shm) and the CRI mounts, as bind
+// mounts over containerd's default mounts.
+
+const (
+	etcHostname = "/etc/hostname"
+	etcHosts    = "/etc/hosts"
+	resolvConf  = "/etc/resolv.conf"
+	devShm      = "/dev/shm"
+	sysFSCgroup = "/sys/fs/cgroup"
+)
+
+// lookupMount finds the mount a host path is on (its propagation decides
+// whether HOST_TO_CONTAINER and BIDIRECTIONAL mounts can work). Tests
+// replace it.
+var lookupMount = mount.Lookup
+
+// bindMount is one bind mount of a host path into the container.
+type bindMount struct {
+	field       string // the request field it comes from, for errors
+	dst, src    string
+	readonly    bool
+	rro         bool // recursive read-only ("rro", runc >= 1.1, kernel >= 5.12)
+	propagation runtimeapi.MountPropagation
+	// podFile is a file accel-cri made for the pod: it must exist, is
+	// never created and is mounted nosuid,nodev,noexec.
+	podFile    bool
+	uid, gid   []runtimespec.LinuxIDMapping
+	hostSource string // src after host symlinks are resolved
+}
+
+// planContainerMounts checks the CRI mounts and lists the bind mounts of a
+// container, without touching the host. A pod file is left out when a CRI
+// mount targets its path. Image volumes (Mount.image) are not supported
+// yet and are skipped with a warning; kubelet only sends them with the
+// ImageVolume feature gate on.
+func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
+	sc := p.Config.GetLinux().GetSecurityContext()
+	var binds []bindMount
+	taken := map[string]bool{}
+	for i, m := range p.Config.GetMounts() {
+		field := fmt.Sprintf("mounts[%d]", i)
+		if m.GetImage() != nil && m.GetImage().GetImage() != "" {
+			klog.InfoS("Image volume mounts are not supported; skipping the mount", "container", p.Config.GetMetadata().GetName(), "containerPath", m.GetContainerPath(), "image", m.GetImage().GetImage())
+			continue
+		}
+		dst, src := m.GetContainerPath(), m.GetHostPath()
+		if !filepath.IsAbs(dst) || !filepath.IsAbs(src) {
+			return nil, fmt.Errorf("%w: %s: container_path %q and host_path %q must be absolute", errdefs.ErrInvalidArgument, field, dst, src)
+		}
+		b := bindMount{
+			field:       field,
+			dst:         filepath.Clean(dst),
+			src:         filepath.Clean(src),
+			readonly:    m.GetReadonly(),
+			propagation: m.GetPropagation(),
+		}
+		switch b.propagation {
+		case runtimeapi.MountPropagation_PROPAGATION_PRIVATE,
+			runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER,
+			runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		default:
+			return nil, fmt.Errorf("%w: %s: unknown propagation %d", errdefs.ErrInvalidArgument, field, b.propagation)
+		}
+		if m.GetRecursiveReadOnly() {
+			if !m.GetReadonly() {
+				return nil, fmt.Errorf("%w: %s: recursive_read_only needs readonly", errdefs.ErrInvalidArgument, field)
+			}
+			if b.propagation != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+				return nil, fmt.Errorf("%w: %s: recursive_read_only needs private propagation, not %s", errdefs.ErrInvalidArgument, field, b.propagation)
+			}
+			b.rro = true
+		}
+		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
+			if !p.UsernsSupported {
+				return nil, fmt.Errorf("%s: idmapped mounts: %w", field, errUsernsUnsupported)
+			}
+			var err error
+			if b.uid, err = idMappings(m.GetUidMappings()); err != nil {
+				return nil, fmt.Errorf("%w: %s.uidMappings: %v", errdefs.ErrInvalidArgument, field, err)
+			}
+			if b.gid, err = idMappings(m.GetGidMappings()); err != nil {
+				return nil, fmt.Errorf("%w: %s.gidMappings: %v", errdefs.ErrInvalidArgument, field, err)
+			}
+		}
+		taken[b.dst] = true
+		binds = append(binds, b)
+	}
+
+	podNS := p.PodConfig.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	shm := p.ShmPath
+	if podNS.GetIpc() == runtimeapi.NamespaceMode_NODE {
+		shm = devShm
+	}
+	ro := sc.GetReadonlyRootfs()
+	for _, f := range []struct {
+		dst, src string
+		readonly bool
+	}{
+		{etcHostname, p.HostnamePath, ro},
+		{etcHosts, p.HostsPath, ro},
+		{resolvConf, p.ResolvPath, ro},
+		{devShm, shm, false},
+	} {
+		if taken[f.dst] {
+			continue
+		}
+		if f.src == "" {
+			return nil, fmt.Errorf("%w: pod file for %s is missing", errdefs.ErrFailedPrecondition, f.dst)
+		}
+		binds = append(binds, bindMount{field: "pod " + f.dst, dst: f.dst, src: f.src, readonly: f.readonly, podFile: true})
+	}
+	// Mount parents before children so that no mount hides another.
+	slices.SortStableFunc(binds, func(a, b bindMount) int {
+		return strings.Count(a.dst, "/") - strings.Count(b.dst, "/")
+	})
+	return binds, nil
+}
+
+// resolveMountSources prepares the host side of the bind mounts: a missing
+// CRI host path is created as a directory (0755, as containerd and Docker
+// do), symlinks are resolved, and the propagation a mount asks for is
+// checked against the host mount its source is on. accel-cri does not
+// change the propagation of host mounts: BIDIRECTIONAL needs the source on a
+// shared mount and HOST_TO_CONTAINER on a shared or slave mount (systemd
+// makes / rshared at boot; elsewhere run `mount --make-rshared /`), else
+// the error says so.
+func resolveMountSources(binds []bindMount) error {
+	for i := range binds {
+		b := &binds[i]
+		if _, err := os.Stat(b.src); err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%s: host path %q: %w", b.field, b.src, err)
+			}
+			if b.podFile {
+				return fmt.Errorf("%w: pod file %q for %s: %v", errdefs.ErrFailedPrecondition, b.src, b.dst, err)
+			}
+			if err := os.MkdirAll(b.src, 0o755); err != nil {
+				return fmt.Errorf("%s: create host path %q: %w", b.field, b.src, err)
+			}
+		}
+		src, err := filepath.EvalSymlinks(b.src)
+		if err != nil {
+			return fmt.Errorf("%s: resolve host path %q: %w", b.field, b.src, err)
+		}
+		b.hostSource = src
+		switch b.propagation {
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			if err := checkPropagation(src, true); err != nil {
+				return fmt.Errorf("%s: %w", b.field, err)
+			}
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			if err := checkPropagation(src, false); err != nil {
+				return fmt.Errorf("%s: %w", b.field, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkPropagation checks that the host mount src is on is shared (or, when
+// !sharedOnly, a slave).
+func checkPropagation(src string, sharedOnly bool) error {
+	info, err := lookupMount(src)
+	if err != nil {
+		return fmt.Errorf("find the host mount of %q: %w", src, err)
+	}
+	for _, opt := range strings.Fields(info.Optional) {
+		if strings.HasPrefix(opt, "shared:") || (!sharedOnly && strings.HasPrefix(opt, "master:")) {
+			return nil
+		}
+	}
+	want := "shared"
+	if !sharedOnly {
+		want = "shared or slave"
+	}
+	return fmt.Errorf("%w: host path %q is on mount %q, which is not %s (make it so with `mount --make-rshared %s`)",
+		errdefs.ErrFailedPrecondition, src, info.Mountpoint, want, info.Mountpoint)
+}
+
+// withBindMounts replaces the default mounts that the binds cover (all of
+// /dev's when /dev itself is bound), adds the cgroup filesystem (read-only;
+// privileged containers get it writable) and appends the binds in order.
+// binds must have been through resolveMountSources.
+func withBindMounts(binds []bindMount) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		covered := map[string]bool{}
+		for _, b := range binds {
+			covered[b.dst] = true
+		}
+		mounts := append(slices.Clone(s.Mounts), runtimespec.Mount{
+			Destination: sysFSCgroup,
+			Type:        "cgroup",
+			Source:      "cgroup",
+			Options:     []string{"nosuid", "noexec", "nodev", "relatime", "ro"},
+		})
+		s.Mounts = nil
+		for _, m := range mounts {
+			dst := filepath.Clean(m.Destination)
+			if covered[dst] || (covered["/dev"] && strings.HasPrefix(dst, "/dev/")) {
+				continue
+			}
+			s.Mounts = append(s.Mounts, m)
+		}
+		for _, b := range binds {
+			m, err := b.specMount()
+			if err != nil {
+				return err
+			}
+			if b.propagation != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+				ensureLinux(s)
+				switch {
+				case b.propagation == runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+					s.Linux.RootfsPropagation = "rshared"
+				case s.Linux.RootfsPropagation != "rshared":
+					s.Linux.RootfsPropagation = "rslave"
+				}
+			}
+			s.Mounts = append(s.Mounts, m)
+		}
+		return nil
+	}
+}
+
+func (b bindMount) specMount() (runtimespec.Mount, error) {
+	if b.hostSource == "" {
+		return runtimespec.Mount{}, fmt.Errorf("%s: host path %q was not resolved", b.field, b.src)
+	}
+	opts := []string{"rbind"}
+	switch b.propagation {
+	case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		opts = append(opts, "rshared")
+	case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		opts = append(opts, "rslave")
+	default:
+		opts = append(opts, "rprivate")
+	}
+	switch {
+	case b.rro:
+		opts = append(opts, "rro")
+	case b.readonly:
+		opts = append(opts, "ro")
+	default:
+		opts = append(opts, "rw")
+	}
+	if b.podFile {
+		opts = append(opts, "nosuid", "nodev", "noexec")
+	}
+	return runtimespec.Mount{
+		Destination: b.dst,
+		Type:        "bind",
+		Source:      b.hostSource,
+		Options:     opts,
+		UIDMappings: b.uid,
+		GIDMappings: b.gid,
+	}, nil
+}

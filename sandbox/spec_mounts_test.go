@@ -1,0 +1,306 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// podFiles makes the pod files a container mounts and returns params with
+// them.
+func podFilesParams(t *testing.T) containerSpecParams {
+	t.Helper()
+	dir := t.TempDir()
+	p := containerSpecParams{
+		HostnamePath: filepath.Join(dir, "hostname"),
+		HostsPath:    filepath.Join(dir, "hosts"),
+		ResolvPath:   filepath.Join(dir, "resolv.conf"),
+		ShmPath:      filepath.Join(dir, "shm"),
+	}
+	for _, f := range []string{p.HostnamePath, p.HostsPath, p.ResolvPath} {
+		if err := os.WriteFile(f, []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(p.ShmPath, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p.PodConfig = &runtimeapi.PodSandboxConfig{}
+	p.Config = &runtimeapi.ContainerConfig{}
+	return p
+}
+
+// fakeMounts makes lookupMount answer with the given optional fields.
+func fakeMounts(t *testing.T, optional string) {
+	t.Helper()
+	old := lookupMount
+	lookupMount = func(string) (mount.Info, error) {
+		return mount.Info{Mountpoint: "/", Optional: optional}, nil
+	}
+	t.Cleanup(func() { lookupMount = old })
+}
+
+// findMount returns the spec's mount at dst.
+func findMount(s []runtimespec.Mount, dst string) (runtimespec.Mount, bool) {
+	for _, m := range s {
+		if m.Destination == dst {
+			return m, true
+		}
+	}
+	return runtimespec.Mount{}, false
+}
+
+// containerMounts plans, resolves and applies the mounts of p.
+func containerMounts(t *testing.T, p containerSpecParams) ([]runtimespec.Mount, string, error) {
+	t.Helper()
+	binds, err := planContainerMounts(p)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := resolveMountSources(binds); err != nil {
+		return nil, "", err
+	}
+	s := mustApply(t, withBindMounts(binds))
+	return s.Mounts, s.Linux.RootfsPropagation, nil
+}
+
+func TestSpecContainerMounts(t *testing.T) {
+	host := t.TempDir()
+	real := filepath.Join(host, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(host, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	hostsFile := filepath.Join(host, "myhosts")
+	if err := os.WriteFile(hostsFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		desc     string
+		mounts   []*runtimeapi.Mount
+		ro       bool   // container readonly rootfs
+		hostIPC  bool   // pod shares the host IPC namespace
+		optional string // propagation of the host mount
+		dst      string // mount to check
+		wantSrc  string
+		wantOpts []string
+		wantProp string // rootfs propagation
+		wantErr  error
+	}{
+		{desc: "pod hosts file read-write", dst: etcHosts, wantSrc: "hosts", wantOpts: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}},
+		{desc: "pod hosts file read-only with readonly rootfs", ro: true, dst: etcHosts, wantSrc: "hosts", wantOpts: []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"}},
+		{desc: "pod resolv.conf", dst: resolvConf, wantSrc: "resolv.conf", wantOpts: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}},
+		{desc: "pod hostname", dst: etcHostname, wantSrc: "hostname", wantOpts: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}},
+		{desc: "pod shm stays writable", ro: true, dst: devShm, wantSrc: "shm", wantOpts: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}},
+		{desc: "host ipc uses the host shm", hostIPC: true, dst: devShm, wantSrc: "/dev/shm", wantOpts: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}},
+		{
+			desc:     "CRI mount over /etc/hosts replaces the pod file",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: etcHosts, HostPath: hostsFile, Readonly: true}},
+			dst:      etcHosts,
+			wantSrc:  hostsFile,
+			wantOpts: []string{"rbind", "rprivate", "ro"},
+		},
+		{
+			desc:     "symlinked host path is resolved",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: link}},
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rprivate", "rw"},
+		},
+		{
+			desc:     "recursive read-only",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Readonly: true, RecursiveReadOnly: true}},
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rprivate", "rro"},
+		},
+		{
+			desc:    "recursive read-only needs readonly",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, RecursiveReadOnly: true}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "recursive read-only needs private propagation",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:     "host to container on a slave mount",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}},
+			optional: "master:1",
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rslave", "rw"},
+			wantProp: "rslave",
+		},
+		{
+			desc:    "host to container on a private mount",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}},
+			wantErr: errdefs.ErrFailedPrecondition,
+		},
+		{
+			desc: "bidirectional on a shared mount",
+			mounts: []*runtimeapi.Mount{
+				{ContainerPath: "/a", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
+				{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
+			},
+			optional: "shared:5",
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rshared", "rw"},
+			wantProp: "rshared",
+		},
+		{
+			desc:     "bidirectional on a slave mount",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}},
+			optional: "master:1",
+			wantErr:  errdefs.ErrFailedPrecondition,
+		},
+		{
+			desc:    "unknown propagation",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: 9}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "relative container path",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "data", HostPath: real}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "idmapped mount needs runc support",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}},
+			wantErr: errdefs.ErrNotImplemented,
+		},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			fakeMounts(t, tc.optional)
+			p := podFilesParams(t)
+			p.Config.Mounts = tc.mounts
+			p.Config.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{ReadonlyRootfs: tc.ro}}
+			if tc.hostIPC {
+				p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+					NamespaceOptions: &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE},
+				}}
+			}
+			mounts, prop, err := containerMounts(t, p)
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			m, ok := findMount(mounts, tc.dst)
+			if !ok {
+				t.Fatalf("no mount at %s in %v", tc.dst, mounts)
+			}
+			wantSrc := tc.wantSrc
+			if !filepath.IsAbs(wantSrc) {
+				wantSrc = filepath.Join(filepath.Dir(p.HostsPath), wantSrc)
+			}
+			if m.Source != wantSrc || m.Type != "bind" || !slices.Equal(m.Options, tc.wantOpts) {
+				t.Errorf("mount = %s %s %v, want %s bind %v", m.Source, m.Type, m.Options, wantSrc, tc.wantOpts)
+			}
+			if prop != tc.wantProp {
+				t.Errorf("rootfs propagation = %q, want %q", prop, tc.wantProp)
+			}
+			n := 0
+			for _, m := range mounts {
+				if m.Destination == tc.dst {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d mounts at %s, want 1", n, tc.dst)
+			}
+		})
+	}
+}
+
+func TestSpecContainerMountsHost(t *testing.T) {
+	t.Run("missing host path is created as a directory", func(t *testing.T) {
+		p := podFilesParams(t)
+		missing := filepath.Join(t.TempDir(), "a", "b")
+		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: missing}}
+		if _, _, err := containerMounts(t, p); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(missing); err != nil || !fi.IsDir() {
+			t.Fatalf("host path not created as a directory: %v", err)
+		}
+	})
+	t.Run("missing pod file", func(t *testing.T) {
+		p := podFilesParams(t)
+		if err := os.Remove(p.HostsPath); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := containerMounts(t, p)
+		checkErr(t, err, errdefs.ErrFailedPrecondition)
+		if _, err := os.Stat(p.HostsPath); err == nil {
+			t.Error("pod file was created")
+		}
+	})
+	t.Run("no shm path for a private ipc pod", func(t *testing.T) {
+		p := podFilesParams(t)
+		p.ShmPath = ""
+		_, err := planContainerMounts(p)
+		checkErr(t, err, errdefs.ErrFailedPrecondition)
+	})
+	t.Run("image volumes are skipped", func(t *testing.T) {
+		p := podFilesParams(t)
+		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}}}
+		mounts, _, err := containerMounts(t, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := findMount(mounts, "/img"); ok {
+			t.Error("image volume was mounted")
+		}
+	})
+	t.Run("defaults replaced, cgroup added, parents first", func(t *testing.T) {
+		p := podFilesParams(t)
+		src := t.TempDir()
+		p.Config.Mounts = []*runtimeapi.Mount{
+			{ContainerPath: "/data/sub/deeper", HostPath: src},
+			{ContainerPath: "/data", HostPath: src},
+			{ContainerPath: "/data/sub", HostPath: src},
+		}
+		mounts, _, err := containerMounts(t, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dsts []string
+		for _, m := range mounts {
+			dsts = append(dsts, m.Destination)
+		}
+		if m, _ := findMount(mounts, devShm); m.Type != "bind" {
+			t.Errorf("default /dev/shm tmpfs not replaced: %v", m)
+		}
+		if m, ok := findMount(mounts, sysFSCgroup); !ok || m.Type != "cgroup" || !slices.Contains(m.Options, "ro") {
+			t.Errorf("cgroup mount = %v (found %v)", m, ok)
+		}
+		order := strings.Join(slices.DeleteFunc(dsts, func(d string) bool { return !strings.HasPrefix(d, "/data") }), " ")
+		if order != "/data /data/sub /data/sub/deeper" {
+			t.Errorf("mount order = %s", order)
+		}
+	})
+	t.Run("a /dev mount drops the default mounts under /dev", func(t *testing.T) {
+		p := podFilesParams(t)
+		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/dev", HostPath: t.TempDir()}}
+		mounts, _, err := containerMounts(t, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mounts {
+			if strings.HasPrefix(m.Destination, "/dev/") && m.Type != "bind" {
+				t.Errorf("default mount %s %s kept", m.Destination, m.Type)
+			}
+		}
+	})
+}

@@ -1,0 +1,208 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// This file decides the Linux namespaces of the pause container and of app
+// containers. Each builder sets the spec's whole namespace list, so the
+// result does not depend on the default spec's list.
+
+// errUsernsUnsupported is returned for user namespaced pods: runc 1.1.5
+// cannot give a user namespaced container idmapped mounts of its volumes.
+var errUsernsUnsupported = fmt.Errorf("%w: user namespaces (hostUsers: false) need runc >= 1.2 with idmapped mount support", errdefs.ErrNotImplemented)
+
+// procNS is the path of a namespace of a process.
+func procNS(pid uint32, ns string) string { return fmt.Sprintf("/proc/%d/ns/%s", pid, ns) }
+
+// withNamespaces sets the spec's namespace list.
+func withNamespaces(nss []runtimespec.LinuxNamespace) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		ensureLinux(s)
+		s.Linux.Namespaces = nss
+		return nil
+	}
+}
+
+// podNamespaces are the pause container's namespaces: a new mount namespace;
+// the pod network namespace (netNSPath) or the host's; new UTS unless host
+// network; new IPC and PID unless NODE. A user namespace comes from
+// usernsNamespace.
+func podNamespaces(opts *runtimeapi.NamespaceOption, netNSPath string) ([]runtimespec.LinuxNamespace, error) {
+	nss := []runtimespec.LinuxNamespace{{Type: runtimespec.MountNamespace}}
+	switch mode := opts.GetNetwork(); mode {
+	case runtimeapi.NamespaceMode_NODE:
+	case runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER:
+		if netNSPath == "" {
+			return nil, fmt.Errorf("%w: pod network namespace path is missing", errdefs.ErrFailedPrecondition)
+		}
+		nss = append(nss,
+			runtimespec.LinuxNamespace{Type: runtimespec.NetworkNamespace, Path: netNSPath},
+			runtimespec.LinuxNamespace{Type: runtimespec.UTSNamespace})
+	default:
+		return nil, fmt.Errorf("%w: pod network namespace mode %s is not supported", errdefs.ErrInvalidArgument, mode)
+	}
+	for _, n := range []struct {
+		typ  runtimespec.LinuxNamespaceType
+		name string
+		mode runtimeapi.NamespaceMode
+	}{
+		{runtimespec.IPCNamespace, "ipc", opts.GetIpc()},
+		{runtimespec.PIDNamespace, "pid", opts.GetPid()},
+	} {
+		switch n.mode {
+		case runtimeapi.NamespaceMode_NODE:
+		case runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER:
+			nss = append(nss, runtimespec.LinuxNamespace{Type: n.typ})
+		default:
+			return nil, fmt.Errorf("%w: pod %s namespace mode %s is not supported", errdefs.ErrInvalidArgument, n.name, n.mode)
+		}
+	}
+	return nss, nil
+}
+
+// containerNamespaces are an app container's namespaces. Network and IPC
+// follow the pod's options (kubelet copies them into the container's; the
+// pod is the source of truth): the pod network namespace (netNSPath) or the
+// host's, the pause container's IPC (/proc/<sandboxPID>/ns/ipc) or the
+// host's. UTS is the pause container's unless host network. PID follows the
+// container's own option: POD joins the pause container's, CONTAINER is new,
+// NODE is the host's, TARGET joins targetPID's.
+func containerNamespaces(pod, ctr *runtimeapi.NamespaceOption, netNSPath string, sandboxPID, targetPID uint32) ([]runtimespec.LinuxNamespace, error) {
+	if sandboxPID == 0 {
+		return nil, fmt.Errorf("%w: the pod's sandbox process is not running", errdefs.ErrFailedPrecondition)
+	}
+	nss := []runtimespec.LinuxNamespace{{Type: runtimespec.MountNamespace}}
+	if pod.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+		if netNSPath == "" {
+			return nil, fmt.Errorf("%w: pod network namespace path is missing", errdefs.ErrFailedPrecondition)
+		}
+		nss = append(nss,
+			runtimespec.LinuxNamespace{Type: runtimespec.NetworkNamespace, Path: netNSPath},
+			runtimespec.LinuxNamespace{Type: runtimespec.UTSNamespace, Path: procNS(sandboxPID, "uts")})
+	}
+	if pod.GetIpc() != runtimeapi.NamespaceMode_NODE {
+		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.IPCNamespace, Path: procNS(sandboxPID, "ipc")})
+	}
+	switch mode := ctr.GetPid(); mode {
+	case runtimeapi.NamespaceMode_POD:
+		if pod.GetPid() != runtimeapi.NamespaceMode_NODE {
+			nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace, Path: procNS(sandboxPID, "pid")})
+		}
+	case runtimeapi.NamespaceMode_CONTAINER:
+		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace})
+	case runtimeapi.NamespaceMode_NODE:
+	case runtimeapi.NamespaceMode_TARGET:
+		if targetPID == 0 {
+			return nil, fmt.Errorf("%w: target container %q of the pid namespace is not running", errdefs.ErrFailedPrecondition, ctr.GetTargetId())
+		}
+		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace, Path: procNS(targetPID, "pid")})
+	default:
+		return nil, fmt.Errorf("%w: pid namespace mode %s is not supported", errdefs.ErrInvalidArgument, mode)
+	}
+	return nss, nil
+}
+
+// usernsMappings checks a CRI user namespace option and returns its
+// mappings. nil or NODE: no user namespace. POD: a new one (pause) or the
+// pause container's (containers), which needs both mappings.
+func usernsMappings(u *runtimeapi.UserNamespace) (uids, gids []runtimespec.LinuxIDMapping, err error) {
+	if u == nil {
+		return nil, nil, nil
+	}
+	if uids, err = idMappings(u.GetUids()); err != nil {
+		return nil, nil, fmt.Errorf("%w: userns_options.uids: %v", errdefs.ErrInvalidArgument, err)
+	}
+	if gids, err = idMappings(u.GetGids()); err != nil {
+		return nil, nil, fmt.Errorf("%w: userns_options.gids: %v", errdefs.ErrInvalidArgument, err)
+	}
+	switch mode := u.GetMode(); mode {
+	case runtimeapi.NamespaceMode_NODE:
+		if len(uids) != 0 || len(gids) != 0 {
+			return nil, nil, fmt.Errorf("%w: userns_options: mode NODE takes no mappings", errdefs.ErrInvalidArgument)
+		}
+		return nil, nil, nil
+	case runtimeapi.NamespaceMode_POD:
+		if len(uids) == 0 || len(gids) == 0 {
+			return nil, nil, fmt.Errorf("%w: userns_options: mode POD needs uid and gid mappings", errdefs.ErrInvalidArgument)
+		}
+		return uids, gids, nil
+	default:
+		return nil, nil, fmt.Errorf("%w: userns_options: mode %s is not supported", errdefs.ErrInvalidArgument, mode)
+	}
+}
+
+// maxIDMappings is the kernel's limit of lines in uid_map/gid_map.
+const maxIDMappings = 340
+
+func idMappings(in []*runtimeapi.IDMapping) ([]runtimespec.LinuxIDMapping, error) {
+	if len(in) > maxIDMappings {
+		return nil, fmt.Errorf("%d mappings, at most %d", len(in), maxIDMappings)
+	}
+	var out []runtimespec.LinuxIDMapping
+	for i, m := range in {
+		if m == nil || m.GetLength() == 0 {
+			return nil, fmt.Errorf("mapping %d has length 0", i)
+		}
+		if uint64(m.GetContainerId())+uint64(m.GetLength()) > 1<<32 || uint64(m.GetHostId())+uint64(m.GetLength()) > 1<<32 {
+			return nil, fmt.Errorf("mapping %d overflows the id range", i)
+		}
+		out = append(out, runtimespec.LinuxIDMapping{ContainerID: m.GetContainerId(), HostID: m.GetHostId(), Size: m.GetLength()})
+	}
+	return out, nil
+}
+
+// withUserns puts the process in a user namespace: a new one (path "") for
+// the pause container, the pause container's for app containers.
+func withUserns(path string, uids, gids []runtimespec.LinuxIDMapping) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		ensureLinux(s)
+		s.Linux.Namespaces = append(s.Linux.Namespaces, runtimespec.LinuxNamespace{Type: runtimespec.UserNamespace, Path: path})
+		s.Linux.UIDMappings = uids
+		s.Linux.GIDMappings = gids
+		return nil
+	}
+}
+
+// podUsernsOpt is the user namespace of the pause container.
+func podUsernsOpt(u *runtimeapi.UserNamespace, supported bool) (oci.SpecOpts, error) {
+	uids, gids, err := usernsMappings(u)
+	if err != nil || uids == nil {
+		return nil, err
+	}
+	if !supported {
+		return nil, errUsernsUnsupported
+	}
+	return withUserns("", uids, gids), nil
+}
+
+// containerUsernsOpt is the user namespace of an app container: the pod's,
+// which the container's option must repeat.
+func containerUsernsOpt(pod, ctr *runtimeapi.UserNamespace, sandboxPID uint32, supported bool) (oci.SpecOpts, error) {
+	uids, gids, err := usernsMappings(ctr)
+	if err != nil {
+		return nil, err
+	}
+	puids, pgids, err := usernsMappings(pod)
+	if err != nil {
+		return nil, fmt.Errorf("pod %w", err)
+	}
+	if !slices.Equal(uids, puids) || !slices.Equal(gids, pgids) {
+		return nil, fmt.Errorf("%w: the container's user namespace options differ from the pod's", errdefs.ErrInvalidArgument)
+	}
+	if uids == nil {
+		return nil, nil
+	}
+	if !supported {
+		return nil, errUsernsUnsupported
+	}
+	return withUserns(procNS(sandboxPID, "user"), uids, gids), nil
+}

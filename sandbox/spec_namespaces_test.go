@@ -1,0 +1,194 @@
+package sandbox
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// nsString renders namespaces as "type" or "type=path", sorted.
+func nsString(nss []runtimespec.LinuxNamespace) string {
+	var out []string
+	for _, n := range nss {
+		s := string(n.Type)
+		if n.Path != "" {
+			s += "=" + n.Path
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+func TestSpecPodNamespaces(t *testing.T) {
+	const netns = "/run/netns/p1"
+	for _, tc := range []struct {
+		desc    string
+		opts    *runtimeapi.NamespaceOption
+		netns   string
+		want    string
+		wantErr error
+	}{
+		{desc: "defaults", netns: netns, want: "ipc mount network=/run/netns/p1 pid uts"},
+		{desc: "host network", opts: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}, want: "ipc mount pid"},
+		{desc: "host ipc", opts: &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE}, netns: netns, want: "mount network=/run/netns/p1 pid uts"},
+		{desc: "host pid", opts: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE}, netns: netns, want: "ipc mount network=/run/netns/p1 uts"},
+		{desc: "container pid", opts: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}, netns: netns, want: "ipc mount network=/run/netns/p1 pid uts"},
+		{
+			desc: "all host",
+			opts: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE},
+			want: "mount",
+		},
+		{desc: "missing netns path", wantErr: errdefs.ErrFailedPrecondition},
+		{desc: "target pid for a pod", opts: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, netns: netns, wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			nss, err := podNamespaces(tc.opts, tc.netns)
+			if checkErr(t, err, tc.wantErr) {
+				if got := nsString(nss); got != tc.want {
+					t.Errorf("namespaces = %q, want %q", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSpecContainerNamespaces(t *testing.T) {
+	const netns = "/run/netns/p1"
+	host := runtimeapi.NamespaceMode_NODE
+	for _, tc := range []struct {
+		desc       string
+		pod, ctr   *runtimeapi.NamespaceOption
+		netns      string
+		sandboxPID uint32
+		targetPID  uint32
+		want       string
+		wantErr    error
+	}{
+		{
+			desc: "pod namespaces", netns: netns, sandboxPID: 10,
+			want: "ipc=/proc/10/ns/ipc mount network=/run/netns/p1 pid=/proc/10/ns/pid uts=/proc/10/ns/uts",
+		},
+		{
+			desc: "container pid", netns: netns, sandboxPID: 10,
+			ctr:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			want: "ipc=/proc/10/ns/ipc mount network=/run/netns/p1 pid uts=/proc/10/ns/uts",
+		},
+		{
+			desc: "host pid", netns: netns, sandboxPID: 10,
+			ctr:  &runtimeapi.NamespaceOption{Pid: host},
+			want: "ipc=/proc/10/ns/ipc mount network=/run/netns/p1 uts=/proc/10/ns/uts",
+		},
+		{
+			desc: "pod pid in a host pid pod", netns: netns, sandboxPID: 10,
+			pod:  &runtimeapi.NamespaceOption{Pid: host},
+			want: "ipc=/proc/10/ns/ipc mount network=/run/netns/p1 uts=/proc/10/ns/uts",
+		},
+		{
+			desc: "target pid", netns: netns, sandboxPID: 10, targetPID: 20,
+			ctr:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "c0"},
+			want: "ipc=/proc/10/ns/ipc mount network=/run/netns/p1 pid=/proc/20/ns/pid uts=/proc/10/ns/uts",
+		},
+		{
+			desc: "target not running", netns: netns, sandboxPID: 10,
+			ctr:     &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "c0"},
+			wantErr: errdefs.ErrFailedPrecondition,
+		},
+		{
+			desc: "host network and ipc follow the pod", sandboxPID: 10,
+			pod:  &runtimeapi.NamespaceOption{Network: host, Ipc: host},
+			ctr:  &runtimeapi.NamespaceOption{},
+			want: "mount pid=/proc/10/ns/pid",
+		},
+		{desc: "sandbox not running", netns: netns, wantErr: errdefs.ErrFailedPrecondition},
+		{desc: "missing netns", sandboxPID: 10, wantErr: errdefs.ErrFailedPrecondition},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			nss, err := containerNamespaces(tc.pod, tc.ctr, tc.netns, tc.sandboxPID, tc.targetPID)
+			if checkErr(t, err, tc.wantErr) {
+				if got := nsString(nss); got != tc.want {
+					t.Errorf("namespaces = %q, want %q", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSpecUserNamespace(t *testing.T) {
+	m := func(c, h, l uint32) []*runtimeapi.IDMapping {
+		return []*runtimeapi.IDMapping{{ContainerId: c, HostId: h, Length: l}}
+	}
+	pod := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 100000, 65536), Gids: m(0, 100000, 65536)}
+	want := []runtimespec.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	for _, tc := range []struct {
+		desc       string
+		pod, ctr   *runtimeapi.UserNamespace
+		supported  bool
+		wantPath   string // user namespace of the container; "" for none
+		wantPodErr error
+		wantErr    error // of the container
+	}{
+		{desc: "none"},
+		{desc: "node", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}, ctr: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}},
+		{desc: "pod mode needs runc support", pod: pod, ctr: pod, wantPodErr: errdefs.ErrNotImplemented, wantErr: errdefs.ErrNotImplemented},
+		{desc: "pod mode", pod: pod, ctr: pod, supported: true, wantPath: "/proc/10/ns/user"},
+		{
+			desc: "node with mappings", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE, Uids: m(0, 1, 1)},
+			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc: "pod without gid mappings", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1, 1)}, supported: true,
+			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc: "zero length mapping", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1, 0), Gids: m(0, 1, 1)}, supported: true,
+			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc: "overflowing mapping", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1<<32-1, 2), Gids: m(0, 1, 1)}, supported: true,
+			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc: "container differs from pod", pod: pod, supported: true,
+			ctr:     &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1, 65536), Gids: m(0, 100000, 65536)},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{desc: "container without the pod's", pod: pod, supported: true, wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			popt, err := podUsernsOpt(tc.pod, tc.supported)
+			if checkErr(t, err, tc.wantPodErr) && popt != nil {
+				s := mustApply(t, popt)
+				if !slices.Contains(s.Linux.Namespaces, runtimespec.LinuxNamespace{Type: runtimespec.UserNamespace}) {
+					t.Errorf("pod: no new user namespace in %v", s.Linux.Namespaces)
+				}
+				if !slices.Equal(s.Linux.UIDMappings, want) || !slices.Equal(s.Linux.GIDMappings, want) {
+					t.Errorf("pod mappings = %v %v, want %v", s.Linux.UIDMappings, s.Linux.GIDMappings, want)
+				}
+			}
+			copt, err := containerUsernsOpt(tc.pod, tc.ctr, 10, tc.supported)
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			got := ""
+			if copt != nil {
+				s := mustApply(t, copt)
+				for _, n := range s.Linux.Namespaces {
+					if n.Type == runtimespec.UserNamespace {
+						got = n.Path
+					}
+				}
+				if !slices.Equal(s.Linux.UIDMappings, want) {
+					t.Errorf("container uid mappings = %v, want %v", s.Linux.UIDMappings, want)
+				}
+			}
+			if got != tc.wantPath {
+				t.Errorf("user namespace = %q, want %q", got, tc.wantPath)
+			}
+		})
+	}
+}

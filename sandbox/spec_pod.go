@@ -1,0 +1,77 @@
+package sandbox
+
+import (
+	"fmt"
+
+	"github.com/containerd/containerd/v2/pkg/oci"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// podSpecOpts builds the pause container's spec options, to be applied on
+// containerd's default spec (containerd.WithNewSpec) after the container's
+// snapshot exists (containerd.WithNewSnapshot): the user may be looked up in
+// the image's /etc/passwd.
+//
+// The pause process runs the sandbox image's entrypoint and cmd with a
+// read-only rootfs, no_new_privs and the default capabilities. It holds the
+// pod's namespaces (see podNamespaces), has the pod's hostname (not with
+// host network), sysctls and cgroup, cpu.shares 2 and oom_score_adj -998
+// (raised to what the host permits). Seccomp follows the pod security
+// context; privileged pods run the pause process without seccomp (unless a
+// Localhost profile is named) and get nothing else: the pause process needs
+// no privileges.
+func podSpecOpts(p podSpecParams) ([]oci.SpecOpts, error) {
+	cfg := p.Config
+	sc := cfg.GetLinux().GetSecurityContext()
+	nsOpts := sc.GetNamespaceOptions()
+
+	process, err := withPodProcess(p.Image)
+	if err != nil {
+		return nil, err
+	}
+	user, err := withPodUser(sc, p.Image)
+	if err != nil {
+		return nil, err
+	}
+	nss, err := podNamespaces(nsOpts, p.NetNSPath)
+	if err != nil {
+		return nil, err
+	}
+	userns, err := podUsernsOpt(nsOpts.GetUsernsOptions(), p.UsernsSupported)
+	if err != nil {
+		return nil, err
+	}
+	sec, err := seccompOpt("security_context.seccomp", sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged())
+	if err != nil {
+		return nil, fmt.Errorf("pod %w", err)
+	}
+
+	opts := []oci.SpecOpts{
+		withCRIBase(),
+		process,
+		user,
+		withNamespaces(nss),
+	}
+	if userns != nil {
+		opts = append(opts, userns)
+	}
+	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE && cfg.GetHostname() != "" {
+		opts = append(opts, oci.WithHostname(cfg.GetHostname()))
+	}
+	opts = append(opts,
+		withSysctls(cfg.GetLinux().GetSysctls()),
+		withCgroupsPath(p.CgroupsPath),
+		withSandboxCPUShares(),
+		withRootfsReadonly(true),
+		withNoNewPrivileges(true),
+		withCapabilities(defaultCapabilitySet()),
+	)
+	if sec != nil {
+		opts = append(opts, sec) // after the capabilities: the default profile reads them
+	}
+	opts = append(opts,
+		withOOMScoreAdj(defaultSandboxOOMAdj, p.OOM),
+		oci.WithAnnotations(podAnnotations(p)),
+	)
+	return opts, nil
+}

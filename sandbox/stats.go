@@ -1,0 +1,372 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/containerd/v2/pkg/netns"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	cnins "github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// usage is one sample of a cgroup's resource use, whatever the cgroup version.
+type usage struct {
+	at              time.Time
+	cpuNanos        uint64 // cumulative CPU time
+	memUsage        uint64
+	memWorkingSet   uint64
+	memRSS          uint64
+	memLimit        uint64
+	pageFaults      uint64
+	majorPageFaults uint64
+	swap            uint64
+	pids            uint64
+}
+
+// cpuSamples remembers the previous CPU sample per container or pod, so the
+// instantaneous usage (nano cores) the CRI asks for can be computed.
+type cpuSamples struct {
+	mu   sync.Mutex
+	prev map[string]usage
+}
+
+// nanoCores returns the CPU rate since the previous sample of id.
+func (s *cpuSamples) nanoCores(id string, u usage) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prev == nil {
+		s.prev = map[string]usage{}
+	}
+	prev, ok := s.prev[id]
+	s.prev[id] = u
+	if !ok || !u.at.After(prev.at) || u.cpuNanos < prev.cpuNanos {
+		return 0
+	}
+	return uint64(float64(u.cpuNanos-prev.cpuNanos) / float64(u.at.Sub(prev.at).Nanoseconds()) * 1e9)
+}
+
+func (s *cpuSamples) forget(id string) {
+	s.mu.Lock()
+	delete(s.prev, id)
+	s.mu.Unlock()
+}
+
+// taskUsage asks containerd for the task's cgroup metrics.
+func (r *Runtime) taskUsage(ctx context.Context, id string) (usage, error) {
+	task, err := r.loadTask(ctx, id)
+	if err != nil {
+		return usage{}, err
+	}
+	m, err := task.Metrics(ctx)
+	if err != nil {
+		return usage{}, err
+	}
+	data, err := typeurl.UnmarshalAny(m.Data)
+	if err != nil {
+		return usage{}, fmt.Errorf("decode metrics of %s: %w", id, err)
+	}
+	u := usage{at: m.Timestamp.AsTime()}
+	switch s := data.(type) {
+	case *v1.Metrics:
+		if s.CPU != nil && s.CPU.Usage != nil {
+			u.cpuNanos = s.CPU.Usage.Total
+		}
+		if mem := s.Memory; mem != nil {
+			if mem.Usage != nil {
+				u.memUsage, u.memLimit = mem.Usage.Usage, mem.Usage.Limit
+			}
+			if mem.Swap != nil {
+				u.swap = mem.Swap.Usage - min(mem.Swap.Usage, u.memUsage)
+			}
+			u.memWorkingSet = u.memUsage - min(u.memUsage, mem.TotalInactiveFile)
+			u.memRSS, u.pageFaults, u.majorPageFaults = mem.TotalRSS, mem.TotalPgFault, mem.TotalPgMajFault
+		}
+		if s.Pids != nil {
+			u.pids = s.Pids.Current
+		}
+	case *v2.Metrics:
+		if s.CPU != nil {
+			u.cpuNanos = s.CPU.UsageUsec * 1000
+		}
+		if mem := s.Memory; mem != nil {
+			u.memUsage, u.memLimit, u.swap = mem.Usage, mem.UsageLimit, mem.SwapUsage
+			u.memWorkingSet = mem.Usage - min(mem.Usage, mem.InactiveFile)
+			u.memRSS, u.pageFaults, u.majorPageFaults = mem.Anon, mem.Pgfault, mem.Pgmajfault
+		}
+		if s.Pids != nil {
+			u.pids = s.Pids.Current
+		}
+	default:
+		return usage{}, fmt.Errorf("metrics of %s: unknown type %T", id, data)
+	}
+	if u.memLimit >= math.MaxInt64/2 {
+		u.memLimit = 0 // "no limit" is reported as a huge number
+	}
+	return u, nil
+}
+
+func (r *Runtime) cpuMemStats(id string, u usage) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage, *runtimeapi.SwapUsage) {
+	ts := u.at.UnixNano()
+	cpu := &runtimeapi.CpuUsage{
+		Timestamp:            ts,
+		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: u.cpuNanos},
+		UsageNanoCores:       &runtimeapi.UInt64Value{Value: r.cpu.nanoCores(id, u)},
+	}
+	mem := &runtimeapi.MemoryUsage{
+		Timestamp:       ts,
+		WorkingSetBytes: &runtimeapi.UInt64Value{Value: u.memWorkingSet},
+		UsageBytes:      &runtimeapi.UInt64Value{Value: u.memUsage},
+		RssBytes:        &runtimeapi.UInt64Value{Value: u.memRSS},
+		PageFaults:      &runtimeapi.UInt64Value{Value: u.pageFaults},
+		MajorPageFaults: &runtimeapi.UInt64Value{Value: u.majorPageFaults},
+	}
+	if u.memLimit > 0 {
+		mem.AvailableBytes = &runtimeapi.UInt64Value{Value: u.memLimit - min(u.memLimit, u.memWorkingSet)}
+	}
+	swap := &runtimeapi.SwapUsage{Timestamp: ts, SwapUsageBytes: &runtimeapi.UInt64Value{Value: u.swap}}
+	return cpu, mem, swap
+}
+
+// ContainerStats reports a container's CPU, memory and writable layer use.
+func (r *Runtime) ContainerStats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error) {
+	c, err := r.store.container(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.containerStats(ctx, c)
+}
+
+func (r *Runtime) containerStats(ctx context.Context, c *Container) (*runtimeapi.ContainerStats, error) {
+	out := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
+		Id: c.ID, Metadata: c.Config.GetMetadata(), Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+	}}
+	if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+		u, err := r.taskUsage(ctx, c.ID)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("stats of container %s: %w", c.ID, err)
+		}
+		if err == nil {
+			out.Cpu, out.Memory, out.Swap = r.cpuMemStats(c.ID, u)
+		}
+	}
+	su, err := r.client.SnapshotService(r.snapshotter).Usage(ctx, c.ID)
+	if err == nil {
+		out.WritableLayer = &runtimeapi.FilesystemUsage{
+			Timestamp:  time.Now().UnixNano(),
+			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: r.snapshotter},
+			UsedBytes:  &runtimeapi.UInt64Value{Value: uint64(su.Size)},
+			InodesUsed: &runtimeapi.UInt64Value{Value: uint64(su.Inodes)},
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("writable layer of container %s: %w", c.ID, err)
+	}
+	return out, nil
+}
+
+// ListContainerStats reports stats of every container matching f.
+func (r *Runtime) ListContainerStats(ctx context.Context, f ContainerFilter) ([]*runtimeapi.ContainerStats, error) {
+	var out []*runtimeapi.ContainerStats
+	for _, c := range r.store.listContainers() {
+		if !matchID(c.ID, f.ID) || !matchID(c.PodID, f.PodID) || !matchLabels(c.Config.GetLabels(), f.LabelSelector) {
+			continue
+		}
+		if f.State != nil && r.store.containerStatusOf(c).State != *f.State {
+			continue
+		}
+		s, err := r.containerStats(ctx, c)
+		if errdefs.IsNotFound(err) {
+			continue // removed while listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// PodStats reports a pod: the sum of its pause and app containers' cgroup
+// use, its network interfaces' counters, and its containers' stats.
+func (r *Runtime) PodStats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error) {
+	p, err := r.store.pod(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.podStats(ctx, p)
+}
+
+func (r *Runtime) podStats(ctx context.Context, p *Pod) (*runtimeapi.PodSandboxStats, error) {
+	out := &runtimeapi.PodSandboxStats{
+		Attributes: &runtimeapi.PodSandboxAttributes{
+			Id: p.ID, Metadata: p.Config.GetMetadata(), Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(),
+		},
+		Linux: &runtimeapi.LinuxPodSandboxStats{},
+	}
+	if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return out, nil
+	}
+	total := usage{at: time.Now()}
+	var count uint64
+	add := func(u usage) {
+		total.cpuNanos += u.cpuNanos
+		total.memUsage += u.memUsage
+		total.memWorkingSet += u.memWorkingSet
+		total.memRSS += u.memRSS
+		total.pageFaults += u.pageFaults
+		total.majorPageFaults += u.majorPageFaults
+		total.swap += u.swap
+		count += u.pids
+	}
+	if u, err := r.taskUsage(ctx, p.ID); err == nil {
+		add(u)
+	}
+	for _, c := range r.store.podContainers(p.ID) {
+		cs, err := r.containerStats(ctx, c)
+		if err != nil {
+			continue
+		}
+		out.Linux.Containers = append(out.Linux.Containers, cs)
+		if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			if u, err := r.taskUsage(ctx, c.ID); err == nil {
+				add(u)
+			}
+		}
+	}
+	out.Linux.Cpu, out.Linux.Memory, _ = r.cpuMemStats(p.ID, total)
+	out.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: total.at.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: count}}
+	if p.NetNSPath != "" {
+		net, err := netnsStats(p.NetNSPath)
+		if err != nil {
+			return nil, fmt.Errorf("network stats of pod %s: %w", p.ID, err)
+		}
+		out.Linux.Network = net
+	}
+	return out, nil
+}
+
+// netnsStats reads the interface counters inside a pod's network namespace.
+func netnsStats(path string) (*runtimeapi.NetworkUsage, error) {
+	out := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
+	err := netns.LoadNetNS(path).Do(func(cnins.NetNS) error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			a := l.Attrs()
+			if a.Name == "lo" || a.Statistics == nil {
+				continue
+			}
+			iu := &runtimeapi.NetworkInterfaceUsage{
+				Name:     a.Name,
+				RxBytes:  &runtimeapi.UInt64Value{Value: a.Statistics.RxBytes},
+				RxErrors: &runtimeapi.UInt64Value{Value: a.Statistics.RxErrors},
+				TxBytes:  &runtimeapi.UInt64Value{Value: a.Statistics.TxBytes},
+				TxErrors: &runtimeapi.UInt64Value{Value: a.Statistics.TxErrors},
+			}
+			if a.Name == "eth0" {
+				out.DefaultInterface = iu
+			} else {
+				out.Interfaces = append(out.Interfaces, iu)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListPodStats reports stats of every pod matching f.
+func (r *Runtime) ListPodStats(ctx context.Context, f PodFilter) ([]*runtimeapi.PodSandboxStats, error) {
+	var out []*runtimeapi.PodSandboxStats
+	for _, p := range r.store.listPods() {
+		if !matchID(p.ID, f.ID) || !matchLabels(p.Config.GetLabels(), f.LabelSelector) {
+			continue
+		}
+		if f.State != nil && r.store.podStatusOf(p).State != *f.State {
+			continue
+		}
+		s, err := r.podStats(ctx, p)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// metricDescriptors are the cAdvisor-compatible metrics ListPodSandboxMetrics
+// reports (kubelet's PodAndContainerStatsFromCRI serves them on /metrics/cadvisor).
+var metricDescriptors = []*runtimeapi.MetricDescriptor{
+	{Name: "container_cpu_usage_seconds_total", Help: "Cumulative cpu time consumed in seconds."},
+	{Name: "container_memory_usage_bytes", Help: "Current memory usage in bytes, including all memory regardless of when it was accessed."},
+	{Name: "container_memory_working_set_bytes", Help: "Current working set in bytes."},
+	{Name: "container_memory_rss", Help: "Size of RSS in bytes."},
+	{Name: "container_spec_memory_limit_bytes", Help: "Memory limit for the container."},
+	{Name: "container_network_receive_bytes_total", Help: "Cumulative count of bytes received.", LabelKeys: []string{"interface"}},
+	{Name: "container_network_transmit_bytes_total", Help: "Cumulative count of bytes transmitted.", LabelKeys: []string{"interface"}},
+}
+
+// MetricDescriptors lists the metrics PodMetrics reports.
+func (r *Runtime) MetricDescriptors() []*runtimeapi.MetricDescriptor { return metricDescriptors }
+
+// PodMetrics reports the cAdvisor-style metrics of every ready pod.
+func (r *Runtime) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
+	var out []*runtimeapi.PodSandboxMetrics
+	for _, p := range r.store.listPods() {
+		if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+			continue
+		}
+		pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: p.ID}
+		now := time.Now().UnixNano()
+		if p.NetNSPath != "" {
+			if net, err := netnsStats(p.NetNSPath); err == nil {
+				for _, iu := range append([]*runtimeapi.NetworkInterfaceUsage{net.DefaultInterface}, net.Interfaces...) {
+					if iu == nil {
+						continue
+					}
+					pm.Metrics = append(pm.Metrics,
+						counter("container_network_receive_bytes_total", now, iu.RxBytes.GetValue(), iu.Name),
+						counter("container_network_transmit_bytes_total", now, iu.TxBytes.GetValue(), iu.Name))
+				}
+			}
+		}
+		for _, c := range r.store.podContainers(p.ID) {
+			if r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+				continue
+			}
+			u, err := r.taskUsage(ctx, c.ID)
+			if err != nil {
+				continue
+			}
+			ts := u.at.UnixNano()
+			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: []*runtimeapi.Metric{
+				counter("container_cpu_usage_seconds_total", ts, u.cpuNanos/1e9),
+				gauge("container_memory_usage_bytes", ts, u.memUsage),
+				gauge("container_memory_working_set_bytes", ts, u.memWorkingSet),
+				gauge("container_memory_rss", ts, u.memRSS),
+				gauge("container_spec_memory_limit_bytes", ts, u.memLimit),
+			}})
+		}
+		out = append(out, pm)
+	}
+	return out, nil
+}
+
+func counter(name string, ts int64, v uint64, labels ...string) *runtimeapi.Metric {
+	return &runtimeapi.Metric{Name: name, Timestamp: ts, MetricType: runtimeapi.MetricType_COUNTER, LabelValues: labels, Value: &runtimeapi.UInt64Value{Value: v}}
+}
+
+func gauge(name string, ts int64, v uint64, labels ...string) *runtimeapi.Metric {
+	return &runtimeapi.Metric{Name: name, Timestamp: ts, MetricType: runtimeapi.MetricType_GAUGE, LabelValues: labels, Value: &runtimeapi.UInt64Value{Value: v}}
+}

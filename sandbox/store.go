@@ -1,0 +1,361 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/internal/fsutil"
+)
+
+// PodState and ContainerState use the CRI's enums: they are the vocabulary
+// kubelet reasons in, and translating them twice would only add mistakes.
+type (
+	PodState       = runtimeapi.PodSandboxState
+	ContainerState = runtimeapi.ContainerState
+)
+
+// podMeta is what accel-cri records about a pod when it creates it. It is
+// stored as an extension of the pause container in containerd, so it
+// survives accel-cri restarts together with the container it describes.
+type podMeta struct {
+	ID             string                       `json:"id"`
+	Config         *runtimeapi.PodSandboxConfig `json:"config"`
+	RuntimeHandler string                       `json:"runtimeHandler,omitempty"`
+	NetNSPath      string                       `json:"netnsPath,omitempty"`
+	Files          PodFiles                     `json:"files"`
+	CgroupsPath    string                       `json:"cgroupsPath"`
+	CreatedAt      time.Time                    `json:"createdAt"`
+}
+
+// podStatus changes over the pod's life; it is checkpointed to a file.
+type podStatus struct {
+	State   PodState   `json:"state"`
+	PID     uint32     `json:"pid,omitempty"`
+	Network PodNetwork `json:"network"`
+	// NetworkDown records that CNI DEL and the netns removal are done, so
+	// a repeated stop does not run them again.
+	NetworkDown bool `json:"networkDown,omitempty"`
+	// Overhead and Resources are the pod-level resources kubelet last set.
+	Overhead  *runtimeapi.LinuxContainerResources `json:"overhead,omitempty"`
+	Resources *runtimeapi.LinuxContainerResources `json:"resources,omitempty"`
+}
+
+// Pod is one pod sandbox.
+type Pod struct {
+	podMeta
+
+	mu       sync.Mutex // serialises lifecycle operations on the pod
+	status   podStatus
+	exited   chan struct{} // closed when the pause task's exit is recorded
+	exitOnce sync.Once
+}
+
+func newPod(m podMeta) *Pod { return &Pod{podMeta: m, exited: make(chan struct{})} }
+
+// containerMeta is recorded at creation as an extension of the containerd
+// container.
+type containerMeta struct {
+	ID          string                      `json:"id"`
+	PodID       string                      `json:"podID"`
+	Config      *runtimeapi.ContainerConfig `json:"config"`
+	ImageName   string                      `json:"imageName"`
+	ImageID     string                      `json:"imageID"`
+	ImageRef    string                      `json:"imageRef"`
+	LogPath     string                      `json:"logPath,omitempty"`
+	StopSignal  string                      `json:"stopSignal,omitempty"`
+	CgroupsPath string                      `json:"cgroupsPath"`
+	CreatedAt   time.Time                   `json:"createdAt"`
+}
+
+// containerStatus is checkpointed to a file whenever it changes, before the
+// change is published, so a crash never loses an exit code.
+type containerStatus struct {
+	State      ContainerState                      `json:"state"`
+	PID        uint32                              `json:"pid,omitempty"`
+	StartedAt  time.Time                           `json:"startedAt,omitzero"`
+	FinishedAt time.Time                           `json:"finishedAt,omitzero"`
+	ExitCode   int32                               `json:"exitCode"`
+	Reason     string                              `json:"reason,omitempty"`
+	Message    string                              `json:"message,omitempty"`
+	OOMKilled  bool                                `json:"oomKilled,omitempty"`
+	User       *runtimeapi.ContainerUser           `json:"user,omitempty"`
+	Resources  *runtimeapi.LinuxContainerResources `json:"resources,omitempty"`
+}
+
+// Container is one app container of a pod.
+type Container struct {
+	containerMeta
+
+	// mu serialises Create/Start/Stop/Remove. The exit monitor never takes
+	// it: Stop holds it while it waits for the exit to be recorded.
+	mu        sync.Mutex
+	status    containerStatus
+	exited    chan struct{} // closed once the exit is recorded
+	exitOnce  sync.Once
+	startDone chan struct{} // closed when Start has recorded its outcome
+	startOnce sync.Once
+	io        *containerIO // set by Start; nil before
+}
+
+func newContainer(m containerMeta) *Container {
+	return &Container{containerMeta: m, exited: make(chan struct{}), startDone: make(chan struct{})}
+}
+
+func (c *Container) markStartDone() { c.startOnce.Do(func() { close(c.startDone) }) }
+
+// store indexes pods and containers in memory and checkpoints their status
+// under root. containerd holds everything else.
+type store struct {
+	root string
+
+	mu         sync.RWMutex
+	pods       map[string]*Pod
+	containers map[string]*Container
+	names      map[string]string // reserved name -> id
+}
+
+func newStore(root string) *store {
+	return &store{root: root, pods: map[string]*Pod{}, containers: map[string]*Container{}, names: map[string]string{}}
+}
+
+// podName is the unique name kubelet expects per pod attempt.
+func podName(m *runtimeapi.PodSandboxMetadata) string {
+	return strings.Join([]string{m.GetName(), m.GetNamespace(), m.GetUid(), fmt.Sprint(m.GetAttempt())}, "_")
+}
+
+// containerName is unique per pod, container name and attempt.
+func containerName(podID string, m *runtimeapi.ContainerMetadata) string {
+	return strings.Join([]string{m.GetName(), podID, fmt.Sprint(m.GetAttempt())}, "_")
+}
+
+// reserveName claims name for id; AlreadyExists names the holder.
+func (s *store) reserveName(name, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if holder, ok := s.names[name]; ok && holder != id {
+		return fmt.Errorf("%w: name %q is reserved for %q", errdefs.ErrAlreadyExists, name, holder)
+	}
+	s.names[name] = id
+	return nil
+}
+
+func (s *store) releaseName(name, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.names[name] == id {
+		delete(s.names, name)
+	}
+}
+
+func (s *store) addPod(p *Pod) {
+	s.mu.Lock()
+	s.pods[p.ID] = p
+	s.mu.Unlock()
+}
+
+func (s *store) addContainer(c *Container) {
+	s.mu.Lock()
+	s.containers[c.ID] = c
+	s.mu.Unlock()
+}
+
+func (s *store) deletePod(id string) {
+	s.mu.Lock()
+	delete(s.pods, id)
+	s.mu.Unlock()
+}
+
+func (s *store) deleteContainer(id string) {
+	s.mu.Lock()
+	delete(s.containers, id)
+	s.mu.Unlock()
+}
+
+// pod finds a pod by full id or unique id prefix (crictl and humans use prefixes).
+func (s *store) pod(id string) (*Pod, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if p, ok := s.pods[id]; ok {
+		return p, nil
+	}
+	var found *Pod
+	for k, p := range s.pods {
+		if id != "" && strings.HasPrefix(k, id) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: pod id prefix %q is ambiguous", errdefs.ErrInvalidArgument, id)
+			}
+			found = p
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: pod sandbox %q", errdefs.ErrNotFound, id)
+	}
+	return found, nil
+}
+
+func (s *store) container(id string) (*Container, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c, ok := s.containers[id]; ok {
+		return c, nil
+	}
+	var found *Container
+	for k, c := range s.containers {
+		if id != "" && strings.HasPrefix(k, id) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: container id prefix %q is ambiguous", errdefs.ErrInvalidArgument, id)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: container %q", errdefs.ErrNotFound, id)
+	}
+	return found, nil
+}
+
+func (s *store) listPods() []*Pod {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Pod, 0, len(s.pods))
+	for _, p := range s.pods {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+func (s *store) listContainers() []*Container {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Container, 0, len(s.containers))
+	for _, c := range s.containers {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out
+}
+
+func (s *store) podContainers(podID string) []*Container {
+	var out []*Container
+	for _, c := range s.listContainers() {
+		if c.PodID == podID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (s *store) podStatusPath(id string) string {
+	return filepath.Join(s.root, "pods", id+".json")
+}
+
+func (s *store) containerStatusPath(id string) string {
+	return filepath.Join(s.root, "containers", id+".json")
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(path, b, 0o600)
+}
+
+// readJSON reads a checkpoint; a missing file leaves v unchanged and reports false.
+func readJSON(path string, v any) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// setPodStatus persists the pod's new status, then publishes it in memory.
+// The caller holds p.mu.
+func (s *store) setPodStatus(p *Pod, st podStatus) error {
+	if err := writeJSON(s.podStatusPath(p.ID), st); err != nil {
+		return fmt.Errorf("checkpoint pod %s: %w", p.ID, err)
+	}
+	s.mu.Lock()
+	p.status = st
+	s.mu.Unlock()
+	return nil
+}
+
+// setContainerStatus persists, then publishes. The caller holds c.mu.
+func (s *store) setContainerStatus(c *Container, st containerStatus) error {
+	if err := writeJSON(s.containerStatusPath(c.ID), st); err != nil {
+		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+	}
+	s.mu.Lock()
+	c.status = st
+	s.mu.Unlock()
+	return nil
+}
+
+// podStatusOf and containerStatusOf read the published status; readers do
+// not take the lifecycle locks, so List and Status never wait for a slow Stop.
+func (s *store) podStatusOf(p *Pod) podStatus {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return p.status
+}
+
+func (s *store) containerStatusOf(c *Container) containerStatus {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return c.status
+}
+
+func (s *store) removeCheckpoints(kind, id string) {
+	_ = os.Remove(filepath.Join(s.root, kind, id+".json"))
+}
+
+// podExact and containerExact look up by full id only (events carry full ids).
+func (s *store) podExact(id string) *Pod {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pods[id]
+}
+
+func (s *store) containerExact(id string) *Container {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.containers[id]
+}
+
+// markOOM records that the kernel OOM-killed a process of the container;
+// the exit that follows is then reported as OOMKilled.
+func (s *store) markOOM(c *Container) {
+	s.mu.Lock()
+	st := c.status
+	st.OOMKilled = true
+	s.mu.Unlock()
+	if err := writeJSON(s.containerStatusPath(c.ID), st); err != nil {
+		return
+	}
+	s.mu.Lock()
+	c.status.OOMKilled = true
+	s.mu.Unlock()
+}

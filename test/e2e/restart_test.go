@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/test/e2e/framework"
+)
+
+// accel-cri killed with SIGKILL (its managed containerd keeps running and is
+// adopted by the next start) while
+// pods run: after the restart every pod and container is listed with its
+// state, a container that exited meanwhile reports its exit code and finish
+// time, and running containers keep logging.
+func TestRestartRecovery(t *testing.T) {
+	e := startPodEnv(t)
+	ctx := ctxT(t, 5*time.Minute)
+
+	podID, pod := e.runPod(t, "survivor")
+	ticker := e.busybox("ticker", `i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done`)
+	tid := e.RunContainer(t, podID, pod, ticker)
+	quitter := e.busybox("quitter", `sleep 2; exit 7`)
+	qid := e.RunContainer(t, podID, pod, quitter)
+	created := framework.ContainerConfig("created", e.imgs.Busybox.Ref, "true")
+	cid, err := e.Runtime.CreateContainer(ctx, podID, created, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	framework.WaitLog(t, logPath(pod, ticker), "tick 3", 20*time.Second)
+	before, err := e.Runtime.ContainerStatus(ctx, tid, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	podBefore, _ := e.Runtime.PodSandboxStatus(ctx, podID, false)
+
+	killedAt := time.Now()
+	e.Kill(t)
+	time.Sleep(3 * time.Second) // quitter exits while nothing is watching
+	e.Start(t)
+
+	pods, err := e.Runtime.ListPodSandbox(ctx, nil)
+	if err != nil || len(pods) != 1 || pods[0].Id != podID || pods[0].State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pods after restart: %v, %v", pods, err)
+	}
+	podAfter, _ := e.Runtime.PodSandboxStatus(ctx, podID, false)
+	if podAfter.Status.GetNetwork().GetIp() != podBefore.Status.GetNetwork().GetIp() || podAfter.Status.CreatedAt != podBefore.Status.CreatedAt {
+		t.Errorf("pod status changed across restart: %v -> %v", podBefore.Status, podAfter.Status)
+	}
+
+	after := e.WaitContainer(t, tid, running, 5*time.Second)
+	if after.StartedAt != before.Status.StartedAt {
+		t.Errorf("running container's start time changed: %d -> %d", before.Status.StartedAt, after.StartedAt)
+	}
+	q := e.WaitContainer(t, qid, exited, 10*time.Second)
+	if q.ExitCode != 7 || q.Reason != "Error" {
+		t.Errorf("quitter: exit %d reason %q, want 7 Error", q.ExitCode, q.Reason)
+	}
+	if fin := time.Unix(0, q.FinishedAt); fin.Before(killedAt) || fin.After(time.Now()) {
+		t.Errorf("quitter finished at %s, killed at %s", fin, killedAt)
+	}
+	if c := e.WaitContainer(t, cid, runtimeapi.ContainerState_CONTAINER_CREATED, 5*time.Second); c == nil {
+		t.Fatal("created container lost")
+	}
+	// The ticker's output is attached again: new lines keep coming.
+	n := strings.Count(framework.LogContent(t, logPath(pod, ticker)), "tick ")
+	framework.WaitLog(t, logPath(pod, ticker), "tick "+strconv.Itoa(n+5), 20*time.Second)
+	// And the recovered container can be started, stopped and removed.
+	if err := e.Runtime.StartContainer(ctx, cid); err != nil {
+		t.Fatalf("start recovered created container: %v", err)
+	}
+	e.WaitContainer(t, cid, exited, 20*time.Second)
+	if err := e.Runtime.StopContainer(ctx, tid, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// A graceful restart (SIGTERM) adopts the running pod the same way.
+	ticker2 := e.busybox("ticker2", `while true; do echo tock; sleep 0.1; done`)
+	t2 := e.RunContainer(t, podID, pod, ticker2)
+	e.Restart(t)
+	e.WaitContainer(t, t2, running, 5*time.Second)
+	if err := e.Runtime.StopPodSandbox(ctx, podID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Runtime.RemovePodSandbox(ctx, podID); err != nil {
+		t.Fatal(err)
+	}
+	if n := dirCount(t, filepath.Join(e.State, "sandbox", "netns")); n != 0 {
+		t.Errorf("%d network namespaces left", n)
+	}
+}
