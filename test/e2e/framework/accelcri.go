@@ -53,8 +53,10 @@ type AccelCRI struct {
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
-	// StreamingImages uses the streaming list RPCs (StreamImages).
-	StreamingImages internalapi.ImageManagerService
+	// StreamingImages and StreamingRuntime use the streaming list RPCs
+	// (StreamImages, StreamPodSandboxes, StreamContainers, Stream*Stats).
+	StreamingImages  internalapi.ImageManagerService
+	StreamingRuntime internalapi.RuntimeService
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -237,6 +239,9 @@ func (a *AccelCRI) start(bin string) {
 		t.Fatal(err)
 	}
 	if a.StreamingImages, err = remote.NewRemoteImageService(ctx, endpoint, 2*time.Minute, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if a.StreamingRuntime, err = remote.NewRemoteRuntimeService(ctx, endpoint, 2*time.Minute, nil, true); err != nil {
 		t.Fatal(err)
 	}
 }
