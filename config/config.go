@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,9 +38,15 @@ type Config struct {
 	CNIConfDir       string   `toml:"cni_conf_dir" json:"cni_conf_dir" comment:"Directory of CNI network configurations; the first (lexical) .conflist/.conf is used.\nStatus reports NetworkReady=false while it holds none."`
 	CNIBinDirs       []string `toml:"cni_bin_dirs" json:"cni_bin_dirs" comment:"Directories searched for CNI plugin binaries."`
 	PodShmSize       int64    `toml:"pod_shm_size" json:"pod_shm_size" comment:"Size in bytes of each pod's /dev/shm (a tmpfs shared by the pod's containers)."`
-	StreamingAddr    string   `toml:"streaming_address" json:"streaming_address" comment:"Address of the exec/attach/port-forward streaming server. Port 0 picks a free port."`
+	StreamingAddr    string   `toml:"streaming_address" json:"streaming_address" comment:"Address (host:port) of the exec/attach/port-forward streaming server. kubelet connects to the URLs it\nhands out, so the host must be reachable from kubelet. Port 0 picks a free port."`
+	StreamingTLSCert string   `toml:"streaming_tls_cert" json:"streaming_tls_cert" comment:"PEM certificate file for serving the streaming server over HTTPS. Set both streaming_tls_cert and\nstreaming_tls_key, or neither (plain HTTP)."`
+	StreamingTLSKey  string   `toml:"streaming_tls_key" json:"streaming_tls_key" comment:"PEM private key file matching streaming_tls_cert."`
 	CgroupDriver     string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
 	LogLevel         string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
+	DefaultRuntime   string   `toml:"default_runtime" json:"default_runtime" comment:"Runtime handler for pods that name none (RunPodSandbox runtime_handler \"\"). Must be a key of [runtimes]."`
+	// Runtimes is last: TOML tables must follow the plain keys.
+	Runtimes map[string]RuntimeConfig `toml:"runtimes" json:"runtimes" comment:"Runtime handlers (Kubernetes RuntimeClass .handler), one table each: [runtimes.<handler>].\nThe name is a DNS label. See docs/runtime-handlers.md for crun, gVisor (runsc) and Kata examples."`
+	Devices  DevicesConfig            `toml:"devices" json:"devices" comment:"Accelerators: discovery, CDI specs and injection, kubelet device plugin (docs/devices.md)."`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string
@@ -76,6 +83,9 @@ func Default() Config {
 		StreamingAddr:    "127.0.0.1:0",
 		CgroupDriver:     "auto",
 		LogLevel:         "info",
+		DefaultRuntime:   "runc",
+		Runtimes:         map[string]RuntimeConfig{"runc": {Type: RuntimeTypeRunc}},
+		Devices:          DefaultDevices(),
 	}
 }
 
@@ -163,6 +173,16 @@ func (c *Config) Validate() error {
 	if c.PullProgressTime < 0 {
 		errs = append(errs, errors.New("image_pull_progress_timeout: must not be negative"))
 	}
+	if c.StreamingAddr == "" {
+		errs = append(errs, errors.New("streaming_address: must be set"))
+	} else if _, _, err := net.SplitHostPort(c.StreamingAddr); err != nil {
+		errs = append(errs, fmt.Errorf("streaming_address: %w", err))
+	}
+	if (c.StreamingTLSCert == "") != (c.StreamingTLSKey == "") {
+		errs = append(errs, errors.New("streaming_tls_cert, streaming_tls_key: set both or neither"))
+	}
+	abs("streaming_tls_cert", c.StreamingTLSCert, false)
+	abs("streaming_tls_key", c.StreamingTLSKey, false)
 	switch c.CgroupDriver {
 	case "auto", "cgroupfs", "systemd":
 	default:
@@ -171,6 +191,8 @@ func (c *Config) Validate() error {
 	if _, err := ParseLogLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("log_level: %w", err))
 	}
+	errs = append(errs, c.validateRuntimes()...)
+	errs = append(errs, c.Devices.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -15,11 +15,18 @@ func TestDefaultRoundTrip(t *testing.T) {
 	}
 	// Every key carries a comment for operators.
 	lines := strings.Split(string(b), "\n")
+	// A map entry's table ([runtimes.runc]) follows its map's table, which
+	// carries the comment.
 	for i, l := range lines {
+		l = strings.TrimSpace(l)
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
-		if i == 0 || !strings.HasPrefix(strings.TrimSpace(lines[i-1]), "#") {
+		prev := ""
+		if i > 0 {
+			prev = strings.TrimSpace(lines[i-1])
+		}
+		if !strings.HasPrefix(prev, "#") && !(strings.HasPrefix(l, "[") && strings.HasPrefix(prev, "[")) {
 			t.Errorf("key line %q has no comment above it", l)
 		}
 	}
@@ -102,6 +109,13 @@ func TestValidate(t *testing.T) {
 		{desc: "no binary without address", mutate: func(c *Config) { c.ContainerdBinary = "" }, wantErr: "containerd_binary"},
 		{desc: "address without binary ok", mutate: func(c *Config) { c.ContainerdBinary = ""; c.ContainerdAddr = "/run/containerd/containerd.sock" }},
 		{desc: "empty namespace", mutate: func(c *Config) { c.Namespace = "" }, wantErr: "namespace"},
+		{desc: "streaming address without port", mutate: func(c *Config) { c.StreamingAddr = "127.0.0.1" }, wantErr: "streaming_address"},
+		{desc: "streaming TLS cert without key", mutate: func(c *Config) { c.StreamingTLSCert = "/etc/accel-cri/tls.crt" }, wantErr: "set both or neither"},
+		{desc: "streaming TLS key without cert", mutate: func(c *Config) { c.StreamingTLSKey = "/etc/accel-cri/tls.key" }, wantErr: "set both or neither"},
+		{desc: "streaming TLS relative path", mutate: func(c *Config) { c.StreamingTLSCert, c.StreamingTLSKey = "tls.crt", "/k" }, wantErr: "streaming_tls_cert"},
+		{desc: "streaming TLS both ok", mutate: func(c *Config) {
+			c.StreamingTLSCert, c.StreamingTLSKey = "/etc/accel-cri/tls.crt", "/etc/accel-cri/tls.key"
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

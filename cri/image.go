@@ -36,7 +36,17 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 	if err := validateImageRef("image.image", ref); err != nil {
 		return nil, err
 	}
-	img, err := s.images.Pull(ctx, ref, toAuth(req.GetAuth()))
+	var opts []images.PullOption
+	if h := req.GetImage().GetRuntimeHandler(); h != "" {
+		// The image is unpacked for the handler that will run it (its
+		// snapshotter); an unknown handler is NotFound, as in RunPodSandbox.
+		sn, err := s.runtime.HandlerSnapshotter(h)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, images.WithPullSnapshotter(sn))
+	}
+	img, err := s.images.Pull(ctx, ref, toAuth(req.GetAuth()), opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ type fakeImages struct {
 	remove []string
 }
 
-func (f *fakeImages) Pull(_ context.Context, ref string, auth *images.AuthConfig) (images.Image, error) {
+func (f *fakeImages) Pull(_ context.Context, ref string, auth *images.AuthConfig, _ ...images.PullOption) (images.Image, error) {
 	f.pulls = append(f.pulls, ref)
 	f.auths = append(f.auths, auth)
 	if img, ok := f.imgs[ref]; ok {

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"time"
 
 	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/sandbox"
@@ -11,7 +12,7 @@ import (
 
 // ImageStore is what the ImageService needs from the images package.
 type ImageStore interface {
-	Pull(ctx context.Context, ref string, auth *images.AuthConfig) (images.Image, error)
+	Pull(ctx context.Context, ref string, auth *images.AuthConfig, opts ...images.PullOption) (images.Image, error)
 	Get(ctx context.Context, ref string) (images.Image, error)
 	List(ctx context.Context, filterRef string) ([]images.Image, error)
 	Remove(ctx context.Context, ref string) error
@@ -23,7 +24,11 @@ type Runtime interface {
 	RuntimeReady(ctx context.Context) error
 	NetworkReady(ctx context.Context) error
 	CgroupDriver() string
-	Features() sandbox.HandlerFeatures
+	// Handlers lists the runtime handlers, the default first as "".
+	Handlers() []sandbox.HandlerInfo
+	// HandlerSnapshotter is the snapshotter images pulled for a handler
+	// are unpacked into; NotFound for an unknown handler.
+	HandlerSnapshotter(name string) (string, error)
 
 	RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error)
 	StopPod(ctx context.Context, id string) error
@@ -49,6 +54,12 @@ type Runtime interface {
 	PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error)
 
 	Subscribe() (<-chan *runtimeapi.ContainerEventResponse, func())
+
+	// Exec, attach and port-forward: the streams themselves go through the
+	// streaming server; these check their target and run ExecSync.
+	RunningContainer(id string) (string, error)
+	ReadyPod(id string) (string, error)
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (sandbox.ExecSyncResult, error)
 }
 
 // VersionInfo names this build.
@@ -62,10 +73,11 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	images  ImageStore
-	runtime Runtime
-	version VersionInfo
-	info    func() map[string]any
+	images   ImageStore
+	runtime  Runtime
+	streamer Streamer
+	version  VersionInfo
+	info     func() map[string]any
 }
 
 // Option configures a Server.

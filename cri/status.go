@@ -41,12 +41,17 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	runtimeCond := condition(runtimeapi.RuntimeReady, s.runtime.RuntimeReady(ctx), ReasonRuntimeNotReady)
 	networkCond := condition(runtimeapi.NetworkReady, s.runtime.NetworkReady(ctx), ReasonNetworkNotReady)
-	f := s.runtime.Features()
-	hf := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: f.RecursiveReadOnlyMounts, UserNamespaces: f.UserNamespaces}
+	var handlers []*runtimeapi.RuntimeHandler
+	// kubelet reads the default handler's features under the name "".
+	for _, h := range s.runtime.Handlers() {
+		handlers = append(handlers, &runtimeapi.RuntimeHandler{Name: h.Name, Features: &runtimeapi.RuntimeHandlerFeatures{
+			RecursiveReadOnlyMounts: h.Features.RecursiveReadOnlyMounts,
+			UserNamespaces:          h.Features.UserNamespaces,
+		}})
+	}
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, networkCond}},
-		// The default handler ("") and its name are both runc.
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: hf}, {Name: "runc", Features: hf}},
+		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, networkCond}},
+		RuntimeHandlers: handlers,
 		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() && s.info != nil {

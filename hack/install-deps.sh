@@ -5,7 +5,7 @@
 # takes a second or two.
 #
 #   - Debian packages (apt-get update only when one is missing):
-#     runc, CNI plugins, docker-registry, busybox-static, iptables, iproute2, ...
+#     runc, crun, runsc (gVisor), CNI plugins, docker-registry, busybox-static, iptables, iproute2, ...
 #   - containerd + containerd-shim-runc-v2 $CONTAINERD_VERSION (go install)
 #   - crictl $CRICTL_VERSION (go install)
 #
@@ -23,6 +23,8 @@ BIN_DIR=/usr/local/bin
 
 APT_PACKAGES=(
 	runc
+	crun  # second OCI runtime handler (e2e: handler routing)
+	runsc # gVisor, a sandboxed runtime handler (e2e); no containerd-shim-runsc-v1 in Debian
 	containernetworking-plugins
 	docker-registry
 	busybox-static
@@ -35,6 +37,7 @@ APT_PACKAGES=(
 	git
 	gcc
 	libc6-dev
+	ffmpeg # the media job e2e test: ffmpeg and its ldd closure become a test image; ffprobe checks the result
 )
 
 log() { echo "install-deps: $*" >&2; }

@@ -61,6 +61,20 @@ func WithSnapshotter(name string) Option {
 	return func(o *options) { o.snapshotter = name }
 }
 
+// PullOption configures one Pull.
+type PullOption func(*pullOptions)
+
+type pullOptions struct {
+	snapshotter string
+}
+
+// WithPullSnapshotter unpacks this pull into the named snapshotter instead of
+// the service's (a runtime handler with a snapshotter of its own, named by
+// the CRI's ImageSpec.runtime_handler).
+func WithPullSnapshotter(name string) PullOption {
+	return func(o *pullOptions) { o.snapshotter = name }
+}
+
 // WithPinnedImages names images that are reported with Pinned=true (for
 // example the sandbox image), so kubelet never garbage-collects them. Each is
 // a reference ("registry.k8s.io/pause:3.10", "pause" is
@@ -81,4 +95,13 @@ func WithImageFsPath(path string) Option {
 // platforms.DefaultSpec() (the platform of this binary).
 func WithPlatform(p ocispec.Platform) Option {
 	return func(o *options) { o.platform = p }
+}
+
+// PullSnapshotter is the snapshotter opts ask for ("" for the service's).
+func PullSnapshotter(opts ...PullOption) string {
+	var o pullOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o.snapshotter
 }

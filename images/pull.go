@@ -16,7 +16,8 @@ import (
 )
 
 // Pull pulls ref from its registry (or a mirror from the registry
-// configuration), unpacks it into the snapshotter and records it in
+// configuration), unpacks it into the snapshotter (WithPullSnapshotter's, else
+// the service's) and records it in
 // containerd under the tag (when ref is a tag), the digest reference
 // repo@sha256:<manifest digest> and the id sha256:<config digest>. It returns
 // the image; its ID is the config digest.
@@ -26,7 +27,11 @@ import (
 // ErrPermissionDenied, ErrNotFound for an image the registry does not have,
 // ErrUnavailable for an unreachable registry, and context.DeadlineExceeded
 // when the pull progress timeout cancelled a stalled transfer.
-func (s *Service) Pull(ctx context.Context, ref string, auth *AuthConfig) (Image, error) {
+func (s *Service) Pull(ctx context.Context, ref string, auth *AuthConfig, opts ...PullOption) (Image, error) {
+	snapshotter := PullSnapshotter(opts...)
+	if snapshotter == "" {
+		snapshotter = s.opts.snapshotter
+	}
 	named, err := parseRef(ref)
 	if err != nil {
 		return Image{}, err
@@ -50,7 +55,7 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *AuthConfig) (Image
 		}
 	}()
 
-	img, err := s.fetch(lctx, name, creds)
+	img, err := s.fetch(lctx, name, creds, snapshotter)
 	if err != nil {
 		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
 	}
@@ -99,7 +104,7 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *AuthConfig) (Image
 
 // fetch runs containerd's pull with accel-cri's resolver under the progress
 // watchdog. It classifies the error for the CRI layer.
-func (s *Service) fetch(ctx context.Context, name string, creds *registryCredentials) (containerd.Image, error) {
+func (s *Service) fetch(ctx context.Context, name string, creds *registryCredentials, snapshotter string) (containerd.Image, error) {
 	// Each pull builds its own HTTP transports; their idle keep-alive
 	// connections (and the goroutines serving them) go when it ends, after
 	// its context is cancelled.
@@ -121,7 +126,7 @@ func (s *Service) fetch(ctx context.Context, name string, creds *registryCredent
 		containerd.WithResolver(resolver),
 		containerd.WithPlatformMatcher(s.platform),
 		containerd.WithPullUnpack,
-		containerd.WithPullSnapshotter(s.opts.snapshotter),
+		containerd.WithPullSnapshotter(snapshotter),
 		containerd.WithPullLabels(map[string]string{ManagedLabel: "true"}),
 	)
 	if err == nil {

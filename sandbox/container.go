@@ -45,11 +45,17 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if pst.State != runtimeapi.PodSandboxState_SANDBOX_READY {
 		return "", fmt.Errorf("%w: pod sandbox %s is not ready", errdefs.ErrFailedPrecondition, p.ID)
 	}
+	// Every container runs under its pod's handler: VM and gVisor shims
+	// put a pod's containers into the pod's sandbox.
+	h, err := r.handlerOf(p.RuntimeHandler)
+	if err != nil {
+		return "", fmt.Errorf("pod sandbox %s: %w", p.ID, err)
+	}
 	img, err := r.images.Get(ctx, cfg.GetImage().GetImage())
 	if err != nil {
 		return "", fmt.Errorf("image %q of container %q: %w", cfg.GetImage().GetImage(), cfg.GetMetadata().GetName(), err)
 	}
-	cimg, err := r.containerdImage(ctx, img)
+	cimg, err := r.containerdImage(ctx, img, h.snapshotter)
 	if err != nil {
 		return "", err
 	}
@@ -91,16 +97,19 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		SandboxPID: pst.PID, TargetPID: targetPID, NetNSPath: p.NetNSPath,
 		HostnamePath: p.Files.HostnamePath, HostsPath: p.Files.HostsPath, ResolvPath: p.Files.ResolvPath, ShmPath: p.Files.ShmPath,
 		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: p.RuntimeHandler, AppArmorEnabled: r.appArmor,
-		CgroupV2: r.cgroupV2, SwapAvailable: r.swapAccounting, HugetlbAvailable: r.hugetlb, UsernsSupported: r.features.UserNamespaces,
+		CgroupV2: r.cgroupV2, SwapAvailable: r.swapAccounting, HugetlbAvailable: r.hugetlb, UsernsSupported: h.features.UserNamespaces,
+		PassedAnnotations:   containerPassedAnnotations(h, p.Config.GetAnnotations(), cfg.GetAnnotations()),
+		SandboxPerContainer: h.sandboxPerContainer, NoHostDevices: h.privilegedWithoutHostDevices, CDI: r.cdi,
+		DeviceOwnershipFromSecurityContext: r.deviceOwnershipFromSC,
 	})
 	if err != nil {
 		return "", err
 	}
 	ctr, err := r.client.NewContainer(ctx, id,
-		containerd.WithSnapshotter(r.snapshotter),
+		containerd.WithSnapshotter(h.snapshotter),
 		containerd.WithNewSnapshot(id, cimg),
-		containerd.WithNewSpec(specOpts...),
-		containerd.WithRuntime(runcRuntime, r.runtimeOptions()),
+		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
+		containerd.WithRuntime(h.runtimeType, h.options),
 		containerd.WithContainerLabels(map[string]string{labelKind: kindCtr, labelPodID: p.ID}),
 		containerd.WithContainerExtension(extContainerMeta, &meta),
 	)
@@ -188,7 +197,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	if err != nil {
 		return err
 	}
-	cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin())
+	cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce())
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
@@ -198,6 +207,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		return fmt.Errorf("start container %s: create task: %w", c.ID, err)
 	}
 	cio.follow(task.IO())
+	cio.setStdinCloser(stdinCloser(task))
 	c.io = cio
 	// The process starts during task.Start; taking the time before it keeps
 	// started <= finished for a process that exits at once.
@@ -314,7 +324,7 @@ func (r *Runtime) ContainerStatus(ctx context.Context, id string, verbose bool) 
 		st := r.store.containerStatusOf(c)
 		info, err = jsonInfo(map[string]any{"info": map[string]any{
 			"sandboxID": c.PodID, "pid": st.PID, "cgroupsPath": c.CgroupsPath, "stopSignal": c.StopSignal,
-			"runtimeType": runcRuntime, "runtimeOptions": r.runtimeOptions(), "config": c.Config,
+			"runtimeType": r.runtimeTypeOf(r.podHandlerName(c.PodID)), "config": c.Config,
 		}})
 		if err != nil {
 			return nil, nil, err

@@ -45,4 +45,4 @@ func parseFeatures(b []byte) (HandlerFeatures, error) {
 }
 
 // Features reports what the default runtime handler can do.
-func (r *Runtime) Features() HandlerFeatures { return r.features }
+func (r *Runtime) Features() HandlerFeatures { return r.handlers[r.defaultHandler].features }

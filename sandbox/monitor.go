@@ -201,7 +201,7 @@ func (r *Runtime) deleteTask(ctx context.Context, id string) exitInfo {
 	if err != nil {
 		return exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true}
 	}
-	st, err := task.Delete(ctx, containerd.WithProcessKill)
+	st, err := killAndDeleteTask(ctx, task)
 	if err != nil || st == nil {
 		if err != nil && !errdefs.IsNotFound(err) {
 			klog.ErrorS(err, "Delete exited task", "id", id)

@@ -48,7 +48,8 @@ func newID() string {
 // CNI networks, and its pause container. Everything it made is undone when
 // any step fails, so a failed RunPodSandbox leaves nothing behind.
 func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ string, retErr error) {
-	if err := checkHandler(handler); err != nil {
+	h, err := r.handlerOf(handler)
+	if err != nil {
 		return "", err
 	}
 	id := newID()
@@ -70,7 +71,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err != nil {
 		return "", err
 	}
-	cimg, err := r.containerdImage(ctx, img)
+	cimg, err := r.containerdImage(ctx, img, h.snapshotter)
 	if err != nil {
 		return "", err
 	}
@@ -118,16 +119,17 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 	specOpts, err := podSpecOpts(podSpecParams{
 		ID: id, Config: cfg, Image: img.Spec.Config, ImageName: r.sandboxImage, NetNSPath: meta.NetNSPath,
-		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler, UsernsSupported: r.features.UserNamespaces,
+		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler, UsernsSupported: h.features.UserNamespaces,
+		PassedAnnotations: passAnnotations(cfg.GetAnnotations(), h.podAnnotations),
 	})
 	if err != nil {
 		return "", err
 	}
 	ctr, err := r.client.NewContainer(ctx, id,
-		containerd.WithSnapshotter(r.snapshotter),
+		containerd.WithSnapshotter(h.snapshotter),
 		containerd.WithNewSnapshot(id, cimg),
-		containerd.WithNewSpec(specOpts...),
-		containerd.WithRuntime(runcRuntime, r.runtimeOptions()),
+		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
+		containerd.WithRuntime(h.runtimeType, h.options),
 		containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
 		containerd.WithContainerExtension(extPodMeta, &meta),
 	)
@@ -192,18 +194,19 @@ func (r *Runtime) sandboxImageOf(ctx context.Context) (images.Image, error) {
 }
 
 // containerdImage returns the containerd image for img, unpacked into the
-// snapshotter (an image can exist with its snapshots collected).
-func (r *Runtime) containerdImage(ctx context.Context, img images.Image) (containerd.Image, error) {
+// snapshotter (an image can exist with its snapshots collected, or have been
+// pulled for another handler's snapshotter).
+func (r *Runtime) containerdImage(ctx context.Context, img images.Image, snapshotter string) (containerd.Image, error) {
 	ci, err := r.client.GetImage(ctx, img.ID)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", img.ID, err)
 	}
-	ok, err := ci.IsUnpacked(ctx, r.snapshotter)
+	ok, err := ci.IsUnpacked(ctx, snapshotter)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", img.ID, err)
 	}
 	if !ok {
-		if err := ci.Unpack(ctx, r.snapshotter); err != nil {
+		if err := ci.Unpack(ctx, snapshotter); err != nil {
 			return nil, fmt.Errorf("unpack image %s: %w", img.ID, err)
 		}
 	}
@@ -324,7 +327,7 @@ func (r *Runtime) deleteContainerd(ctx context.Context, id string) error {
 		return err
 	}
 	if task, err := ctr.Task(ctx, nil); err == nil {
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		if _, err := killAndDeleteTask(ctx, task); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("delete task %s: %w", id, err)
 		}
 	} else if !errdefs.IsNotFound(err) {
@@ -360,7 +363,7 @@ func (r *Runtime) PodStatus(ctx context.Context, id string, verbose bool) (*runt
 		pst := r.store.podStatusOf(p)
 		info, err = jsonInfo(map[string]any{"info": map[string]any{
 			"pid": pst.PID, "netns": p.NetNSPath, "cgroupsPath": p.CgroupsPath, "runtimeHandler": p.RuntimeHandler,
-			"runtimeType": runcRuntime, "runtimeOptions": r.runtimeOptions(), "files": p.Files, "config": p.Config,
+			"runtimeType": r.runtimeTypeOf(p.RuntimeHandler), "files": p.Files, "config": p.Config,
 			"overhead": pst.Overhead, "resources": pst.Resources, "network": pst.Network,
 		}})
 		if err != nil {
@@ -444,7 +447,7 @@ func (r *Runtime) markPodExited(p *Pod) {
 // reapPause deletes a stopped pause task and records the exit.
 func (r *Runtime) reapPause(ctx context.Context, p *Pod) {
 	if task, err := r.loadTask(ctx, p.ID); err == nil {
-		_, err := task.Delete(ctx, containerd.WithProcessKill)
+		_, err := killAndDeleteTask(ctx, task)
 		if err != nil && !errdefs.IsNotFound(err) {
 			klog.ErrorS(err, "Delete pause task", "pod", p.ID)
 		}

@@ -95,7 +95,7 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 			s, err := task.Status(ctx)
 			running = err == nil && s.Status == containerd.Running
 			if !running {
-				_, _ = task.Delete(ctx, containerd.WithProcessKill)
+				_, _ = killAndDeleteTask(ctx, task)
 			}
 		}
 		if running {
@@ -158,7 +158,7 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 	case terr == nil && (ts.Status == containerd.Running || ts.Status == containerd.Paused):
 		// Running: it may have been started by a Start that crashed
 		// before recording it; either way it runs now.
-		cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin())
+		cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce())
 		if err != nil {
 			return fmt.Errorf("recover container %s: %w", c.ID, err)
 		}
@@ -167,6 +167,7 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 			return fmt.Errorf("recover container %s: attach: %w", c.ID, err)
 		}
 		cio.follow(task.IO())
+		cio.setStdinCloser(stdinCloser(task))
 		c.io = cio
 		if c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 			c.status.State, c.status.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, time.Now()
@@ -174,7 +175,7 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 		c.status.PID = task.Pid()
 	case terr == nil && ts.Status == containerd.Created:
 		// Start crashed between creating and starting the task.
-		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		_, _ = killAndDeleteTask(ctx, task)
 	case terr == nil && ts.Status == containerd.Stopped:
 		if c.status.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
 			c.status.State = runtimeapi.ContainerState_CONTAINER_EXITED

@@ -10,9 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/errdefs"
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
@@ -25,11 +23,8 @@ var ErrRuntimeNotReady = errors.New("containerd is not serving")
 // container is created from, and the sandbox image, pulled if absent.
 type ImageSource interface {
 	Get(ctx context.Context, ref string) (images.Image, error)
-	Pull(ctx context.Context, ref string, auth *images.AuthConfig) (images.Image, error)
+	Pull(ctx context.Context, ref string, auth *images.AuthConfig, opts ...images.PullOption) (images.Image, error)
 }
-
-// runcRuntime is containerd's runtime type for runc-compatible runtimes.
-const runcRuntime = "io.containerd.runc.v2"
 
 // Runtime runs pods and containers on one containerd.
 type Runtime struct {
@@ -54,9 +49,22 @@ type Runtime struct {
 	monitor *monitor
 	cpu     cpuSamples
 
-	features HandlerFeatures
+	// handlerConfigs are the configured runtime handlers, resolved into
+	// handlers by New; defaultHandler names the one for pods that name none.
+	handlerConfigs map[string]HandlerConfig
+	handlers       map[string]*handler
+	defaultHandler string
 
 	pullMu sync.Mutex // one sandbox image pull at a time
+
+	// execCleanup counts exec processes being deleted after their session
+	// returned (their output was still held open); Close waits for them.
+	execCleanup sync.WaitGroup
+
+	// cdi resolves the CDI devices containers ask for (nil: CDI off).
+	cdi CDIInjector
+	// deviceOwnershipFromSC: CRI device nodes owned by the container user.
+	deviceOwnershipFromSC bool
 }
 
 // Option configures a Runtime.
@@ -88,6 +96,12 @@ func WithDirs(root, state string) Option {
 // WithNamespace names the containerd namespace the client uses.
 func WithNamespace(ns string) Option { return func(r *Runtime) { r.namespace = ns } }
 
+// WithHandlers sets the runtime handlers and the default one. Without it
+// there is one handler, "runc".
+func WithHandlers(handlers map[string]HandlerConfig, defaultName string) Option {
+	return func(r *Runtime) { r.handlerConfigs, r.defaultHandler = handlers, defaultName }
+}
+
 // WithShmSize sets the size of each pod's /dev/shm.
 func WithShmSize(bytes int64) Option { return func(r *Runtime) { r.shmSize = bytes } }
 
@@ -113,8 +127,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	if r.rootDir == "" || r.stateDir == "" {
 		return nil, errors.New("sandbox: root and state directories are required")
 	}
-	var err error
-	for _, d := range []string{r.rootDir, r.stateDir, r.netnsDir(), r.runcRoot()} {
+	for _, d := range []string{r.rootDir, r.stateDir, r.netnsDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
@@ -122,8 +135,19 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	r.appArmor = appArmorEnabled()
 	r.cgroupV2 = cgroupV2()
 	r.swapAccounting, r.hugetlb = cgroupControllers(r.cgroupV2)
-	if r.features, err = probeFeatures("runc"); err != nil {
-		klog.InfoS("OCI runtime features unknown; optional features off", "err", err)
+	if r.handlerConfigs == nil {
+		r.handlerConfigs, r.defaultHandler = map[string]HandlerConfig{"runc": {Type: RuntimeTypeRunc}}, "runc"
+	}
+	r.handlers = map[string]*handler{}
+	for name, hc := range r.handlerConfigs {
+		h, err := newHandler(name, hc, r.stateDir, r.snapshotter, r.cgroupDriver == CgroupDriverSystemd)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		r.handlers[name] = h
+	}
+	if _, ok := r.handlers[r.defaultHandler]; !ok {
+		return nil, fmt.Errorf("sandbox: default runtime handler %q is not configured", r.defaultHandler)
 	}
 	r.store = newStore(r.rootDir)
 	r.events = newBroadcaster()
@@ -131,15 +155,8 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 }
 
 func (r *Runtime) netnsDir() string              { return filepath.Join(r.stateDir, "netns") }
-func (r *Runtime) runcRoot() string              { return filepath.Join(r.stateDir, "runc") }
 func (r *Runtime) podDir(id string) string       { return filepath.Join(r.stateDir, "pods", id) }
 func (r *Runtime) containerDir(id string) string { return filepath.Join(r.stateDir, "containers", id) }
-
-// runtimeOptions are the runc shim options for every container: runc keeps
-// its state under accel-cri's state dir, never in the host's /run/runc.
-func (r *Runtime) runtimeOptions() *options.Options {
-	return &options.Options{Root: r.runcRoot(), SystemdCgroup: r.cgroupDriver == CgroupDriverSystemd}
-}
 
 // Start rebuilds the store from containerd and the checkpoints, then follows
 // task exits until ctx ends or Close.
@@ -158,6 +175,7 @@ func (r *Runtime) Close() {
 		r.monitor.stop()
 	}
 	r.events.close()
+	r.waitExecCleanup()
 }
 
 // RuntimeReady is nil when containerd answers its health service.
@@ -182,16 +200,6 @@ func (r *Runtime) CgroupDriver() string { return r.cgroupDriver }
 
 // OOMScoreRange is what this host permits for containers' oom_score_adj.
 func (r *Runtime) OOMScoreRange() *OOMScoreRange { return r.oom }
-
-// checkHandler accepts the runtime handlers this runtime has. Only the
-// default (runc) exists until handlers are configurable.
-func checkHandler(h string) error {
-	switch h {
-	case "", "runc":
-		return nil
-	}
-	return fmt.Errorf("%w: runtime handler %q is not configured (known: runc)", errdefs.ErrNotFound, h)
-}
 
 func appArmorEnabled() bool {
 	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")

@@ -48,6 +48,9 @@ type podSpecParams struct {
 	// UsernsSupported is whether the OCI runtime can run pods in a user
 	// namespace (runc >= 1.2 with idmapped mounts). runc 1.1.5 cannot.
 	UsernsSupported bool
+	// PassedAnnotations are the pod annotations the runtime handler lets
+	// into the OCI spec (pod_annotations); the CRI annotations win.
+	PassedAnnotations map[string]string
 }
 
 // containerSpecParams is what an app container's spec is built from.
@@ -87,4 +90,18 @@ type containerSpecParams struct {
 	CgroupV2         bool
 	SwapAvailable    bool
 	HugetlbAvailable bool
+	// Runtime handler rules: PassedAnnotations are the pod and container
+	// annotations the handler lets into the OCI spec; SandboxPerContainer
+	// leaves out the container-type annotation (each container its own
+	// sandbox); NoHostDevices keeps the host's /dev out of privileged
+	// containers (privileged_without_host_devices, VM handlers).
+	PassedAnnotations   map[string]string
+	SandboxPerContainer bool
+	NoHostDevices       bool
+	// CDI resolves the container's CDI devices (cdi_devices and
+	// cdi.k8s.io/* annotations); nil when CDI is off.
+	CDI CDIInjector
+	// DeviceOwnershipFromSecurityContext gives CRI device nodes to the
+	// container's user (see WithDeviceOwnershipFromSecurityContext).
+	DeviceOwnershipFromSecurityContext bool
 }

@@ -3,14 +3,21 @@ package sandbox
 import "maps"
 
 // This file builds the CRI annotations of the OCI spec. Sandboxed runtime
-// shims (Kata, gVisor) read them to group a pod's containers. The pod's own
-// annotations are not passed into the spec: containerd passes only the ones
-// a runtime handler allows, and handler allowlists are not configurable yet.
+// shims (Kata, gVisor) read them to group a pod's containers: the runc.v2
+// and Kata shims run one shim per io.kubernetes.cri.sandbox-id, and runsc
+// and Kata put every "container" into the sandbox of its "sandbox". The
+// pod's and containers' own annotations are passed only where the runtime
+// handler allows them (pod_annotations, container_annotations); the CRI
+// annotations are set last so they cannot be overridden.
 
 // podAnnotations are the pause container's annotations.
 func podAnnotations(p podSpecParams) map[string]string {
 	md := p.Config.GetMetadata()
-	a := map[string]string{
+	a := maps.Clone(p.PassedAnnotations)
+	if a == nil {
+		a = map[string]string{}
+	}
+	maps.Copy(a, map[string]string{
 		AnnotationContainerType:    ContainerTypeSandbox,
 		AnnotationSandboxID:        p.ID,
 		AnnotationSandboxName:      md.GetName(),
@@ -19,7 +26,7 @@ func podAnnotations(p podSpecParams) map[string]string {
 		AnnotationSandboxLogDir:    p.Config.GetLogDirectory(),
 		AnnotationSandboxImageName: p.ImageName,
 		AnnotationRuntimeHandler:   p.RuntimeHandler,
-	}
+	})
 	maps.Copy(a, podResourceAnnotations(p.Config.GetLinux().GetResources()))
 	return a
 }
@@ -27,7 +34,11 @@ func podAnnotations(p podSpecParams) map[string]string {
 // containerAnnotations are an app container's annotations.
 func containerAnnotations(p containerSpecParams) map[string]string {
 	md := p.PodConfig.GetMetadata()
-	return map[string]string{
+	a := maps.Clone(p.PassedAnnotations)
+	if a == nil {
+		a = map[string]string{}
+	}
+	maps.Copy(a, map[string]string{
 		AnnotationContainerType:    ContainerTypeContainer,
 		AnnotationSandboxID:        p.SandboxID,
 		AnnotationSandboxName:      md.GetName(),
@@ -36,5 +47,11 @@ func containerAnnotations(p containerSpecParams) map[string]string {
 		AnnotationContainerName:    p.Config.GetMetadata().GetName(),
 		AnnotationImageName:        p.ImageName,
 		AnnotationRuntimeHandler:   p.RuntimeHandler,
+	})
+	if p.SandboxPerContainer {
+		// Without a type, runsc and Kata make the container a sandbox
+		// of its own (sharing the pod's network namespace).
+		delete(a, AnnotationContainerType)
 	}
+	return a
 }

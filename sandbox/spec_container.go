@@ -58,6 +58,10 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 	if err != nil {
 		return nil, err
 	}
+	cdiNames, err := cdiDeviceNames(cfg, p.CDI)
+	if err != nil {
+		return nil, err
+	}
 	var caps *runtimespec.LinuxCapabilities
 	if privileged {
 		// Privileged containers get all capabilities; the names must still
@@ -109,9 +113,13 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 		withBindMounts(binds),
 		withProcPaths(sc),
 		withDevices(devs),
+		withCDIDevices(p.CDI, cdiNames), // after the user: groups and node owners follow it
 	)
+	if p.DeviceOwnershipFromSecurityContext {
+		opts = append(opts, withDeviceOwner(devs))
+	}
 	if privileged {
-		opts = append(opts, withPrivileged()) // after mounts (cgroupfs rw) and devices
+		opts = append(opts, withPrivileged(!p.NoHostDevices)) // after mounts (cgroupfs rw) and devices
 	} else {
 		opts = append(opts, withCapabilities(caps))
 	}

@@ -163,9 +163,15 @@ func withCapabilities(c *runtimespec.LinuxCapabilities) oci.SpecOpts {
 
 // withPrivileged gives a privileged container what Docker's --privileged
 // does: all of accel-cri's capabilities, every host device and access to
-// all devices, no masked or read-only /proc paths, writable sysfs and
-// cgroupfs, no AppArmor profile. Seccomp is decided by seccompOpt.
-func withPrivileged() oci.SpecOpts {
+// all devices (unless hostDevices is false, for privileged_without_host_devices
+// handlers: then only the devices the container asked for, as containerd
+// does), no masked or read-only /proc paths, writable
+// sysfs and cgroupfs, no AppArmor profile. Seccomp is decided by seccompOpt.
+func withPrivileged(hostDevices bool) oci.SpecOpts {
+	devices := oci.Compose(withHostDevices, oci.WithAllDevicesAllowed)
+	if !hostDevices {
+		devices = func(context.Context, oci.Client, *containers.Container, *oci.Spec) error { return nil }
+	}
 	return oci.Compose(
 		func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 			caps, err := currentCapabilities()
@@ -185,8 +191,7 @@ func withPrivileged() oci.SpecOpts {
 		oci.WithWriteableSysfs,
 		oci.WithWriteableCgroupfs,
 		oci.WithApparmorProfile(""),
-		withHostDevices,
-		oci.WithAllDevicesAllowed,
+		devices,
 	)
 }
 

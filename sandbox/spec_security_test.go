@@ -213,7 +213,7 @@ func TestSpecProcPaths(t *testing.T) {
 		t.Run(tc.desc, func(t *testing.T) {
 			opts := []oci.SpecOpts{oci.WithMaskedPaths(nil), oci.WithReadonlyPaths(nil), withProcPaths(tc.sc)}
 			if tc.privileged {
-				opts = append(opts, withPrivileged())
+				opts = append(opts, withPrivileged(true))
 			}
 			s := mustApply(t, opts...)
 			if !slices.Equal(s.Linux.MaskedPaths, tc.wantMasked) || !slices.Equal(s.Linux.ReadonlyPaths, tc.wantRO) {
@@ -229,7 +229,7 @@ func TestSpecPrivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	mounts := withBindMounts(nil)
-	s := mustApply(t, mounts, withPrivileged())
+	s := mustApply(t, mounts, withPrivileged(true))
 	if !slices.Equal(s.Process.Capabilities.Bounding, current) || !slices.Equal(s.Process.Capabilities.Effective, current) {
 		t.Errorf("capabilities = %v, want %v", s.Process.Capabilities.Bounding, current)
 	}

@@ -157,11 +157,12 @@ func (r *Runtime) containerStats(ctx context.Context, c *Container) (*runtimeapi
 			out.Cpu, out.Memory, out.Swap = r.cpuMemStats(c.ID, u)
 		}
 	}
-	su, err := r.client.SnapshotService(r.snapshotter).Usage(ctx, c.ID)
+	sn := r.podSnapshotter(c.PodID)
+	su, err := r.client.SnapshotService(sn).Usage(ctx, c.ID)
 	if err == nil {
 		out.WritableLayer = &runtimeapi.FilesystemUsage{
 			Timestamp:  time.Now().UnixNano(),
-			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: r.snapshotter},
+			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: sn},
 			UsedBytes:  &runtimeapi.UInt64Value{Value: uint64(su.Size)},
 			InodesUsed: &runtimeapi.UInt64Value{Value: uint64(su.Inodes)},
 		}

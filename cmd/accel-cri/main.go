@@ -23,6 +23,8 @@ Usage:
                                --container-runtime-endpoint unix://<socket>)
   accel-cri config default     print the default config file, every key commented
   accel-cri version            print version, git commit and the containerd version expected
+  accel-cri devices [--config FILE] [--json]
+                               list the accelerators found, their CDI names and health
   accel-cri help               print this help
 
 Flags override the config file (--config, default %s, optional there).
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 			_, err = stdout.Write(b)
 			return err
+		case "devices":
+			return runDevices(args[1:], stdout, stderr)
 		case "help":
 			fs, _ := newFlags(stderr)
 			fs.SetOutput(stdout)

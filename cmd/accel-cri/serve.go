@@ -21,6 +21,7 @@ import (
 	"github.com/accel-cri/accel-cri/internal/version"
 	"github.com/accel-cri/accel-cri/managed"
 	"github.com/accel-cri/accel-cri/sandbox"
+	"github.com/accel-cri/accel-cri/streaming"
 )
 
 const (
@@ -106,6 +107,10 @@ func serve(cfg config.Config) error {
 	}
 	defer network.Close()
 	driver := sandbox.ResolveCgroupDriver(cfg.CgroupDriver, "/proc/1/comm")
+	_, cdiOpt, err := startDevices(ctx, cfg.Devices)
+	if err != nil {
+		return err
+	}
 	rt, err := sandbox.New(client,
 		sandbox.WithNetwork(network),
 		sandbox.WithOOMScoreRange(oom),
@@ -116,6 +121,8 @@ func serve(cfg config.Config) error {
 		sandbox.WithNamespace(cfg.Namespace),
 		sandbox.WithDirs(filepath.Join(cfg.Root, "sandbox"), filepath.Join(cfg.State, "sandbox")),
 		sandbox.WithShmSize(cfg.PodShmSize),
+		sandbox.WithHandlers(handlerConfigs(cfg.Runtimes), cfg.DefaultRuntime),
+		cdiOpt,
 	)
 	if err != nil {
 		return err
@@ -125,7 +132,23 @@ func serve(cfg config.Config) error {
 	}
 	defer rt.Close()
 
+	// The streaming server listens before the CRI is served, so every
+	// URL handed out is reachable; it stops before the runtime closes.
+	stream, err := streaming.New(streaming.Config{
+		Addr:        cfg.StreamingAddr,
+		TLSCertFile: cfg.StreamingTLSCert,
+		TLSKeyFile:  cfg.StreamingTLSKey,
+	}, rt)
+	if err != nil {
+		return err
+	}
+	streamErr := make(chan error, 1)
+	go func() { streamErr <- stream.Serve() }()
+	defer func() { logErr(stream.Close(), "Stopping the streaming server") }()
+	klog.InfoS("Serving exec/attach/port-forward streams", "url", stream.URL())
+
 	srv := cri.NewServer(imgs, rt,
+		cri.WithStreamer(stream),
 		cri.WithVersion(cri.VersionInfo{Version: version.Version, Commit: version.Commit}),
 		cri.WithStatusInfo(func() map[string]any {
 			info := map[string]any{
@@ -160,6 +183,11 @@ func serve(cfg config.Config) error {
 		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serve CRI: %w", err)
 		}
+	case err := <-streamErr:
+		// Serve returns only after Close, or when the listener broke.
+		klog.ErrorS(err, "Streaming server stopped; shutting down")
+		g.Stop()
+		return fmt.Errorf("serve streams: %w", err)
 	}
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
@@ -169,4 +197,31 @@ func serve(cfg config.Config) error {
 		g.Stop()
 	}
 	return nil
+}
+
+// handlerConfigs turns the [runtimes] tables into the sandbox's handler
+// configs; defaults that depend on --state are resolved by sandbox.New.
+func handlerConfigs(rts map[string]config.RuntimeConfig) map[string]sandbox.HandlerConfig {
+	out := make(map[string]sandbox.HandlerConfig, len(rts))
+	for name, rc := range rts {
+		out[name] = sandbox.HandlerConfig{
+			Type:                         rc.Type,
+			BinaryName:                   rc.BinaryName,
+			Root:                         rc.Root,
+			ConfigPath:                   rc.ConfigPath,
+			PrivilegedWithoutHostDevices: rc.PrivilegedWithoutHostDevices,
+			SandboxPerContainer:          rc.SandboxPerContainer,
+			PodAnnotations:               rc.PodAnnotations,
+			ContainerAnnotations:         rc.ContainerAnnotations,
+			Snapshotter:                  rc.Snapshotter,
+		}
+	}
+	return out
+}
+
+// logErr logs an error of a shutdown step.
+func logErr(err error, msg string) {
+	if err != nil {
+		klog.ErrorS(err, msg)
+	}
 }

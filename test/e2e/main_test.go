@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	framework.SweepStale(framework.StderrT{})
 	code := m.Run()
 	framework.CleanupBinaries()
 	os.Exit(code)

@@ -10,10 +10,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
+
+// T is the part of testing.TB these helpers use, so TestMain code can pass
+// a plain logger too.
+type T interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+}
 
 // cniBinDir is locked (flock) to serialise CNI use across test processes.
 const cniBinDir = "/usr/lib/cni"
@@ -23,7 +32,7 @@ const cniBinDir = "/usr/lib/cni"
 // snapshot of host sysctls are host-wide. The lock is a flock on the CNI
 // plugin directory, so no lock file is made or left; it is released after
 // all other cleanups of the test.
-func LockHostNetwork(t testing.TB) (release func()) {
+func LockHostNetwork(t T) (release func()) {
 	t.Helper()
 	f, err := os.Open(cniBinDir)
 	if err != nil {
@@ -37,7 +46,7 @@ func LockHostNetwork(t testing.TB) (release func()) {
 }
 
 // RestoreSysctl puts a sysctl back to its value at the start of the test.
-func RestoreSysctl(t testing.TB, path string) (restore func()) {
+func RestoreSysctl(t T, path string) (restore func()) {
 	t.Helper()
 	before, err := os.ReadFile(path)
 	if err != nil {
@@ -56,7 +65,7 @@ func RestoreSysctl(t testing.TB, path string) (restore func()) {
 }
 
 // NatRules returns the nat table of iptables or ip6tables in -S form.
-func NatRules(t testing.TB, ipt string) []string {
+func NatRules(t T, ipt string) []string {
 	t.Helper()
 	out, err := exec.Command(ipt+"-save", "-t", "nat").Output()
 	if err != nil {
@@ -88,7 +97,7 @@ func TargetOf(rule string) string {
 // ScrubNat deletes, in one iptables-restore transaction, the nat rules
 // matching match and the chains in drop (their rules and every jump to
 // them).
-func ScrubNat(t testing.TB, ipt string, match func(rule string) bool, drop map[string]bool) {
+func ScrubNat(t T, ipt string, match func(rule string) bool, drop map[string]bool) {
 	t.Helper()
 	rules := NatRules(t, ipt)
 	var script strings.Builder
@@ -125,7 +134,7 @@ var portmapSharedChains = []string{"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", 
 // RemovePortmapChainsIfNew removes portmap's shared nat chains at the end of
 // the test when they did not exist before it and no pod uses them any more
 // (another test run may have made them or may be using them).
-func RemovePortmapChainsIfNew(t testing.TB, ipt string) (cleanup func()) {
+func RemovePortmapChainsIfNew(t T, ipt string) (cleanup func()) {
 	t.Helper()
 	existed := false
 	for _, r := range NatRules(t, ipt) {
@@ -160,7 +169,7 @@ func RemovePortmapChainsIfNew(t testing.TB, ipt string) (cleanup func()) {
 // RemoveNetworkRules deletes the nat rules portmap made for one CNI network
 // (their comment names it) and the per-pod chains they jump to. It cleans
 // up after a test whose pods could not be torn down.
-func RemoveNetworkRules(t testing.TB, ipt, network string) {
+func RemoveNetworkRules(t T, ipt, network string) {
 	t.Helper()
 	needle := fmt.Sprintf("name: \\\"%s\\\"", network)
 	drop := map[string]bool{}

@@ -78,6 +78,10 @@ func Binary(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
+		// SweepStale removes the dir only once this process is gone.
+		if buildErr = os.WriteFile(filepath.Join(binDir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o600); buildErr != nil {
+			return
+		}
 		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "accel-cri"), "./cmd/accel-cri")
 		cmd.Dir = ModuleRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -326,6 +330,16 @@ func (a *AccelCRI) Kill(t testing.TB) {
 func (a *AccelCRI) Start(t testing.TB) {
 	t.Helper()
 	a.start(Binary(t))
+}
+
+// PID is the pid of the accel-cri process (0 before it started).
+func (a *AccelCRI) PID() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil || a.cmd.Process == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
 }
 
 // ContainerdPID is the pid of the managed containerd, from its pid file.

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/accel-cri/accel-cri/devices"
+	"github.com/accel-cri/accel-cri/devices/devicetest"
+)
+
+func TestDevicesCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod needs root")
+	}
+	dir := t.TempDir()
+	h := devicetest.NewHost(t, dir)
+	h.AddDRMGPU(devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993})
+	h.AddDFLFPGA(0, 0, "0000:08:00.0", "bfac4d851ee856fe8c95865ce1bbaa2d", "d8424dc4a4a3c413f89e433683f9040b", devicetest.Null)
+	cfg := filepath.Join(dir, "config.toml")
+	cdiDir := filepath.Join(dir, "cdi")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("[devices]\nsysfs_root = %q\ndev_root = %q\nnvml_library = %q\ncdi_output_dir = %q\n",
+		h.Sysfs, h.Dev, filepath.Join(dir, "libnvidia-ml.so.1"), cdiDir)), 0o644)
+
+	var out, errOut bytes.Buffer
+	if err := run([]string{"devices", "--config", cfg}, &out, &errOut); err != nil {
+		t.Fatalf("devices: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"CDI NAME", "accel-cri.io/intel-gpu=0", "accel-cri.io/intel-gpu=0000:00:02.0", "i915", "accel-cri.io/fpga=0", "dfl-port.0", "Healthy"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if _, err := os.Stat(cdiDir); err == nil {
+		t.Errorf("the devices command wrote specs into %s", cdiDir)
+	}
+
+	out.Reset()
+	if err := run([]string{"devices", "--config", cfg, "--json"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	var inv devices.Inventory
+	if err := json.Unmarshal(out.Bytes(), &inv); err != nil || len(inv.Devices) != 2 || inv.Devices[1].Attrs["afu_id"] != "d8424dc4a4a3c413f89e433683f9040b" {
+		t.Errorf("json: %v %+v", err, inv)
+	}
+}

@@ -1,0 +1,95 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// DevicesConfig is the [devices] table: discovery roots, CDI directories,
+// static devices and the kubelet device plugin.
+type DevicesConfig struct {
+	CDISpecDirs  []string `toml:"cdi_spec_dirs" json:"cdi_spec_dirs" comment:"Directories CDI specs are read from, lowest priority first. CDI devices requested by containers\n(CRI cdi_devices, cdi.k8s.io/* annotations) are resolved against all of them, so specs written by\nother tools (nvidia-ctk cdi generate) work too. Empty: CDI is off and such containers are refused."`
+	CDIOutputDir string   `toml:"cdi_output_dir" json:"cdi_output_dir" comment:"Directory accel-cri writes the CDI specs of the devices it finds into (vendor accel-cri.io,\nfiles accel-cri.io-<class>.json), refreshed when devices change. Empty: discovery and publishing are off."`
+	SysfsRoot    string   `toml:"sysfs_root" json:"sysfs_root" comment:"Where sysfs is mounted; discovery reads class/drm, class/fpga_region and class/fpga under it."`
+	DevRoot      string   `toml:"dev_root" json:"dev_root" comment:"The host's device directory. Nodes found under it appear in containers under /dev at the same\nrelative path (except DRM nodes, renumbered from renderD128/card0 in the order they were requested)."`
+	NVMLLibrary  string   `toml:"nvml_library" json:"nvml_library" comment:"NVIDIA management library opened to find NVIDIA GPUs. A host without it has no NVIDIA GPUs (logged once)."`
+	// Static is a list of tables ([[devices.static]]).
+	Static                             []StaticDeviceConfig `toml:"static" json:"static" comment:"Devices nothing discovers, published as accel-cri.io/device=<name>: [[devices.static]] name = \"x\", path = \"/dev/x\".\nThe path must be a character or block device under dev_root."`
+	Replicas                           map[string]int       `toml:"replicas" json:"replicas" comment:"Device plugin sharing: how many containers may be allocated each device of a resource at once,\nby resource name without the accel-cri.io/ prefix (for example intel-gpu = 4). Default 1."`
+	DevicePlugin                       bool                 `toml:"device_plugin" json:"device_plugin" comment:"Register the found devices with kubelet as extended resources accel-cri.io/<class> through the\ndevice-plugin API; Allocate answers with CDI device names."`
+	KubeletPluginDir                   string               `toml:"kubelet_plugin_dir" json:"kubelet_plugin_dir" comment:"kubelet's device-plugin directory (kubelet.sock lives here); watched to register again when kubelet restarts."`
+	DeviceOwnershipFromSecurityContext bool                 `toml:"device_ownership_from_security_context" json:"device_ownership_from_security_context" comment:"Make device nodes (CRI devices and CDI devices) owned by the container's uid and gid (like containerd's\noption of the same name). Off: nodes keep the host's owner and mode, and the node's group is added to the\ncontainer's supplemental groups, which is enough for non-root media workloads."`
+}
+
+// StaticDeviceConfig names one device node.
+type StaticDeviceConfig struct {
+	Name string `toml:"name" json:"name"`
+	Path string `toml:"path" json:"path"`
+}
+
+// DefaultDevices is the default [devices] table.
+func DefaultDevices() DevicesConfig {
+	return DevicesConfig{
+		CDISpecDirs:      []string{"/etc/cdi", "/var/run/cdi"},
+		CDIOutputDir:     "/var/run/cdi",
+		SysfsRoot:        "/sys",
+		DevRoot:          "/dev",
+		NVMLLibrary:      "libnvidia-ml.so.1",
+		Static:           []StaticDeviceConfig{},
+		Replicas:         map[string]int{},
+		DevicePlugin:     false,
+		KubeletPluginDir: "/var/lib/kubelet/device-plugins",
+	}
+}
+
+func (d *DevicesConfig) validate() []error {
+	var errs []error
+	abs := func(key, p string, required bool) {
+		key = "devices." + key
+		switch {
+		case p == "" && required:
+			errs = append(errs, fmt.Errorf("%s: must be set", key))
+		case p == "":
+		case !filepath.IsAbs(p):
+			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", key, p))
+		case filepath.Clean(p) != p:
+			errs = append(errs, fmt.Errorf("%s: %q is not a clean path", key, p))
+		}
+	}
+	for _, p := range d.CDISpecDirs {
+		abs("cdi_spec_dirs", p, true)
+	}
+	abs("cdi_output_dir", d.CDIOutputDir, false)
+	abs("sysfs_root", d.SysfsRoot, true)
+	abs("dev_root", d.DevRoot, true)
+	abs("kubelet_plugin_dir", d.KubeletPluginDir, d.DevicePlugin)
+	if d.NVMLLibrary == "" {
+		errs = append(errs, errors.New("devices.nvml_library: must be set"))
+	}
+	seen := map[string]bool{}
+	for i, s := range d.Static {
+		key := fmt.Sprintf("devices.static[%d]", i)
+		if s.Name == "" || strings.ContainsAny(s.Name, "/= ") {
+			errs = append(errs, fmt.Errorf("%s.name: %q must be a CDI device name", key, s.Name))
+		}
+		if seen[s.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q given twice", key, s.Name))
+		}
+		seen[s.Name] = true
+		abs(fmt.Sprintf("static[%d].path", i), s.Path, true)
+		if d.DevRoot != "" && s.Path != "" && !strings.HasPrefix(s.Path, strings.TrimSuffix(d.DevRoot, "/")+"/") {
+			errs = append(errs, fmt.Errorf("%s.path: %q is not under dev_root %s", key, s.Path, d.DevRoot))
+		}
+	}
+	if d.DevicePlugin && d.CDIOutputDir == "" {
+		errs = append(errs, errors.New("devices.device_plugin: needs cdi_output_dir (discovery and CDI specs)"))
+	}
+	for r, n := range d.Replicas {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("devices.replicas.%s: %d must be at least 1", r, n))
+		}
+	}
+	return errs
+}

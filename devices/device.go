@@ -1,0 +1,131 @@
+package devices
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// CDI classes of the devices accel-cri finds.
+const (
+	ClassNVIDIA   = "gpu"       // NVIDIA GPUs (NVML)
+	ClassIntelGPU = "intel-gpu" // Intel GPUs (DRM, i915 or xe)
+	ClassAMDGPU   = "amd-gpu"   // AMD GPUs (DRM, amdgpu)
+	ClassDRMGPU   = "drm-gpu"   // other DRM devices
+	ClassFPGA     = "fpga"      // DFL and intel-fpga ports
+	ClassStatic   = "device"    // devices named in the config
+)
+
+// Health is what the device plugin reports to kubelet.
+type Health string
+
+// Health values (the device-plugin API's words).
+const (
+	Healthy   Health = "Healthy"
+	Unhealthy Health = "Unhealthy"
+)
+
+// Node is one device node on the host.
+type Node struct {
+	// HostPath is the node's path on the host (under the dev root).
+	HostPath string
+	// Path is where it appears in a container (under /dev).
+	Path string
+	// Type is "c" or "b"; Major, Minor its numbers.
+	Type         string
+	Major, Minor int64
+	// Mode, UID and GID are the host node's permission bits and owner.
+	Mode     os.FileMode
+	UID, GID uint32
+	// Group is the name of the node's group when it is a well-known
+	// media group ("render", "video"); its GID is then added to the
+	// container's supplemental groups.
+	Group string
+}
+
+// Device is one accelerator (or static device) found on the host.
+type Device struct {
+	// Class is the CDI class; Name the CDI device name (the index within
+	// the class, or the configured name for static devices).
+	Class, Name string
+	// Aliases are other CDI names of the same device (UUID, PCI address).
+	Aliases []string
+	// Vendor and Model describe the hardware ("nvidia", "intel", "0x8086"...).
+	Vendor, Model string
+	// Driver is the kernel driver (i915, xe, amdgpu, dfl-afu, nvidia).
+	Driver string
+	// PCI is the PCI address ("0000:03:00.0") where known; UUID the NVIDIA UUID.
+	PCI, UUID string
+	// Nodes are the device's own nodes; Shared nodes every device of the
+	// class needs (NVIDIA control nodes).
+	Nodes []Node
+	// Attrs are extra identifiers (FPGA interface and AFU ids).
+	Attrs map[string]string
+	// Health is Unhealthy once the device vanished.
+	Health Health
+}
+
+// CDIName is the fully qualified CDI name of the device by its index/name.
+func (d Device) CDIName() string { return Vendor + "/" + d.Class + "=" + d.Name }
+
+// ID is the device's stable identity: the class and its first alias (the
+// UUID or PCI address) when it has one, else its name.
+func (d Device) ID() string {
+	if len(d.Aliases) > 0 {
+		return d.Class + "/" + d.Aliases[0]
+	}
+	return d.Class + "/" + d.Name
+}
+
+// statNode reads a device node under devRoot. A node that is not a
+// character or block device is an error.
+func statNode(devRoot, hostPath string) (Node, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(hostPath, &st); err != nil {
+		return Node{}, err
+	}
+	var typ string
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFCHR:
+		typ = "c"
+	case unix.S_IFBLK:
+		typ = "b"
+	default:
+		return Node{}, fmt.Errorf("%s is not a device node", hostPath)
+	}
+	rel, err := filepath.Rel(devRoot, hostPath)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return Node{}, fmt.Errorf("%s is not under the dev root %s", hostPath, devRoot)
+	}
+	return Node{
+		HostPath: hostPath,
+		Path:     filepath.Join("/dev", rel),
+		Type:     typ,
+		Major:    int64(unix.Major(uint64(st.Rdev))),
+		Minor:    int64(unix.Minor(uint64(st.Rdev))),
+		Mode:     os.FileMode(st.Mode &^ unix.S_IFMT),
+		UID:      st.Uid,
+		GID:      st.Gid,
+		Group:    groupName(st.Gid),
+	}, nil
+}
+
+// groupName is the host's name for gid when it is one of the groups media
+// stacks need ("render", "video"); "" otherwise. The GID is what matters,
+// the name is shown by `accel-cri devices`.
+func groupName(gid uint32) string {
+	b, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) >= 3 && f[2] == fmt.Sprint(gid) {
+			return f[0]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,180 @@
+// Package devicetest builds fake hosts for device tests: a sysfs tree and a
+// dev tree in a temp directory that mirror the kernel's layouts, with real
+// character nodes made by mknod (reusing the numbers of harmless host
+// devices). Only the hardware is fake: discovery reads them with its
+// production code, selected by its root options.
+package devicetest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Host is a fake sysfs and dev tree.
+type Host struct {
+	t     testing.TB
+	Root  string
+	Sysfs string
+	Dev   string
+}
+
+// NewHost makes the empty trees under dir (a test's temp dir).
+func NewHost(t testing.TB, dir string) *Host {
+	t.Helper()
+	h := &Host{t: t, Root: dir, Sysfs: filepath.Join(dir, "sys"), Dev: filepath.Join(dir, "dev")}
+	for _, d := range []string{
+		filepath.Join(h.Sysfs, "class", "drm"),
+		filepath.Join(h.Sysfs, "bus", "pci", "drivers"),
+		filepath.Join(h.Sysfs, "devices", "pci0000:00"),
+		h.Dev,
+	} {
+		h.mkdir(d)
+	}
+	return h
+}
+
+func (h *Host) mkdir(d string) {
+	h.t.Helper()
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *Host) write(p, content string) {
+	h.t.Helper()
+	h.mkdir(filepath.Dir(p))
+	if err := os.WriteFile(p, []byte(content+"\n"), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *Host) symlink(target, link string) {
+	h.t.Helper()
+	h.mkdir(filepath.Dir(link))
+	rel, err := filepath.Rel(filepath.Dir(link), target)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Symlink(rel, link); err != nil && !os.IsExist(err) {
+		h.t.Fatal(err)
+	}
+}
+
+// Num is a device number.
+type Num struct{ Major, Minor uint32 }
+
+// Numbers of host devices whose nodes are harmless to open read-write and
+// that runc's default cgroup rules do not allow (so only an explicit rule
+// lets a container open them).
+var (
+	Fuse        = Num{10, 229}
+	LoopControl = Num{10, 237}
+	KVM         = Num{10, 232}
+	// Null is allowed by every container's default rules; use it where
+	// the cgroup does not matter.
+	Null = Num{1, 3}
+)
+
+// Mknod makes a character node at rel under the dev root, owned by
+// root:gid with mode.
+func (h *Host) Mknod(rel string, n Num, mode uint32, gid int) string {
+	h.t.Helper()
+	p := filepath.Join(h.Dev, rel)
+	h.mkdir(filepath.Dir(p))
+	if err := unix.Mknod(p, unix.S_IFCHR|mode, int(unix.Mkdev(n.Major, n.Minor))); err != nil {
+		h.t.Fatalf("mknod %s: %v", p, err)
+	}
+	if err := os.Chmod(p, os.FileMode(mode)); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Chown(p, 0, gid); err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// DRMGPU describes one PCI GPU with DRM nodes.
+type DRMGPU struct {
+	PCI    string // "0000:00:02.0"
+	Vendor string // "0x8086"
+	Device string // "0x56a0"
+	Driver string // "i915", "xe", "amdgpu"
+	Card   int    // cardN
+	Render int    // renderDN (128...)
+	// CardNum and RenderNum are the node numbers to reuse.
+	CardNum, RenderNum Num
+	// GID owns the nodes (render group for render nodes, video for card).
+	CardGID, RenderGID int
+}
+
+// AddDRMGPU adds the PCI device, its drm directory, the class links and
+// the /dev/dri nodes (mode 0660), like the kernel and udev do.
+func (h *Host) AddDRMGPU(g DRMGPU) {
+	h.t.Helper()
+	pci := filepath.Join(h.Sysfs, "devices", "pci0000:00", g.PCI)
+	h.write(filepath.Join(pci, "vendor"), g.Vendor)
+	h.write(filepath.Join(pci, "device"), g.Device)
+	drv := filepath.Join(h.Sysfs, "bus", "pci", "drivers", g.Driver)
+	h.mkdir(drv)
+	if _, err := os.Lstat(filepath.Join(pci, "driver")); err != nil {
+		h.symlink(drv, filepath.Join(pci, "driver"))
+	}
+	for _, n := range []struct {
+		name string
+		num  Num
+		gid  int
+	}{
+		{fmt.Sprintf("card%d", g.Card), g.CardNum, g.CardGID},
+		{fmt.Sprintf("renderD%d", g.Render), g.RenderNum, g.RenderGID},
+	} {
+		dir := filepath.Join(pci, "drm", n.name)
+		h.write(filepath.Join(dir, "dev"), fmt.Sprintf("%d:%d", n.num.Major, n.num.Minor))
+		h.symlink(pci, filepath.Join(dir, "device"))
+		h.symlink(dir, filepath.Join(h.Sysfs, "class", "drm", n.name))
+		h.Mknod(filepath.Join("dri", n.name), n.num, 0o660, n.gid)
+	}
+	// A connector, which discovery must skip.
+	conn := filepath.Join(pci, "drm", fmt.Sprintf("card%d", g.Card), fmt.Sprintf("card%d-DP-1", g.Card))
+	h.mkdir(conn)
+	if _, err := os.Lstat(filepath.Join(h.Sysfs, "class", "drm", filepath.Base(conn))); err != nil {
+		h.symlink(conn, filepath.Join(h.Sysfs, "class", "drm", filepath.Base(conn)))
+	}
+}
+
+// RemoveDRMGPU removes a GPU's nodes and class links (hot unplug).
+func (h *Host) RemoveDRMGPU(g DRMGPU) {
+	h.t.Helper()
+	for _, n := range []string{fmt.Sprintf("card%d", g.Card), fmt.Sprintf("renderD%d", g.Render), fmt.Sprintf("card%d-DP-1", g.Card)} {
+		os.Remove(filepath.Join(h.Sysfs, "class", "drm", n))
+		os.Remove(filepath.Join(h.Dev, "dri", n))
+	}
+}
+
+// AddDFLFPGA adds a DFL FPGA region with one FME and one port:
+// /sys/class/fpga_region/regionN/{dfl-fme.N,dfl-port.N} and /dev/dfl-port.N.
+func (h *Host) AddDFLFPGA(region, port int, pci, interfaceID, afuID string, num Num) {
+	h.t.Helper()
+	pdev := filepath.Join(h.Sysfs, "devices", "pci0000:00", pci)
+	r := filepath.Join(pdev, fmt.Sprintf("fpga_region/region%d", region))
+	h.mkdir(r)
+	h.symlink(pdev, filepath.Join(r, "device"))
+	fme := filepath.Join(r, fmt.Sprintf("dfl-fme.%d", port))
+	h.write(filepath.Join(fme, fmt.Sprintf("dfl-fme-region.%d", port), "fpga_region", fmt.Sprintf("region%d", region+1), "compat_id"), interfaceID)
+	h.write(filepath.Join(r, fmt.Sprintf("dfl-port.%d", port), "afu_id"), afuID)
+	h.symlink(r, filepath.Join(h.Sysfs, "class", "fpga_region", fmt.Sprintf("region%d", region)))
+	h.Mknod(fmt.Sprintf("dfl-fme.%d", port), num, 0o600, 0)
+	h.Mknod(fmt.Sprintf("dfl-port.%d", port), num, 0o600, 0)
+}
+
+// AddOPAEFPGA adds an intel-fpga (OPAE) device with one FME and port.
+func (h *Host) AddOPAEFPGA(dev, port int, interfaceID, afuID string, num Num) {
+	h.t.Helper()
+	d := filepath.Join(h.Sysfs, "class", "fpga", fmt.Sprintf("intel-fpga-dev.%d", dev))
+	h.write(filepath.Join(d, fmt.Sprintf("intel-fpga-fme.%d", port), "pr", "interface_id"), interfaceID)
+	h.write(filepath.Join(d, fmt.Sprintf("intel-fpga-port.%d", port), "afu_id"), afuID)
+	h.Mknod(fmt.Sprintf("intel-fpga-port.%d", port), num, 0o600, 0)
+}

@@ -1,0 +1,241 @@
+package devices
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"k8s.io/klog/v2"
+)
+
+// nvmlLib is the part of NVML discovery uses. go-nvml's nvml.Interface
+// and its mock (github.com/NVIDIA/go-nvml/pkg/nvml/mock) both satisfy it.
+type nvmlLib interface {
+	Init() nvml.Return
+	Shutdown() nvml.Return
+	DeviceGetCount() (int, nvml.Return)
+	DeviceGetHandleByIndex(int) (nvml.Device, nvml.Return)
+	SystemGetDriverVersion() (string, nvml.Return)
+}
+
+// errNoNVML reports a host without libnvidia-ml: normal on hosts without
+// NVIDIA GPUs.
+var errNoNVML = errors.New("NVML library not found")
+
+// NVIDIAShared is what every NVIDIA GPU of a container needs besides its
+// own /dev/nvidiaN: the control nodes and the driver libraries.
+type NVIDIAShared struct {
+	DriverVersion string
+	ControlNodes  []Node
+	Libraries     []Library
+}
+
+// Library is a driver library found on the host.
+type Library struct {
+	// Name is the name it is loaded by (its soname, "libcuda.so.1").
+	Name string
+	// HostPath is the file (symlinks resolved).
+	HostPath string
+	// Capability is the NVIDIA driver capability it belongs to.
+	Capability string
+}
+
+// Driver capabilities a container gets: what media stacks (NVENC/NVDEC
+// through FFmpeg or GStreamer) and CUDA need. "graphics" is not given.
+var nvidiaCapabilities = []string{"compute", "utility", "video"}
+
+// nvidiaLibraries are the libraries of each capability, by soname.
+var nvidiaLibraries = map[string][]string{
+	"utility":  {"libnvidia-ml.so.1"},
+	"compute":  {"libcuda.so.1", "libnvidia-ptxjitcompiler.so.1", "libnvidia-nvvm.so.4"},
+	"video":    {"libnvidia-encode.so.1", "libnvcuvid.so.1", "libnvidia-opticalflow.so.1"},
+	"graphics": {"libnvidia-eglcore.so", "libnvidia-glcore.so", "libEGL_nvidia.so.0", "libGLX_nvidia.so.0"},
+}
+
+// nvidiaControlNodes are shared by all GPUs; absent ones are skipped.
+var nvidiaControlNodes = []string{"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"}
+
+func (o *options) nvmlLib() nvmlLib {
+	if o.nvml != nil {
+		return o.nvml
+	}
+	return nvml.New(nvml.WithLibraryPath(o.nvmlLibrary))
+}
+
+// discoverNVIDIA lists NVIDIA GPUs through NVML. Without the library it
+// returns errNoNVML and no devices.
+func discoverNVIDIA(o *options) (devs []Device, shared *NVIDIAShared, err error) {
+	lib := o.nvmlLib()
+	if ret := initNVML(lib); ret != nvml.SUCCESS {
+		if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
+			return nil, nil, errNoNVML
+		}
+		return nil, nil, fmt.Errorf("nvml init: %s", nvml.ErrorString(ret))
+	}
+	defer lib.Shutdown()
+	n, ret := lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		return nil, nil, fmt.Errorf("nvml device count: %s", nvml.ErrorString(ret))
+	}
+	for i := 0; i < n; i++ {
+		h, ret := lib.DeviceGetHandleByIndex(i)
+		if ret != nvml.SUCCESS {
+			return nil, nil, fmt.Errorf("nvml device %d: %s", i, nvml.ErrorString(ret))
+		}
+		uuid, ret := h.GetUUID()
+		if ret != nvml.SUCCESS {
+			return nil, nil, fmt.Errorf("nvml device %d uuid: %s", i, nvml.ErrorString(ret))
+		}
+		name, _ := h.GetName()
+		minor, ret := h.GetMinorNumber()
+		if ret != nvml.SUCCESS {
+			return nil, nil, fmt.Errorf("nvml device %d minor number: %s", i, nvml.ErrorString(ret))
+		}
+		node, err := statNode(o.devRoot, filepath.Join(o.devRoot, fmt.Sprintf("nvidia%d", minor)))
+		if err != nil {
+			klog.InfoS("NVIDIA GPU without its device node; skipped", "index", i, "uuid", uuid, "err", err)
+			continue
+		}
+		d := Device{
+			Class: ClassNVIDIA, Name: fmt.Sprint(i), Aliases: []string{uuid},
+			Vendor: "nvidia", Model: name, Driver: "nvidia", UUID: uuid,
+			Nodes: []Node{node}, Health: Healthy,
+		}
+		if pci, ret := h.GetPciInfo(); ret == nvml.SUCCESS {
+			d.PCI = pciBusID(pci)
+		}
+		devs = append(devs, d)
+	}
+	shared = &NVIDIAShared{}
+	shared.DriverVersion, _ = lib.SystemGetDriverVersion()
+	for _, c := range nvidiaControlNodes {
+		if n, err := statNode(o.devRoot, filepath.Join(o.devRoot, c)); err == nil {
+			shared.ControlNodes = append(shared.ControlNodes, n)
+		}
+	}
+	caps, _ := filepath.Glob(filepath.Join(o.devRoot, "nvidia-caps", "nvidia-cap*"))
+	for _, c := range caps {
+		if n, err := statNode(o.devRoot, c); err == nil {
+			shared.ControlNodes = append(shared.ControlNodes, n)
+		}
+	}
+	shared.Libraries = findLibraries(o)
+	return devs, shared, nil
+}
+
+// initNVML calls Init, turning go-nvml's panic on a missing library (some
+// versions panic instead of returning) into ERROR_LIBRARY_NOT_FOUND.
+func initNVML(lib nvmlLib) (ret nvml.Return) {
+	defer func() {
+		if recover() != nil {
+			ret = nvml.ERROR_LIBRARY_NOT_FOUND
+		}
+	}()
+	return lib.Init()
+}
+
+func pciBusID(p nvml.PciInfo) string {
+	var b []byte
+	for _, c := range p.BusIdLegacy {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	if len(b) == 0 {
+		for _, c := range p.BusId {
+			if c == 0 {
+				break
+			}
+			b = append(b, byte(c))
+		}
+	}
+	return strings.ToLower(string(b))
+}
+
+// findLibraries finds the libraries of nvidiaCapabilities: from the ld
+// cache first (ldconfig -p), then in the usual library directories under
+// the driver root.
+func findLibraries(o *options) []Library {
+	cache := ldCache(o.ldCache)
+	var out []Library
+	for _, capability := range nvidiaCapabilities {
+		for _, name := range nvidiaLibraries[capability] {
+			p := cache[name]
+			if p == "" {
+				p = searchLibrary(o.driverRoot, name)
+			}
+			if p == "" {
+				klog.V(2).InfoS("NVIDIA driver library not found", "library", name, "capability", capability)
+				continue
+			}
+			real, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				continue
+			}
+			out = append(out, Library{Name: name, HostPath: real, Capability: capability})
+		}
+	}
+	return out
+}
+
+// ldCache maps sonames to paths from `ldconfig -p` over the given cache
+// file (64-bit x86 entries only). An unreadable cache maps nothing.
+func ldCache(file string) map[string]string {
+	out := map[string]string{}
+	if file == "" {
+		return out
+	}
+	if _, err := os.Stat(file); err != nil {
+		return out
+	}
+	ldconfig, err := exec.LookPath("ldconfig")
+	if err != nil {
+		ldconfig = "/sbin/ldconfig"
+	}
+	b, err := exec.Command(ldconfig, "-p", "-C", file).Output()
+	if err != nil {
+		klog.V(2).InfoS("Reading the ld cache failed", "cache", file, "err", err)
+		return out
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		// "\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"
+		l := strings.TrimSpace(sc.Text())
+		name, rest, ok := strings.Cut(l, " (")
+		if !ok || !strings.Contains(rest, "x86-64") {
+			continue
+		}
+		_, p, ok := strings.Cut(rest, "=> ")
+		if ok && out[name] == "" {
+			out[name] = strings.TrimSpace(p)
+		}
+	}
+	return out
+}
+
+var libDirs = []string{"usr/lib/x86_64-linux-gnu", "usr/lib64", "lib/x86_64-linux-gnu", "lib64", "usr/lib"}
+
+// searchLibrary finds name (or name with a longer version suffix) in the
+// library directories under root.
+func searchLibrary(root, name string) string {
+	for _, d := range libDirs {
+		p := filepath.Join(root, d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		m, _ := filepath.Glob(p + ".*")
+		if len(m) > 0 {
+			sort.Strings(m)
+			return m[len(m)-1]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,365 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// ExecSyncOutputLimit caps what ExecSync keeps of each of stdout and
+// stderr. Output past it is read and discarded (the command never blocks on
+// a full pipe) and the result holds the first ExecSyncOutputLimit bytes.
+// Both streams together must fit one CRI message: kubelet's client and
+// accel-cri's server accept 16 MiB, so each stream gets a little less than
+// half. kubelet keeps even less of it (probes read 10 KiB).
+const ExecSyncOutputLimit = 8<<20 - 64<<10
+
+const (
+	// execDeleteTimeout bounds the deletion of an exec process after it ended.
+	execDeleteTimeout = time.Minute
+	// execIODrainTimeout is how long an exec's output may stay open after
+	// the process exited (a background child holds it) before the session
+	// returns without the rest.
+	execIODrainTimeout = 2 * time.Second
+)
+
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	Width, Height uint16
+}
+
+// StreamOptions are a client's ends of an exec or attach session. A nil
+// stream was not requested. Stderr is ignored with a TTY (a terminal has
+// one output). Resize delivers terminal size changes while TTY is set.
+type StreamOptions struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	TTY            bool
+	Resize         <-chan TerminalSize
+}
+
+// ExecSyncResult is the outcome of a command run to its end.
+type ExecSyncResult struct {
+	Stdout, Stderr []byte
+	ExitCode       int32
+}
+
+// RunningContainer resolves id (a full id or a unique prefix) to a running
+// container's full id: NotFound for an unknown one, FailedPrecondition for
+// one that is not running.
+func (r *Runtime) RunningContainer(id string) (string, error) {
+	c, err := r.store.container(id)
+	if err != nil {
+		return "", err
+	}
+	if st := r.store.containerStatusOf(c).State; st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return "", fmt.Errorf("%w: container %s is not running (%s)", errdefs.ErrFailedPrecondition, c.ID, st)
+	}
+	return c.ID, nil
+}
+
+// ExecSync runs cmd in a running container to its end and returns its
+// output (each stream capped at ExecSyncOutputLimit) and exit code. With a
+// timeout > 0 a command still running then is killed and the error wraps
+// context.DeadlineExceeded.
+func (r *Runtime) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ExecSyncResult, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	stdout, stderr := newCappedBuffer(ExecSyncOutputLimit), newCappedBuffer(ExecSyncOutputLimit)
+	code, err := r.Exec(ctx, id, cmd, StreamOptions{Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && timeout > 0 {
+			return ExecSyncResult{}, fmt.Errorf("command %q in container %s did not finish within %s: %w", cmd, id, timeout, err)
+		}
+		return ExecSyncResult{}, err
+	}
+	if stdout.Truncated() || stderr.Truncated() {
+		klog.V(2).InfoS("ExecSync output truncated", "container", id, "cmd", cmd, "limit", ExecSyncOutputLimit)
+	}
+	return ExecSyncResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}, nil
+}
+
+// Exec runs cmd in a running container as an exec process of its task, with
+// the container's user, environment, working directory, capabilities and
+// security settings, and the client's streams. It returns the exit code
+// once the process exited and its output was delivered. When ctx ends
+// first, the process is killed and ctx's error returned. The exec process
+// is always deleted (its FIFOs with it).
+func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts StreamOptions) (int32, error) {
+	if len(cmd) == 0 {
+		return 0, fmt.Errorf("%w: exec: the command is empty", errdefs.ErrInvalidArgument)
+	}
+	id, err := r.RunningContainer(id)
+	if err != nil {
+		return 0, err
+	}
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %s: read spec: %w", id, err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return 0, fmt.Errorf("%w: container %s is not running", errdefs.ErrFailedPrecondition, id)
+		}
+		return 0, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+
+	// The runc shim needs both output FIFOs (a terminal needs stdout):
+	// output nobody asked for is discarded.
+	var stdin *eofReader
+	var streams []cio.Opt
+	in, out, errOut := io.Reader(nil), io.Writer(io.Discard), io.Writer(io.Discard)
+	if opts.Stdin != nil {
+		stdin = newEOFReader(opts.Stdin)
+		in = stdin
+	}
+	if opts.Stdout != nil {
+		out = opts.Stdout
+	}
+	if opts.Stderr != nil {
+		errOut = opts.Stderr
+	}
+	if opts.TTY {
+		errOut = nil
+	}
+	streams = append(streams, cio.WithStreams(in, out, errOut), cio.WithFIFODir(filepath.Join(r.containerDir(id), "exec")))
+	if opts.TTY {
+		streams = append(streams, cio.WithTerminal)
+	}
+	execID := newID()[:32]
+	proc, err := task.Exec(ctx, execID, execProcessSpec(spec, cmd, opts.TTY), cio.NewCreator(streams...))
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	// Deleted when the session ends; in the background when a child still
+	// holds the output open (the shim then waits up to 10s for it).
+	drained := true
+	defer func() {
+		if drained {
+			r.deleteExec(ctx, id, proc)
+			return
+		}
+		r.execCleanup.Add(1)
+		go func() {
+			defer r.execCleanup.Done()
+			r.deleteExec(ctx, id, proc)
+		}()
+	}()
+
+	// Wait before Start, so a process that exits at once is not missed.
+	waitCtx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWait()
+	exitCh, err := proc.Wait(waitCtx)
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	if err := proc.Start(ctx); err != nil {
+		return 0, fmt.Errorf("exec in container %s: start %q: %w", id, cmd[0], err)
+	}
+	klog.V(4).InfoS("Exec started", "container", id, "exec", execID, "cmd", cmd, "tty", opts.TTY)
+
+	done := make(chan struct{})
+	defer close(done)
+	if opts.TTY && opts.Resize != nil {
+		go forwardResize(waitCtx, opts.Resize, done, proc.Resize)
+	}
+	if stdin != nil {
+		go func() {
+			select {
+			case <-stdin.eof:
+				// The shim holds the stdin FIFO open itself: tell it to
+				// close the process's stdin so the process reads EOF.
+				cctx, cancel := context.WithTimeout(waitCtx, 10*time.Second)
+				defer cancel()
+				if err := proc.CloseIO(cctx, containerd.WithStdinCloser); err != nil && !errdefs.IsNotFound(err) {
+					klog.V(4).InfoS("Close exec stdin", "container", id, "exec", execID, "err", err)
+				}
+			case <-done:
+			}
+		}()
+	}
+
+	select {
+	case st := <-exitCh:
+		code, _, err := st.Result()
+		if err != nil {
+			return 0, fmt.Errorf("exec in container %s: wait: %w", id, err)
+		}
+		// The exit can be reported before the last output is copied.
+		drained = waitIO(proc.IO(), execIODrainTimeout)
+		klog.V(4).InfoS("Exec exited", "container", id, "exec", execID, "code", code)
+		return int32(code), nil
+	case <-ctx.Done():
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
+		defer cancel()
+		if err := proc.Kill(kctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			klog.ErrorS(err, "Kill exec process", "container", id, "exec", execID)
+		}
+		select {
+		case <-exitCh:
+		case <-kctx.Done():
+		}
+		return 0, fmt.Errorf("exec %q in container %s: %w", cmd[0], id, ctx.Err())
+	}
+}
+
+// deleteExec removes an exec process from the shim, killing it if it still
+// runs; containerd's client then closes and removes its FIFOs.
+func (r *Runtime) deleteExec(ctx context.Context, id string, proc containerd.Process) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execDeleteTimeout)
+	defer cancel()
+	if _, err := proc.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		klog.ErrorS(err, "Delete exec process", "container", id, "exec", proc.ID())
+	}
+}
+
+// execProcessSpec is the container's process with cmd as arguments: the
+// same user, groups, environment, working directory, capabilities,
+// AppArmor/SELinux labels, no_new_privs and rlimits.
+func execProcessSpec(spec *runtimespec.Spec, cmd []string, tty bool) *runtimespec.Process {
+	var p runtimespec.Process
+	if spec.Process != nil {
+		p = *spec.Process
+	}
+	p.Args = cmd
+	p.CommandLine = ""
+	p.Terminal = tty
+	p.ConsoleSize = nil
+	return &p
+}
+
+// waitIO waits until the output copy of a process ended, at most d (a
+// background child can hold the output open after the process exited),
+// and reports whether it did.
+func waitIO(i cio.IO, d time.Duration) bool {
+	if i == nil {
+		return true
+	}
+	drained := make(chan struct{})
+	go func() {
+		i.Wait() // returns at the latest when the process is deleted
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		return true
+	case <-time.After(d):
+		klog.V(2).InfoS("Exec output still open after the process exited; returning without the rest")
+		return false
+	}
+}
+
+// waitExecCleanup waits for exec processes still being deleted.
+func (r *Runtime) waitExecCleanup() {
+	done := make(chan struct{})
+	go func() {
+		r.execCleanup.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(execDeleteTimeout):
+	}
+}
+
+// forwardResize applies terminal size changes until the channel closes or
+// done: the first size arrives right after the start.
+func forwardResize(ctx context.Context, sizes <-chan TerminalSize, done <-chan struct{}, resize func(ctx context.Context, w, h uint32) error) {
+	for {
+		select {
+		case <-done:
+			return
+		case sz, ok := <-sizes:
+			if !ok {
+				return
+			}
+			if sz.Width == 0 || sz.Height == 0 {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := resize(rctx, uint32(sz.Width), uint32(sz.Height))
+			cancel()
+			if err != nil {
+				klog.V(4).InfoS("Resize terminal", "width", sz.Width, "height", sz.Height, "err", err)
+			}
+		}
+	}
+}
+
+// eofReader reports when its reader ended (EOF or an error).
+type eofReader struct {
+	r    io.Reader
+	eof  chan struct{}
+	once sync.Once
+}
+
+func newEOFReader(r io.Reader) *eofReader { return &eofReader{r: r, eof: make(chan struct{})} }
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(func() { close(e.eof) })
+	}
+	return n, err
+}
+
+// cappedBuffer keeps the first limit bytes written to it and discards the
+// rest, always reporting success so the writer is never blocked or failed.
+type cappedBuffer struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	limit     int
+	truncated bool
+}
+
+func newCappedBuffer(limit int) *cappedBuffer { return &cappedBuffer{limit: limit} }
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.limit - b.buf.Len(); room < len(p) {
+		b.truncated = true
+		b.buf.Write(p[:max(room, 0)])
+	} else {
+		b.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+// Truncated reports whether output was discarded.
+func (b *cappedBuffer) Truncated() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.truncated
+}
+
+// Bytes returns what was kept; nil when nothing was written.
+func (b *cappedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() == 0 {
+		return nil
+	}
+	return bytes.Clone(b.buf.Bytes())
+}

@@ -1,0 +1,230 @@
+package sandbox
+
+import (
+	"maps"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestNewHandler(t *testing.T) {
+	state := t.TempDir()
+	tests := []struct {
+		desc            string
+		cfg             HandlerConfig
+		wantType        string
+		wantSnapshotter string
+		check           func(*testing.T, *handler)
+	}{
+		{desc: "runc default: state under the handler's own root", cfg: HandlerConfig{}, wantType: RuntimeTypeRunc, wantSnapshotter: "overlayfs",
+			check: func(t *testing.T, h *handler) {
+				o, ok := h.options.(*options.Options)
+				if !ok || o.Root != filepath.Join(state, "runtimes", "h") || o.BinaryName != "" || !o.SystemdCgroup || h.binary != "runc" {
+					t.Errorf("options %+v binary %q", h.options, h.binary)
+				}
+			}},
+		{desc: "crun: runc shim with another binary and root", cfg: HandlerConfig{Type: RuntimeTypeRunc, BinaryName: "crun", Root: filepath.Join(state, "crun"), Snapshotter: "native"},
+			wantType: RuntimeTypeRunc, wantSnapshotter: "native",
+			check: func(t *testing.T, h *handler) {
+				o := h.options.(*options.Options)
+				if o.BinaryName != "crun" || o.Root != filepath.Join(state, "crun") {
+					t.Errorf("options %+v", o)
+				}
+			}},
+		{desc: "runsc shim with a config file", cfg: HandlerConfig{Type: RuntimeTypeRunsc, ConfigPath: "/etc/containerd/runsc.toml"}, wantType: RuntimeTypeRunsc, wantSnapshotter: "overlayfs",
+			check: func(t *testing.T, h *handler) {
+				o, ok := h.options.(*runtimeoptions.Options)
+				if !ok || o.TypeUrl != runscOptionsType || o.ConfigPath != "/etc/containerd/runsc.toml" {
+					t.Errorf("options %+v", h.options)
+				}
+				if h.features != (HandlerFeatures{}) {
+					t.Errorf("features %+v, want none for a shim that is not runc", h.features)
+				}
+			}},
+		{desc: "kata with a config file", cfg: HandlerConfig{Type: RuntimeTypeKata, ConfigPath: "/etc/kata/configuration.toml"}, wantType: RuntimeTypeKata, wantSnapshotter: "overlayfs",
+			check: func(t *testing.T, h *handler) {
+				o, ok := h.options.(*runtimeoptions.Options)
+				if !ok || o.TypeUrl != "" || o.ConfigPath != "/etc/kata/configuration.toml" {
+					t.Errorf("options %+v", h.options)
+				}
+			}},
+		{desc: "kata without options", cfg: HandlerConfig{Type: RuntimeTypeKata}, wantType: RuntimeTypeKata, wantSnapshotter: "overlayfs",
+			check: func(t *testing.T, h *handler) {
+				if h.options != nil {
+					t.Errorf("options %+v, want none", h.options)
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			h, err := newHandler("h", tc.cfg, state, "overlayfs", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.runtimeType != tc.wantType || h.snapshotter != tc.wantSnapshotter {
+				t.Errorf("type %q snapshotter %q", h.runtimeType, h.snapshotter)
+			}
+			tc.check(t, h)
+		})
+	}
+	if _, err := newHandler("x", HandlerConfig{Type: "kata"}, state, "overlayfs", false); err == nil {
+		t.Error("a type that is not io.containerd.* was accepted")
+	}
+}
+
+func TestHandlerOf(t *testing.T) {
+	r := &Runtime{defaultHandler: "runc", handlers: map[string]*handler{
+		"runc": {name: "runc", runtimeType: RuntimeTypeRunc, snapshotter: "overlayfs", features: HandlerFeatures{RecursiveReadOnlyMounts: true}},
+		"kata": {name: "kata", runtimeType: RuntimeTypeKata, snapshotter: "devmapper"},
+	}}
+	if h, err := r.handlerOf(""); err != nil || h.name != "runc" {
+		t.Errorf(`"" = %v, %v; want the default handler`, h, err)
+	}
+	if _, err := r.handlerOf("gvisor"); !errdefs.IsNotFound(err) {
+		t.Errorf("unknown handler: %v, want NotFound", err)
+	}
+	if sn, err := r.HandlerSnapshotter("kata"); err != nil || sn != "devmapper" {
+		t.Errorf("snapshotter %q, %v", sn, err)
+	}
+	got := r.Handlers()
+	if len(got) != 3 || got[0].Name != "" || !got[0].Features.RecursiveReadOnlyMounts || got[1].Name != "kata" || got[2].Name != "runc" || got[1].Type != RuntimeTypeKata {
+		t.Errorf("handlers %+v", got)
+	}
+}
+
+func TestHandlerAnnotations(t *testing.T) {
+	kata := &handler{runtimeType: RuntimeTypeKata, podAnnotations: []string{"io.katacontainers.*", "exact"}, containerAnnotations: []string{"ctr.example/*", "io.katacontainers.*"}}
+	pod := map[string]string{
+		"io.katacontainers.config.hypervisor.default_memory": "512", "exact": "1", "exactly": "no", "other": "no",
+		AnnotationSandboxID: "spoofed",
+	}
+	ctr := map[string]string{"ctr.example/x": "c", "io.katacontainers.config.hypervisor.default_memory": "1024", "other": "no"}
+	tests := []struct {
+		desc    string
+		h       *handler
+		sandbox bool // pause container (else app container)
+		want    map[string]string
+		absent  []string
+	}{
+		{desc: "runc passes no pod annotations", h: &handler{runtimeType: RuntimeTypeRunc}, sandbox: true,
+			want:   map[string]string{AnnotationContainerType: ContainerTypeSandbox, AnnotationSandboxID: "p1"},
+			absent: []string{"exact", "other"}},
+		{desc: "kata pause: allowed pod annotations, CRI ones win", h: kata, sandbox: true,
+			want: map[string]string{
+				AnnotationContainerType: ContainerTypeSandbox, AnnotationSandboxID: "p1", "exact": "1",
+				"io.katacontainers.config.hypervisor.default_memory": "512",
+			},
+			absent: []string{"exactly", "other", "ctr.example/x"}},
+		{desc: "kata container: pod and container annotations, the container's win", h: kata,
+			want: map[string]string{
+				AnnotationContainerType: ContainerTypeContainer, AnnotationSandboxID: "p1", "exact": "1", "ctr.example/x": "c",
+				"io.katacontainers.config.hypervisor.default_memory": "1024",
+			},
+			absent: []string{"other"}},
+		{desc: "sandbox per container: no container type, still the sandbox id", h: &handler{runtimeType: RuntimeTypeRunc, sandboxPerContainer: true},
+			want:   map[string]string{AnnotationSandboxID: "p1", AnnotationRuntimeHandler: "runc"},
+			absent: []string{AnnotationContainerType}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			var got map[string]string
+			if tc.sandbox {
+				p := podSpecParams{ID: "p1", Config: &runtimeapi.PodSandboxConfig{Annotations: pod}, RuntimeHandler: "runc",
+					PassedAnnotations: passAnnotations(pod, tc.h.podAnnotations)}
+				got = podAnnotations(p)
+			} else {
+				p := containerSpecParams{SandboxID: "p1", PodConfig: &runtimeapi.PodSandboxConfig{Annotations: pod}, RuntimeHandler: "runc",
+					Config:              &runtimeapi.ContainerConfig{Annotations: ctr},
+					PassedAnnotations:   containerPassedAnnotations(tc.h, pod, ctr),
+					SandboxPerContainer: tc.h.sandboxPerContainer}
+				got = containerAnnotations(p)
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+			for _, k := range tc.absent {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s passed: %v", k, maps.Collect(maps.All(got)))
+				}
+			}
+		})
+	}
+}
+
+// Privileged containers of privileged_without_host_devices handlers (VM
+// pods) get only the devices they ask for, and no allow-all rule.
+func TestSpecPrivilegedWithoutHostDevices(t *testing.T) {
+	for _, tc := range []struct {
+		desc          string
+		noHostDevices bool
+		wantHost      bool
+	}{
+		{desc: "runc: every host device", wantHost: true},
+		{desc: "VM handler: none of the host's", noHostDevices: true},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			p := testContainerParams(t)
+			p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{Privileged: true}}
+			p.Config.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Privileged: true}
+			p.Config.Devices = []*runtimeapi.Device{{HostPath: "/dev/null", ContainerPath: "/dev/vfio/7", Permissions: "rw"}}
+			p.NoHostDevices = tc.noHostDevices
+			s, err := applyContainer(t, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paths := map[string]bool{}
+			for _, d := range s.Linux.Devices {
+				paths[d.Path] = true
+			}
+			if !paths["/dev/vfio/7"] {
+				t.Errorf("requested device missing: %v", paths)
+			}
+			if paths["/dev/null"] != tc.wantHost {
+				t.Errorf("host /dev/null in spec = %v, want %v", paths["/dev/null"], tc.wantHost)
+			}
+			allowAll := false
+			for _, r := range s.Linux.Resources.Devices {
+				if r.Allow && r.Major == nil && r.Type == "" || r.Allow && r.Major == nil && r.Type == "a" {
+					allowAll = true
+				}
+			}
+			if allowAll != tc.wantHost {
+				t.Errorf("allow-all device rule = %v, want %v: %+v", allowAll, tc.wantHost, s.Linux.Resources.Devices)
+			}
+			if !tc.wantHost && !hasRule(s.Linux.Resources.Devices, "rw") {
+				t.Errorf("no rule for the requested device: %+v", s.Linux.Resources.Devices)
+			}
+		})
+	}
+}
+
+func hasRule(rules []runtimespec.LinuxDeviceCgroup, access string) bool {
+	for _, r := range rules {
+		if r.Allow && r.Major != nil && r.Access == access {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOlderSpecVersion(t *testing.T) {
+	for _, tc := range []struct{ declared, ours, want string }{
+		{"1.0.0", "1.2.1", "1.0.0"},         // crun 1.8: checks ociVersion
+		{"1.0.2-dev", "1.2.1", "1.0.2-dev"}, // runc 1.1, runsc 2022
+		{"1.2.0", "1.2.1", ""},
+		{"1.3.0", "1.2.1", ""},
+		{"", "1.2.1", ""},
+		{"2.0", "1.2.1", ""},
+	} {
+		if got := olderSpecVersion(tc.declared, tc.ours); got != tc.want {
+			t.Errorf("olderSpecVersion(%q, %q) = %q, want %q", tc.declared, tc.ours, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package framework
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"github.com/accel-cri/accel-cri/internal/testutil/hostnet"
+)
+
+// instanceName matches the network name an AccelCRI instance uses; its temp
+// root is /tmp/acri-e2e-<digits>.
+var instanceName = regexp.MustCompile(`^acri-([0-9]+)$`)
+
+// SweepStale removes what e2e runs that were killed (and so never ran their
+// cleanup) left behind: bridges, cgroups, CNI cache entries and nat rules
+// named after an instance whose temp root is gone. Nothing of a live run,
+// and nothing not named by this suite, is touched. Call it from TestMain.
+func SweepStale(t hostnet.T) {
+	owned := func(name string) bool {
+		m := instanceName.FindStringSubmatch(name)
+		if m == nil {
+			return true // not ours: leave it
+		}
+		_, err := os.Stat(filepath.Join(os.TempDir(), "acri-e2e-"+m[1]))
+		return err == nil
+	}
+	stale := map[string]bool{}
+	for _, base := range cgroupMounts() {
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if e.IsDir() && !owned(e.Name()) {
+				stale[e.Name()] = true
+			}
+		}
+	}
+	results, _ := filepath.Glob("/var/lib/cni/results/acri-*-eth0")
+	for _, r := range results {
+		if f := strings.SplitN(filepath.Base(r), "-", 3); len(f) == 3 && !owned(f[0]+"-"+f[1]) {
+			stale[f[0]+"-"+f[1]] = true
+		}
+	}
+	links, _ := os.ReadDir("/sys/class/net")
+	for _, l := range links {
+		// Bridges are "ac" + the last 8 digits of the instance number.
+		if strings.HasPrefix(l.Name(), "ac") && len(l.Name()) > 2 && strings.Trim(l.Name()[2:], "0123456789") == "" {
+			matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-e2e-*"+l.Name()[2:]))
+			if len(matches) == 0 {
+				exec.Command("ip", "link", "del", l.Name()).Run()
+			}
+		}
+	}
+	for name := range stale {
+		a := &AccelCRI{NetworkName: name}
+		a.killCgroupProcs()
+		for _, base := range cgroupMounts() {
+			root := filepath.Join(base, "/"+name)
+			var dirs []string
+			filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				_ = syscall.Rmdir(dirs[i])
+			}
+		}
+		hostnet.RemoveNetworkRules(t, "iptables", name)
+		hostnet.RemoveCNICache(name)
+	}
+	bins, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-bin-*"))
+	for _, b := range bins {
+		owner, err := os.ReadFile(filepath.Join(b, "owner"))
+		if err != nil {
+			continue // being set up by a live run
+		}
+		if _, err := os.Stat("/proc/" + strings.TrimSpace(string(owner))); os.IsNotExist(err) {
+			os.RemoveAll(b)
+		}
+	}
+}
+
+// StderrT reports to standard error; for code that runs outside a test.
+type StderrT struct{}
+
+func (StderrT) Helper()                           {}
+func (StderrT) Errorf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (StderrT) Logf(format string, args ...any)   { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (StderrT) Fatal(args ...any)                 { fmt.Fprintln(os.Stderr, args...); os.Exit(1) }
+func (StderrT) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
