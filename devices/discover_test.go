@@ -31,7 +31,7 @@ var (
 
 func needRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("mknod needs root")
+		t.Fatal("mknod needs root")
 	}
 }
 

@@ -270,15 +270,7 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) e
 	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("stop container %s: kill: %w", c.ID, err)
 	}
-	select {
-	case <-c.exited:
-	case <-time.After(killWait):
-		// No exit event (containerd restarted in between?): reap directly.
-		r.reapContainer(ctx, c)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
+	return awaitExit(ctx, c.exited, func() { r.reapContainer(ctx, c) })
 }
 
 // RemoveContainer stops the container if it runs and removes it with its

@@ -271,12 +271,17 @@ func (r *Runtime) killPause(ctx context.Context, p *Pod) error {
 	if err := task.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("kill pause of pod %s: %w", p.ID, err)
 	}
+	return awaitExit(ctx, p.exited, func() { r.reapPause(ctx, p) })
+}
+
+// awaitExit waits until the monitor has recorded an exit. An exit event can
+// be lost with a containerd restart; after killWait, reap asks containerd
+// for the task directly.
+func awaitExit(ctx context.Context, exited <-chan struct{}, reap func()) error {
 	select {
-	case <-p.exited:
+	case <-exited:
 	case <-time.After(killWait):
-		// The exit event may have been lost with a containerd restart:
-		// ask the task directly.
-		r.reapPause(ctx, p)
+		reap()
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -47,7 +47,7 @@ func TestPodFilesResolvConf(t *testing.T) {
 func pfRequireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (mounts)")
+		t.Fatal("needs root (mounts)")
 	}
 }
 

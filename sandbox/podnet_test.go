@@ -37,16 +37,16 @@ const pnTestCNIBinDir = "/usr/lib/cni"
 func pnRequireCNI(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, bridges, iptables)")
+		t.Fatal("needs root (network namespaces, bridges, iptables)")
 	}
 	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
 		if _, err := os.Stat(filepath.Join(pnTestCNIBinDir, p)); err != nil {
-			t.Skipf("CNI plugin %s not installed: %v", p, err)
+			t.Fatalf("CNI plugin %s not installed: %v", p, err)
 		}
 	}
 	for _, b := range []string{"ip", "iptables-save", "iptables-restore"} {
 		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed", b)
+			t.Fatalf("%s not installed", b)
 		}
 	}
 }

@@ -253,11 +253,11 @@ func TestPauseVersion(t *testing.T) {
 // exits 0 on SIGTERM.
 func TestPauseAsPID1(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a PID namespace")
+		t.Fatal("needs root for a PID namespace")
 	}
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
-		t.Skip("no nsenter (util-linux)")
+		t.Fatal("no nsenter (util-linux)")
 	}
 	bin := buildPause(t)
 	// A file, not a pipe: Wait then returns as soon as pause is gone.

@@ -409,7 +409,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func TestWriteFailureKeepsDraining(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full")
+		t.Fatal("no /dev/full")
 	}
 	var reports []error
 	var mu sync.Mutex
@@ -475,7 +475,7 @@ func TestWriteFailureKeepsDraining(t *testing.T) {
 
 func TestWriteFailureReportedOncePerFile(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full")
+		t.Fatal("no /dev/full")
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "0.log")
@@ -537,7 +537,7 @@ func TestWriteFailureReportedOncePerFile(t *testing.T) {
 func TestTornWriteIsTerminated(t *testing.T) {
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	path := logPath(t)
 	w, err := Open(path, WithClock(fixedClock))
@@ -555,10 +555,10 @@ func TestTornWriteIsTerminated(t *testing.T) {
 	lim := old
 	lim.Cur = uint64(len(first) + keep)
 	if lim.Cur > lim.Max { // RLIM_INFINITY is the largest value
-		t.Skip("hard file size limit too low")
+		t.Fatal("hard file size limit too low")
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	copyErr := w.Copy(Stdout, strings.NewReader(strings.Repeat("t", 100)+"\n"))
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {

@@ -33,7 +33,7 @@ const runscFlags = "--platform=ptrace --network=host"
 func TestRuntimeHandlers(t *testing.T) {
 	for _, bin := range []string{"crun", "runsc"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed (hack/install-deps.sh installs it): %v", bin, err)
+			t.Fatalf("%s is not installed (hack/install-deps.sh installs it): %v", bin, err)
 		}
 	}
 	dir := t.TempDir()

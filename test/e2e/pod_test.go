@@ -91,6 +91,13 @@ func TestPodsAndContainers(t *testing.T) {
 		}
 		framework.WaitLog(t, logPath(pod, reader), "got=from-writer", 30*time.Second)
 
+		// One shim per pod: the pause and both containers are grouped by the
+		// io.kubernetes.cri.sandbox-id annotation, as shim-per-pod (VM)
+		// runtimes need.
+		if shims := shimsOf(t, e.State); len(shims) != 1 || !strings.Contains(shims[0], "-id "+podID) {
+			t.Errorf("shims for a pod with two containers: %q, want one, for the pod", shims)
+		}
+
 		st, err := e.Runtime.PodSandboxStatus(ctx, podID, true)
 		if err != nil {
 			t.Fatal(err)
@@ -454,6 +461,28 @@ func TestPodsAndContainers(t *testing.T) {
 			t.Errorf("cgroups left: %v", left)
 		}
 	})
+}
+
+// shimsOf lists the command lines of the containerd shims serving the
+// accel-cri instance whose state dir is state.
+func shimsOf(t *testing.T, state string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
+		if strings.Contains(cmd, "containerd-shim") && strings.Contains(cmd, state) {
+			out = append(out, cmd)
+		}
+	}
+	return out
 }
 
 func httpGet(t *testing.T, url string, timeout time.Duration) string {
