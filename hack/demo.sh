@@ -21,9 +21,15 @@ fi
 pids=()
 cleanup() {
   set +e
+  if [ -n "${POD:-}" ] && [ -S "$SOCK" ]; then
+    command crictl --config "$DEMO_DIR/crictl.yaml" stopp "$POD" >/dev/null 2>&1
+    command crictl --config "$DEMO_DIR/crictl.yaml" rmp "$POD" >/dev/null 2>&1
+  fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
   grep -o " $DEMO_DIR/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l
+  for h in /sys/fs/cgroup/*/accel-cri-demo /sys/fs/cgroup/accel-cri-demo; do [ -d "$h" ] && rmdir "$h" 2>/dev/null; done
+  ip link del acri-demo0 2>/dev/null
   rm -rf "$DEMO_DIR"
 }
 trap cleanup EXIT
@@ -55,10 +61,15 @@ for _ in $(seq 100); do curl -fsS -o /dev/null "http://$REG/v2/" && break; sleep
 say "Building and pushing the test images (busybox, pause) with go-containerregistry"
 go run ./hack/testimages/cmd/testimages --registry "$REG"
 
+# The demo makes its bridge with the gateway address itself: the bridge
+# plugin's isGateway would switch on net.ipv4.ip_forward for the whole host.
+ip link add acri-demo0 type bridge
+ip addr add 10.250.77.1/24 dev acri-demo0
+ip link set acri-demo0 up
 cat >"$DEMO_DIR/net.d/10-accel-cri-demo.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "accel-cri-demo", "plugins": [
-  {"type": "bridge", "bridge": "acri-demo0", "isGateway": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.250.77.0/24"}]], "dataDir": "$DEMO_DIR/ipam"}},
+  {"type": "bridge", "bridge": "acri-demo0", "isGateway": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.250.77.0/24", "gateway": "10.250.77.1"}]], "dataDir": "$DEMO_DIR/ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOF
 
@@ -86,10 +97,36 @@ crictl images
 say "crictl imagefsinfo"
 crictl imagefsinfo
 
+say "A demo pod: pause sandbox + a busybox container, networked by CNI"
+mkdir -p "$DEMO_DIR/logs"
+cat >"$DEMO_DIR/pod.json" <<EOF
+{"metadata": {"name": "demo", "namespace": "default", "uid": "demo-uid-1"},
+ "hostname": "demo", "log_directory": "$DEMO_DIR/logs",
+ "dns_config": {"servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local"]},
+ "linux": {"cgroup_parent": "/accel-cri-demo"}}
+EOF
+cat >"$DEMO_DIR/container.json" <<EOF
+{"metadata": {"name": "hello"}, "image": {"image": "$REG/library/busybox:latest"},
+ "command": ["sh", "-c", "echo hello from \$(hostname), ip \$(ip -4 -o addr show eth0 | awk '{print \$4}'); cat /etc/resolv.conf; sleep 3600"],
+ "log_path": "hello.log",
+ "linux": {"security_context": {"run_as_user": {"value": 1000}}}}
+EOF
+POD=$(crictl runp "$DEMO_DIR/pod.json")
+CTR=$(crictl create "$POD" "$DEMO_DIR/container.json" "$DEMO_DIR/pod.json")
+crictl start "$CTR" >/dev/null
+sleep 1
+crictl pods
+crictl ps
+say "crictl logs hello"
+crictl logs "$CTR"
+say "crictl exec: id inside the container"
+crictl exec "$CTR" id
+
 if [ "$DEMO_KEEP" = 1 ]; then
   say "accel-cri is serving on unix://$SOCK (log: $DEMO_DIR/accel-cri.log)."
   echo "Try: crictl --config $DEMO_DIR/crictl.yaml images    (^C stops accel-cri)"
   wait "${pids[1]}"
 else
-  say "Demo done; stopping."
+  say "Demo done; removing the pod and stopping."
+  crictl stopp "$POD" >/dev/null && crictl rmp "$POD" >/dev/null
 fi
