@@ -12,9 +12,11 @@ import (
 type DevicesConfig struct {
 	CDISpecDirs  []string `toml:"cdi_spec_dirs" json:"cdi_spec_dirs" comment:"Directories CDI specs are read from, lowest priority first. CDI devices requested by containers\n(CRI cdi_devices, cdi.k8s.io/* annotations) are resolved against all of them, so specs written by\nother tools (nvidia-ctk cdi generate) work too. Empty: CDI is off and such containers are refused."`
 	CDIOutputDir string   `toml:"cdi_output_dir" json:"cdi_output_dir" comment:"Directory accel-cri writes the CDI specs of the devices it finds into (vendor accel-cri.io,\nfiles accel-cri.io-<class>.json), refreshed when devices change. Empty: discovery and publishing are off."`
-	SysfsRoot    string   `toml:"sysfs_root" json:"sysfs_root" comment:"Where sysfs is mounted; discovery reads class/drm, class/fpga_region and class/fpga under it."`
+	SysfsRoot    string   `toml:"sysfs_root" json:"sysfs_root" comment:"Where sysfs is mounted; discovery reads class/drm, class/fpga_region, class/fpga,\nbus/platform/devices (dfl-port.N, dfl-fme.N) and bus/dfl/devices under it."`
 	DevRoot      string   `toml:"dev_root" json:"dev_root" comment:"The host's device directory. Nodes found under it appear in containers under /dev at the same\nrelative path (except DRM nodes, renumbered from renderD128/card0 in the order they were requested)."`
 	NVMLLibrary  string   `toml:"nvml_library" json:"nvml_library" comment:"NVIDIA management library opened to find NVIDIA GPUs. A host without it has no NVIDIA GPUs (logged once)."`
+	// NVIDIADriverCapabilities decides the NVIDIA driver libraries mounted.
+	NVIDIADriverCapabilities []string `toml:"nvidia_driver_capabilities" json:"nvidia_driver_capabilities" comment:"NVIDIA driver capabilities given to containers with NVIDIA GPUs: which driver libraries (found through the\nhost's ld cache) are mounted, and NVIDIA_DRIVER_CAPABILITIES. Any of compute (libcuda), utility (libnvidia-ml),\nvideo (NVENC/NVDEC: libnvidia-encode, libnvcuvid), graphics (OpenGL, EGL, GLES, Vulkan: libnvidia-glcore,\nlibGLX_nvidia, libEGL_nvidia, ... and the glvnd/Vulkan ICD files)."`
 	// Static is a list of tables ([[devices.static]]).
 	Static                             []StaticDeviceConfig `toml:"static" json:"static" comment:"Devices nothing discovers, published as accel-cri.io/device=<name>: [[devices.static]] name = \"x\", path = \"/dev/x\".\nThe path must be a character or block device under dev_root."`
 	Replicas                           map[string]int       `toml:"replicas" json:"replicas" comment:"Device plugin sharing: how many containers may be allocated each device of a resource at once,\nby resource name without the accel-cri.io/ prefix (for example intel-gpu = 4). Default 1."`
@@ -32,15 +34,16 @@ type StaticDeviceConfig struct {
 // DefaultDevices is the default [devices] table.
 func DefaultDevices() DevicesConfig {
 	return DevicesConfig{
-		CDISpecDirs:      []string{"/etc/cdi", "/var/run/cdi"},
-		CDIOutputDir:     "/var/run/cdi",
-		SysfsRoot:        "/sys",
-		DevRoot:          "/dev",
-		NVMLLibrary:      "libnvidia-ml.so.1",
-		Static:           []StaticDeviceConfig{},
-		Replicas:         map[string]int{},
-		DevicePlugin:     false,
-		KubeletPluginDir: "/var/lib/kubelet/device-plugins",
+		CDISpecDirs:              []string{"/etc/cdi", "/var/run/cdi"},
+		CDIOutputDir:             "/var/run/cdi",
+		SysfsRoot:                "/sys",
+		DevRoot:                  "/dev",
+		NVMLLibrary:              "libnvidia-ml.so.1",
+		NVIDIADriverCapabilities: []string{"compute", "utility", "video"},
+		Static:                   []StaticDeviceConfig{},
+		Replicas:                 map[string]int{},
+		DevicePlugin:             false,
+		KubeletPluginDir:         "/var/lib/kubelet/device-plugins",
 	}
 }
 
@@ -68,6 +71,19 @@ func (d *DevicesConfig) validate() []error {
 	if d.NVMLLibrary == "" {
 		errs = append(errs, errors.New("devices.nvml_library: must be set"))
 	}
+	if len(d.NVIDIADriverCapabilities) == 0 {
+		errs = append(errs, errors.New("devices.nvidia_driver_capabilities: must name at least one capability"))
+	}
+	capSeen := map[string]bool{}
+	for _, c := range d.NVIDIADriverCapabilities {
+		switch {
+		case !isNVIDIACapability(c):
+			errs = append(errs, fmt.Errorf("devices.nvidia_driver_capabilities: unknown capability %q (one of %s)", c, strings.Join(NVIDIADriverCapabilities, ", ")))
+		case capSeen[c]:
+			errs = append(errs, fmt.Errorf("devices.nvidia_driver_capabilities: %q given twice", c))
+		}
+		capSeen[c] = true
+	}
 	seen := map[string]bool{}
 	for i, s := range d.Static {
 		key := fmt.Sprintf("devices.static[%d]", i)
@@ -92,4 +108,17 @@ func (d *DevicesConfig) validate() []error {
 		}
 	}
 	return errs
+}
+
+// NVIDIADriverCapabilities are the values devices.nvidia_driver_capabilities
+// accepts (the capabilities the devices package implements).
+var NVIDIADriverCapabilities = []string{"compute", "utility", "video", "graphics"}
+
+func isNVIDIACapability(c string) bool {
+	for _, k := range NVIDIADriverCapabilities {
+		if c == k {
+			return true
+		}
+	}
+	return false
 }

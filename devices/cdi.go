@@ -86,13 +86,17 @@ func nvidiaEdits(nv *NVIDIAShared, containerLibDir string) cdispec.ContainerEdit
 		e.DeviceNodes = append(e.DeviceNodes, cdiNode(n))
 	}
 	for _, l := range nv.Libraries {
+		dst := l.ContainerPath
+		if dst == "" {
+			dst = filepath.Join(containerLibDir, l.Name)
+		}
 		e.Mounts = append(e.Mounts, &cdispec.Mount{
-			HostPath: l.HostPath, ContainerPath: filepath.Join(containerLibDir, l.Name),
+			HostPath: l.HostPath, ContainerPath: dst,
 			Type: "bind", Options: []string{"ro", "nosuid", "nodev", "bind"},
 		})
 	}
 	e.Env = []string{
-		"NVIDIA_DRIVER_CAPABILITIES=" + strings.Join(nvidiaCapabilities, ","),
+		"NVIDIA_DRIVER_CAPABILITIES=" + strings.Join(nv.Capabilities, ","),
 		"LD_LIBRARY_PATH=" + containerLibDir,
 	}
 	if nv.DriverVersion != "" {

@@ -1,7 +1,8 @@
 // Package devices owns accel-cri's accelerators: discovery (NVIDIA GPUs
-// through NVML, DRM GPUs from /sys/class/drm, FPGAs from DFL and
-// intel-fpga sysfs, static devices from the config), publishing them as CDI
-// specs (vendor accel-cri.io), resolving and injecting CDI devices into
+// through NVML, DRM GPUs from /sys/class/drm, FPGAs from DFL sysfs (class
+// fpga_region, the platform and DFL buses) and intel-fpga sysfs, static
+// devices from the config), publishing them as CDI specs (vendor
+// accel-cri.io), resolving and injecting CDI devices into
 // containers' OCI specs (Injector), and the kubelet device-plugin API
 // (Plugins). It must not edit OCI specs outside the CDI injection; sandbox
 // calls Injector.Inject from its spec options.
@@ -48,10 +49,13 @@
 // NVIDIA GPUs are published as accel-cri.io/gpu=<index>|<UUID>|all with
 // /dev/nvidiaN per device and, for the class, the control nodes
 // (nvidiactl, nvidia-uvm, nvidia-uvm-tools, nvidia-modeset, nvidia-caps),
-// the compute, utility and video driver libraries (libcuda, libnvidia-ml,
-// libnvidia-encode and libnvcuvid for NVENC/NVDEC) bind-mounted read-only
-// into /usr/local/nvidia/lib64 under their sonames, LD_LIBRARY_PATH
-// pointing there (an image's own LD_LIBRARY_PATH is kept after it),
+// the driver libraries of the configured capabilities (by default compute,
+// utility and video: libcuda, libnvidia-ml, libnvidia-encode and libnvcuvid
+// for NVENC/NVDEC; graphics adds the OpenGL/EGL/GLES/Vulkan libraries and
+// their glvnd/Vulkan ICD files) bind-mounted read-only into
+// /usr/local/nvidia/lib64 under their sonames, LD_LIBRARY_PATH pointing
+// there (an image's own LD_LIBRARY_PATH is kept after it),
 // NVIDIA_VISIBLE_DEVICES (the requested UUIDs) and
-// NVIDIA_DRIVER_CAPABILITIES=compute,utility,video.
+// NVIDIA_DRIVER_CAPABILITIES (the configured capabilities, by default
+// compute,utility,video).
 package devices

@@ -35,6 +35,9 @@ type NVIDIAShared struct {
 	DriverVersion string
 	ControlNodes  []Node
 	Libraries     []Library
+	// Capabilities are the driver capabilities granted
+	// (NVIDIA_DRIVER_CAPABILITIES), in NVIDIACapabilities order.
+	Capabilities []string
 }
 
 // Library is a driver library found on the host.
@@ -45,18 +48,43 @@ type Library struct {
 	HostPath string
 	// Capability is the NVIDIA driver capability it belongs to.
 	Capability string
+	// ContainerPath, if set, is where it is mounted in containers (a
+	// graphics ICD file); otherwise it is mounted under the container
+	// library directory as Name.
+	ContainerPath string
 }
 
-// Driver capabilities a container gets: what media stacks (NVENC/NVDEC
-// through FFmpeg or GStreamer) and CUDA need. "graphics" is not given.
-var nvidiaCapabilities = []string{"compute", "utility", "video"}
+// NVIDIACapabilities are the driver capabilities accel-cri can grant, in
+// the order they are listed in NVIDIA_DRIVER_CAPABILITIES.
+var NVIDIACapabilities = []string{"compute", "utility", "video", "graphics"}
 
-// nvidiaLibraries are the libraries of each capability, by soname.
+// DefaultNVIDIACapabilities are granted unless configured otherwise: what
+// media stacks (NVENC/NVDEC through FFmpeg or GStreamer) and CUDA need.
+var DefaultNVIDIACapabilities = []string{"compute", "utility", "video"}
+
+// nvidiaLibraries are the libraries of each capability, by soname. A name
+// ending in ".so" is versioned with the driver
+// ("libnvidia-glcore.so.550.54.15"). The graphics set is the stable core
+// of NVIDIA's container toolkit list (libnvidia-container's graphics_libs
+// and graphics_libs_glvnd): OpenGL/GLX, EGL, GLES and Vulkan (SPIR-V).
 var nvidiaLibraries = map[string][]string{
-	"utility":  {"libnvidia-ml.so.1"},
-	"compute":  {"libcuda.so.1", "libnvidia-ptxjitcompiler.so.1", "libnvidia-nvvm.so.4"},
-	"video":    {"libnvidia-encode.so.1", "libnvcuvid.so.1", "libnvidia-opticalflow.so.1"},
-	"graphics": {"libnvidia-eglcore.so", "libnvidia-glcore.so", "libEGL_nvidia.so.0", "libGLX_nvidia.so.0"},
+	"utility": {"libnvidia-ml.so.1"},
+	"compute": {"libcuda.so.1", "libnvidia-ptxjitcompiler.so.1", "libnvidia-nvvm.so.4"},
+	"video":   {"libnvidia-encode.so.1", "libnvcuvid.so.1", "libnvidia-opticalflow.so.1"},
+	"graphics": {
+		"libnvidia-glcore.so", "libnvidia-glsi.so", "libnvidia-tls.so", "libnvidia-eglcore.so",
+		"libnvidia-glvkspirv.so", "libnvidia-rtcore.so",
+		"libGLX_nvidia.so.0", "libEGL_nvidia.so.0", "libGLESv2_nvidia.so.2", "libGLESv1_CM_nvidia.so.1",
+	},
+}
+
+// nvidiaGraphicsFiles are the ICD files that make libglvnd and the Vulkan
+// loader in a container pick NVIDIA's libraries, mounted at the same path
+// when the host (driver root) has them.
+var nvidiaGraphicsFiles = []string{
+	"usr/share/glvnd/egl_vendor.d/10_nvidia.json",
+	"usr/share/vulkan/icd.d/nvidia_icd.json",
+	"etc/vulkan/icd.d/nvidia_icd.json",
 }
 
 // nvidiaControlNodes are shared by all GPUs; absent ones are skipped.
@@ -126,7 +154,8 @@ func discoverNVIDIA(o *options) (devs []Device, shared *NVIDIAShared, err error)
 			shared.ControlNodes = append(shared.ControlNodes, n)
 		}
 	}
-	shared.Libraries = findLibraries(o)
+	shared.Capabilities = o.capabilities()
+	shared.Libraries = findLibraries(o, shared.DriverVersion)
 	return devs, shared, nil
 }
 
@@ -160,18 +189,30 @@ func pciBusID(p nvml.PciInfo) string {
 	return strings.ToLower(string(b))
 }
 
-// findLibraries finds the libraries of nvidiaCapabilities: from the ld
-// cache first (ldconfig -p), then in the usual library directories under
-// the driver root.
-func findLibraries(o *options) []Library {
+// capabilities are the configured driver capabilities, known ones only,
+// in NVIDIACapabilities order.
+func (o *options) capabilities() []string {
+	var out []string
+	for _, c := range NVIDIACapabilities {
+		for _, want := range o.nvidiaCaps {
+			if want == c {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// findLibraries finds the libraries of the granted capabilities: from the
+// ld cache first (ldconfig -p), then in the usual library directories
+// under the driver root. With graphics, the ICD files are added.
+func findLibraries(o *options, driverVersion string) []Library {
 	cache := ldCache(o.ldCache)
 	var out []Library
-	for _, capability := range nvidiaCapabilities {
+	for _, capability := range o.capabilities() {
 		for _, name := range nvidiaLibraries[capability] {
-			p := cache[name]
-			if p == "" {
-				p = searchLibrary(o.driverRoot, name)
-			}
+			soname, p := lookupLibrary(cache, o.driverRoot, name, driverVersion)
 			if p == "" {
 				klog.V(2).InfoS("NVIDIA driver library not found", "library", name, "capability", capability)
 				continue
@@ -180,10 +221,56 @@ func findLibraries(o *options) []Library {
 			if err != nil {
 				continue
 			}
-			out = append(out, Library{Name: name, HostPath: real, Capability: capability})
+			out = append(out, Library{Name: soname, HostPath: real, Capability: capability})
+		}
+		if capability != "graphics" {
+			continue
+		}
+		for _, f := range nvidiaGraphicsFiles {
+			real, err := filepath.EvalSymlinks(filepath.Join(o.driverRoot, f))
+			if err != nil {
+				continue
+			}
+			out = append(out, Library{Name: filepath.Base(f), HostPath: real, Capability: capability, ContainerPath: "/" + f})
 		}
 	}
 	return out
+}
+
+// lookupLibrary returns the soname and host path of a library. A name
+// ending in ".so" is versioned with the driver: name.<driverVersion>, else
+// any name.<version> (the highest).
+func lookupLibrary(cache map[string]string, root, name, driverVersion string) (soname, path string) {
+	if !strings.HasSuffix(name, ".so") {
+		if p := cache[name]; p != "" {
+			return name, p
+		}
+		if p := searchLibrary(root, name); p != "" {
+			return name, p
+		}
+		return name, ""
+	}
+	if driverVersion != "" {
+		v := name + "." + driverVersion
+		if p := cache[v]; p != "" {
+			return v, p
+		}
+	}
+	var keys []string
+	for k := range cache {
+		if strings.HasPrefix(k, name+".") {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > 0 {
+		sort.Strings(keys)
+		k := keys[len(keys)-1]
+		return k, cache[k]
+	}
+	if p := searchLibrary(root, name); p != "" {
+		return filepath.Base(p), p
+	}
+	return name, ""
 }
 
 // ldCache maps sonames to paths from `ldconfig -p` over the given cache

@@ -35,6 +35,7 @@ type options struct {
 	driverRoot  string
 	nvmlLibrary string
 	ldCache     string
+	nvidiaCaps  []string
 	nvml        nvmlLib // nil: go-nvml over nvmlLibrary
 	cdiDir      string
 	static      []StaticDevice
@@ -51,6 +52,7 @@ func defaultOptions() options {
 		driverRoot:      DefaultDriverRoot,
 		nvmlLibrary:     DefaultNVMLLibrary,
 		ldCache:         DefaultLdCache,
+		nvidiaCaps:      DefaultNVIDIACapabilities,
 		cdiDir:          DefaultCDIOutputDir,
 		settle:          200 * time.Millisecond,
 		containerLibDir: DefaultNVIDIALibPath,
@@ -78,6 +80,18 @@ func WithNVMLLibrary(path string) Option { return func(o *options) { o.nvmlLibra
 // WithLdCache sets the ld cache read to find driver libraries
 // ("/etc/ld.so.cache"; "" skips it).
 func WithLdCache(path string) Option { return func(o *options) { o.ldCache = path } }
+
+// WithNVIDIACapabilities sets the NVIDIA driver capabilities granted to
+// containers (NVIDIACapabilities; DefaultNVIDIACapabilities): which driver
+// libraries are mounted and NVIDIA_DRIVER_CAPABILITIES. Unknown names are
+// ignored (the config validates them); none keeps the default.
+func WithNVIDIACapabilities(caps ...string) Option {
+	return func(o *options) {
+		if len(caps) > 0 {
+			o.nvidiaCaps = append([]string(nil), caps...)
+		}
+	}
+}
 
 // WithCDIDir sets the directory accel-cri writes its CDI specs into
 // ("/var/run/cdi"; "" writes none).

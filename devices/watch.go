@@ -22,6 +22,7 @@ func (m *Manager) watchDirs() []string {
 		filepath.Join(m.o.sysfsRoot, "class", "drm"),
 		filepath.Join(m.o.sysfsRoot, "class", "fpga_region"),
 		filepath.Join(m.o.sysfsRoot, "class", "fpga"),
+		filepath.Join(m.o.sysfsRoot, "bus", "dfl", "devices"),
 	} {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
 			out = append(out, d)

@@ -23,6 +23,7 @@ func deviceOptions(c config.DevicesConfig) []devices.Option {
 		devices.WithSysfsRoot(c.SysfsRoot),
 		devices.WithDevRoot(c.DevRoot),
 		devices.WithNVMLLibrary(c.NVMLLibrary),
+		devices.WithNVIDIACapabilities(c.NVIDIADriverCapabilities...),
 		devices.WithCDIDir(c.CDIOutputDir),
 	}
 	for _, s := range c.Static {

@@ -178,3 +178,58 @@ func (h *Host) AddOPAEFPGA(dev, port int, interfaceID, afuID string, num Num) {
 	h.write(filepath.Join(d, fmt.Sprintf("intel-fpga-port.%d", port), "afu_id"), afuID)
 	h.Mknod(fmt.Sprintf("intel-fpga-port.%d", port), num, 0o600, 0)
 }
+
+// DFLFPGA describes a DFL FPGA as the kernel lays it out: the PCI device,
+// its fpga_region/regionN, the FIU platform devices dfl-fme.M and
+// dfl-port.M in it, their private features on the DFL bus, and the nodes
+// /dev/dfl-fme.M and /dev/dfl-port.M.
+type DFLFPGA struct {
+	Region, Port int
+	PCI          string // "0000:08:00.0"
+	// InterfaceID is the FME's pr/interface_id, AFUID the port's afu_id.
+	InterfaceID, AFUID string
+	Num                Num
+	// PortFeatures and FMEFeatures are the feature ids ("0x14") of the
+	// private features, added as /sys/bus/dfl/devices/dfl_dev.K from
+	// K = FirstFeature on: children of the port or FME, type 0x1 or 0x0.
+	PortFeatures, FMEFeatures []string
+	FirstFeature              int
+	// Class adds the /sys/class/fpga_region link; Platform adds the
+	// /sys/bus/platform/devices links of the port and FME.
+	Class, Platform bool
+}
+
+// AddDFLBusFPGA adds f.
+func (h *Host) AddDFLBusFPGA(f DFLFPGA) {
+	h.t.Helper()
+	pdev := filepath.Join(h.Sysfs, "devices", "pci0000:00", f.PCI)
+	r := filepath.Join(pdev, "fpga_region", fmt.Sprintf("region%d", f.Region))
+	h.mkdir(r)
+	h.symlink(pdev, filepath.Join(r, "device")) // the class device's parent
+	fme := filepath.Join(r, fmt.Sprintf("dfl-fme.%d", f.Port))
+	port := filepath.Join(r, fmt.Sprintf("dfl-port.%d", f.Port))
+	h.write(filepath.Join(fme, "pr", "interface_id"), f.InterfaceID)
+	h.write(filepath.Join(port, "afu_id"), f.AFUID)
+	if f.Class {
+		h.symlink(r, filepath.Join(h.Sysfs, "class", "fpga_region", fmt.Sprintf("region%d", f.Region)))
+	}
+	if f.Platform {
+		h.symlink(fme, filepath.Join(h.Sysfs, "bus", "platform", "devices", filepath.Base(fme)))
+		h.symlink(port, filepath.Join(h.Sysfs, "bus", "platform", "devices", filepath.Base(port)))
+	}
+	k := f.FirstFeature
+	for _, fs := range []struct {
+		parent, typ string
+		ids         []string
+	}{{fme, "0x0", f.FMEFeatures}, {port, "0x1", f.PortFeatures}} {
+		for _, id := range fs.ids {
+			d := filepath.Join(fs.parent, fmt.Sprintf("dfl_dev.%d", k))
+			h.write(filepath.Join(d, "type"), fs.typ)
+			h.write(filepath.Join(d, "feature_id"), id)
+			h.symlink(d, filepath.Join(h.Sysfs, "bus", "dfl", "devices", filepath.Base(d)))
+			k++
+		}
+	}
+	h.Mknod(filepath.Base(fme), f.Num, 0o600, 0)
+	h.Mknod(filepath.Base(port), f.Num, 0o600, 0)
+}
