@@ -8,6 +8,8 @@
 #     runc, crun, runsc (gVisor), CNI plugins, docker-registry, busybox-static, iptables, iproute2, ...
 #   - containerd + containerd-shim-runc-v2 $CONTAINERD_VERSION (go install)
 #   - crictl $CRICTL_VERSION (go install)
+#   - kubelet (hack/build-kubelet.sh: hack/tools/go.mod's version, cached in
+#     /var/cache/accel-cri) for the kubelet end-to-end suite (test/e2e/kubelet)
 #
 # Go >= 1.26 must already be installed (/usr/local/go/bin is added to PATH).
 #
@@ -145,4 +147,8 @@ fi
 has_version containerd "$CONTAINERD_VERSION" --version || die "containerd --version does not report $CONTAINERD_VERSION"
 has_version containerd-shim-runc-v2 "$CONTAINERD_VERSION" -v || die "containerd-shim-runc-v2 -v does not report $CONTAINERD_VERSION"
 has_version crictl "$CRICTL_VERSION" --version || die "crictl --version does not report $CRICTL_VERSION"
+# The kubelet of the kubelet end-to-end suite (test/e2e/kubelet): built from
+# the Go module proxy into a cache dir; about 4-5 minutes cold, instant cached.
+kubelet=$(bash "$(dirname "$0")/build-kubelet.sh") || die "hack/build-kubelet.sh failed"
+log "kubelet: $kubelet"
 log "done"

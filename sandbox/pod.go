@@ -247,6 +247,11 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 				return fmt.Errorf("stop pod %s: %w", p.ID, err)
 			}
 		}
+		// A stopped pod's containers cannot use /dev/shm any more; its
+		// memory goes back now, not when kubelet garbage-collects the pod.
+		if err := ReleasePodShm(r.podDir(p.ID)); err != nil {
+			return fmt.Errorf("stop pod %s: %w", p.ID, err)
+		}
 		st.NetworkDown = true
 		st.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
 		if err := r.store.setPodStatus(p, st); err != nil {

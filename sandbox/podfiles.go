@@ -161,6 +161,26 @@ func RemovePodFiles(dir string) error {
 	return nil
 }
 
+// ReleasePodShm unmounts the pod's /dev/shm tmpfs (lazily when busy) so a
+// stopped pod holds no memory; the rest of the pod's files stay until the
+// pod is removed. Idempotent.
+func ReleasePodShm(dir string) error {
+	real, err := filepath.EvalSymlinks(filepath.Join(dir, podShmDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		real, err = filepath.Abs(real)
+	}
+	if err != nil {
+		return fmt.Errorf("release pod shm in %s: %w", dir, err)
+	}
+	if err := unmountUnder(real); err != nil {
+		return fmt.Errorf("release pod shm in %s: %w", dir, err)
+	}
+	return nil
+}
+
 // renderResolvConf renders the pod's DNS config; nil when there is nothing
 // to render (the host's resolv.conf is used then).
 func renderResolvConf(dns *runtimeapi.DNSConfig) []byte {

@@ -346,3 +346,42 @@ func TestPodFilesNoSymlinkEscape(t *testing.T) {
 		t.Errorf("victim changed: %q", got)
 	}
 }
+
+// A stopped pod gives its /dev/shm back at once; its other files stay until
+// RemovePodFiles.
+func TestReleasePodShm(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pod")
+	files, err := WritePodFiles(dir, &runtimeapi.PodSandboxConfig{Hostname: "p"}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { RemovePodFiles(dir) })
+	if !isMountPoint(t, files.ShmPath) {
+		t.Fatal("shm not mounted")
+	}
+	for i := 0; i < 2; i++ {
+		if err := ReleasePodShm(dir); err != nil {
+			t.Fatalf("release #%d: %v", i, err)
+		}
+	}
+	if isMountPoint(t, files.ShmPath) {
+		t.Fatal("shm still mounted after release")
+	}
+	if _, err := os.Stat(files.ResolvPath); err != nil {
+		t.Fatalf("pod files gone after releasing shm: %v", err)
+	}
+}
+
+func isMountPoint(t *testing.T, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
+}

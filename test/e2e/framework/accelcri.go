@@ -79,9 +79,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		// SweepStale removes the dir only once this process is gone.
-		if buildErr = os.WriteFile(filepath.Join(binDir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o600); buildErr != nil {
-			return
-		}
+		MarkOwned(t, binDir)
 		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "accel-cri"), "./cmd/accel-cri")
 		cmd.Dir = ModuleRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -74,7 +75,8 @@ func SweepStale(t hostnet.T) {
 		hostnet.RemoveCNICache(name)
 	}
 	bins, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-bin-*"))
-	for _, b := range bins {
+	kubelets, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-kubelet-*"))
+	for _, b := range append(bins, kubelets...) {
 		owner, err := os.ReadFile(filepath.Join(b, "owner"))
 		if err != nil {
 			continue // being set up by a live run
@@ -82,6 +84,14 @@ func SweepStale(t hostnet.T) {
 		if _, err := os.Stat("/proc/" + strings.TrimSpace(string(owner))); os.IsNotExist(err) {
 			os.RemoveAll(b)
 		}
+	}
+}
+
+// MarkOwned records the test process as the owner of dir, so SweepStale
+// removes it only once that process is gone.
+func MarkOwned(t hostnet.T, dir string) {
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatalf("mark %s: %v", dir, err)
 	}
 }
 

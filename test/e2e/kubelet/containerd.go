@@ -1,0 +1,193 @@
+package kubelet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	internalapi "k8s.io/cri-api/pkg/apis"
+	remote "k8s.io/cri-client/pkg"
+)
+
+// ContainerdCRI is the pinned containerd with its own CRI plugin enabled,
+// in a root, state and socket of its own: the comparison runtime.
+type ContainerdCRI struct {
+	Dir, Socket, LogPath string
+	// Runtime is a CRI client of this containerd.
+	Runtime internalapi.RuntimeService
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// StartContainerdCRI starts containerd with CRI on CNI config dir cniConfDir,
+// sandbox image pause and plain-HTTP access to registryHost. Cleanup stops
+// it, kills its shims and container processes (by its dir on their command
+// lines) and unmounts and removes dir.
+func StartContainerdCRI(t testing.TB, dir, cniConfDir, pause, registryHost string) *ContainerdCRI {
+	t.Helper()
+	c := &ContainerdCRI{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), LogPath: filepath.Join(dir, "containerd.log")}
+	certs := filepath.Join(dir, "certs.d")
+	if err := os.MkdirAll(filepath.Join(certs, registryHost), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+registryHost, "http://"+registryHost)
+	if err := os.WriteFile(filepath.Join(certs, registryHost, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	cfg := fmt.Sprintf(`version = 3
+root = %q
+state = %q
+imports = []
+disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[plugins]
+  [plugins.'io.containerd.internal.v1.opt']
+    path = %q
+  [plugins.'io.containerd.image-verifier.v1.bindir']
+    bin_dir = %q
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = %q
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = %q
+  [plugins.'io.containerd.cri.v1.runtime']
+    # root lacks CAP_SYS_RESOURCE here: the sandbox's -998 would fail.
+    restrict_oom_score_adj = true
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ['/usr/lib/cni']
+      conf_dir = %q
+  [plugins.'io.containerd.grpc.v1.cri']
+    stream_server_address = '127.0.0.1'
+    stream_server_port = '0'
+`, root, filepath.Join(dir, "state"), c.Socket, c.Socket+".ttrpc", filepath.Join(root, "opt"),
+		filepath.Join(root, "image-verifier", "bin"), pause, certs, cniConfDir)
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("containerd", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	c.cmd, c.exited = cmd, make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(c.exited)
+	}()
+	t.Cleanup(func() { c.cleanup(t) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		rs, err := remote.NewRemoteRuntimeService(ctx, "unix://"+c.Socket, 2*time.Second, nil, false)
+		if err == nil {
+			_, err = rs.Version(ctx, "v1")
+		}
+		cancel()
+		if err == nil {
+			c.Runtime = rs
+			return c
+		}
+		select {
+		case <-c.exited:
+			t.Fatalf("containerd exited: %s", tail(c.LogPath, 30))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd CRI not answering: %v\n%s", err, tail(c.LogPath, 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *ContainerdCRI) cleanup(t testing.TB) {
+	if t.Failed() {
+		t.Logf("containerd (CRI) log tail:\n%s", tail(c.LogPath, 40))
+	}
+	select {
+	case <-c.exited:
+	default:
+		c.removeAllPods(t)
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(20 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+	}
+	// Shims name our socket on their command line.
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), c.Dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mounts"); err == nil {
+		var mps []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], c.Dir+"/") {
+				mps = append(mps, f[1])
+			}
+		}
+		for i := len(mps) - 1; i >= 0; i-- {
+			_ = syscall.Unmount(mps[i], syscall.MNT_DETACH)
+		}
+	}
+	os.RemoveAll(c.Dir)
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// removeAllPods stops and removes what kubelet left, so no netns
+// (/run/netns/cni-*, containerd's), IP or cgroup stays behind.
+func (c *ContainerdCRI) removeAllPods(t testing.TB) {
+	if c.Runtime == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pods, err := c.Runtime.ListPodSandbox(ctx, nil)
+	if err != nil {
+		t.Errorf("containerd CRI cleanup: %v", err)
+		return
+	}
+	for _, p := range pods {
+		if err := c.Runtime.StopPodSandbox(ctx, p.Id); err != nil {
+			t.Errorf("containerd CRI cleanup: stop pod %s: %v", p.Id, err)
+		}
+		if err := c.Runtime.RemovePodSandbox(ctx, p.Id); err != nil {
+			t.Errorf("containerd CRI cleanup: remove pod %s: %v", p.Id, err)
+		}
+	}
+}

@@ -1,0 +1,587 @@
+// Package kubelet runs a real kubelet (standalone, static pods, no API
+// server) on accel-cri, and on containerd's own CRI for comparison.
+package kubelet
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
+)
+
+// KubeletVersion is the kubelet hack/build-kubelet.sh builds (hack/tools/go.mod).
+const KubeletVersion = "v1.36.3"
+
+// NodeName is the kubelet's --hostname-override; static pods are named <name>-<NodeName>.
+const NodeName = "acri-node"
+
+// kernelTunables are the sysctls kubelet's container manager writes at start.
+// It runs in a mount namespace of its own where each is a bind mount of a
+// file holding the host's value, so the host's values never change.
+var kernelTunables = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+}
+
+// kubeletBinary returns the cached kubelet, building it when missing.
+func kubeletBinary(t testing.TB, moduleRoot string) string {
+	t.Helper()
+	if p := os.Getenv("KUBELET_BIN"); p != "" {
+		return p
+	}
+	start := time.Now()
+	cmd := exec.Command(filepath.Join(moduleRoot, "hack", "build-kubelet.sh"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hack/build-kubelet.sh: %v\n%s", err, stderr.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Logf("built kubelet %s in %s", KubeletVersion, d.Round(time.Second))
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Kubelet is one kubelet process with its directories under Dir.
+type Kubelet struct {
+	t                               testing.TB
+	Bin, Dir, RootDir, ManifestDir  string
+	PodLogsDir, ConfigPath, LogPath string
+	DevicePluginDir                 string
+	Endpoint, CgroupRoot            string
+	Port, HealthzPort               int
+	client                          *http.Client
+	cmd                             *exec.Cmd
+	exited                          chan struct{}
+	sysctlBefore                    map[string]string
+	extraConfig                     string
+	drained                         func() bool
+}
+
+// KubeletOptions configures NewKubelet.
+type KubeletOptions struct {
+	Bin string
+	// Dir holds everything of this kubelet (removed by its owner).
+	Dir string
+	// Endpoint is the CRI socket, "unix://...".
+	Endpoint string
+	// CgroupRoot is kubelet's cgroupRoot (created here in every hierarchy).
+	CgroupRoot string
+	// ExtraConfig is appended to the KubeletConfiguration YAML.
+	ExtraConfig string
+	// Drained, when set, reports whether the runtime has no ready pod
+	// sandbox left; cleanup waits for it before stopping the kubelet.
+	Drained func() bool
+}
+
+// NewKubelet writes the config, TLS material and sysctl files and starts
+// the kubelet; cleanup stops it (only this pid), checks the host's sysctls
+// and restores any that changed.
+func NewKubelet(t testing.TB, o KubeletOptions) *Kubelet {
+	t.Helper()
+	k := &Kubelet{
+		t: t, Bin: o.Bin, Dir: o.Dir, Endpoint: o.Endpoint, CgroupRoot: o.CgroupRoot,
+		RootDir:     filepath.Join(o.Dir, "root"),
+		ManifestDir: filepath.Join(o.Dir, "manifests"),
+		PodLogsDir:  filepath.Join(o.Dir, "pod-logs"),
+		ConfigPath:  filepath.Join(o.Dir, "kubelet.yaml"),
+		LogPath:     filepath.Join(o.Dir, "kubelet.log"),
+		// Not under the root dir: a bind mount there would be a mount below
+		// a directory kubelet cleans up.
+		DevicePluginDir: filepath.Join(o.Dir, "device-plugins"),
+		extraConfig:     o.ExtraConfig,
+	}
+	for _, d := range []string{k.RootDir, k.DevicePluginDir, k.ManifestDir, k.PodLogsDir, filepath.Join(o.Dir, "sysctl"), filepath.Join(o.Dir, "pki")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.sysctlBefore = map[string]string{}
+	for _, s := range kernelTunables {
+		b, err := os.ReadFile("/proc/sys/" + s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.sysctlBefore[s] = string(b)
+		if err := os.WriteFile(k.sysctlFile(s), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(k.checkSysctls)
+	makeCgroupRoot(t, o.CgroupRoot)
+	k.writeTLS(t)
+	var err error
+	if k.Port, err = freePort(); err != nil {
+		t.Fatal(err)
+	}
+	if k.HealthzPort, err = freePort(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.ConfigPath, []byte(k.config()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.cleanup)
+	k.Start(t)
+	return k
+}
+
+func (k *Kubelet) sysctlFile(s string) string {
+	return filepath.Join(k.Dir, "sysctl", strings.ReplaceAll(s, "/", "."))
+}
+
+// SysctlWritten returns what kubelet wrote to its private copy of s.
+func (k *Kubelet) SysctlWritten(s string) string {
+	b, _ := os.ReadFile(k.sysctlFile(s))
+	return strings.TrimSpace(string(b))
+}
+
+func (k *Kubelet) config() string {
+	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+staticPodPath: %q
+fileCheckFrequency: 2s
+syncFrequency: 5s
+address: 127.0.0.1
+port: %d
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+tlsCertFile: %q
+tlsPrivateKeyFile: %q
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: false
+  x509:
+    clientCAFile: %q
+authorization:
+  mode: AlwaysAllow
+containerRuntimeEndpoint: %q
+imageServiceEndpoint: %q
+failCgroupV1: false
+failSwapOn: false
+cgroupDriver: cgroupfs
+cgroupRoot: %q
+cgroupsPerQOS: true
+makeIPTablesUtilChains: false
+protectKernelDefaults: false
+podLogsDir: %q
+containerLogMaxSize: 16Ki
+containerLogMaxFiles: 3
+containerLogMonitorInterval: 3s
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "1Mi"
+  nodefs.available: "1%%"
+  nodefs.inodesFree: "1%%"
+  imagefs.available: "1%%"
+  imagefs.inodesFree: "1%%"
+localStorageCapacityIsolation: false
+%s`, k.ManifestDir, k.Port, k.HealthzPort,
+		filepath.Join(k.Dir, "pki", "server.crt"), filepath.Join(k.Dir, "pki", "server.key"),
+		filepath.Join(k.Dir, "pki", "ca.crt"), k.Endpoint, k.Endpoint, k.CgroupRoot, k.PodLogsDir, k.extraConfig)
+}
+
+// Start starts the kubelet in a private mount namespace whose kernel
+// tunables are files, and waits for /healthz.
+func (k *Kubelet) Start(t testing.TB) {
+	t.Helper()
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	for _, s := range kernelTunables {
+		fmt.Fprintf(&script, "mount --bind %q /proc/sys/%s\n", k.sysctlFile(s), s)
+	}
+	// kubelet's device manager serves /var/lib/kubelet/device-plugins
+	// whatever --root-dir is: give it a tmpfs /var/lib with that directory
+	// a bind mount of DevicePluginDir, which the device plugin uses.
+	fmt.Fprintf(&script, "mount -t tmpfs -o mode=0755 tmpfs /var/lib\nmkdir -p /var/lib/kubelet/device-plugins\nmount --bind %q /var/lib/kubelet/device-plugins\n", k.DevicePluginDir)
+	script.WriteString(`exec "$@"`)
+	args := []string{"-m", "--propagation", "private", "sh", "-c", script.String(), "kubelet",
+		k.Bin, "--config", k.ConfigPath, "--root-dir", k.RootDir, "--cert-dir", filepath.Join(k.Dir, "pki"),
+		"--hostname-override", NodeName, "--v=2"}
+	logf, err := os.OpenFile(k.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unshare", args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Kill the kubelet if the test binary dies without running cleanups.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	k.cmd, k.exited = cmd, exited
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	deadline := time.Now().Add(90 * time.Second)
+	c := &http.Client{Timeout: 2 * time.Second}
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("kubelet exited: %v\n%s", cmd.ProcessState, k.LogTail(40))
+		default:
+		}
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", k.HealthzPort))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubelet /healthz not ok after 90s: %v\n%s", err, k.LogTail(40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Running reports whether the kubelet process is alive.
+func (k *Kubelet) Running() bool {
+	select {
+	case <-k.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop ends the kubelet: SIGTERM, then SIGKILL after 15s.
+func (k *Kubelet) Stop() {
+	if k.cmd == nil || !k.Running() {
+		return
+	}
+	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.exited:
+	case <-time.After(15 * time.Second):
+		_ = k.cmd.Process.Kill()
+		<-k.exited
+	}
+}
+
+// cleanup removes the static manifests first and gives a live kubelet a
+// moment to remove its pods, then stops it; the runtime's own cleanup
+// removes what is left.
+func (k *Kubelet) cleanup() {
+	t := k.t
+	if t.Failed() {
+		t.Logf("kubelet log tail (%s):\n%s", k.LogPath, k.LogTail(60))
+	}
+	entries, _ := os.ReadDir(k.ManifestDir)
+	for _, e := range entries {
+		os.Remove(filepath.Join(k.ManifestDir, e.Name()))
+	}
+	if k.cmd != nil && k.Running() {
+		// /pods drops a pod before it is stopped: wait for the runtime to
+		// have no ready sandbox, so kubelet itself tears the pods down.
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			pods, err := k.Pods()
+			if err == nil && len(pods) == 0 && (k.drained == nil || k.drained()) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	k.Stop()
+}
+
+// checkSysctls fails the test if a host kernel tunable changed, and puts it back.
+func (k *Kubelet) checkSysctls() {
+	for s, before := range k.sysctlBefore {
+		now, err := os.ReadFile("/proc/sys/" + s)
+		if err != nil || string(now) == before {
+			continue
+		}
+		k.t.Errorf("host sysctl %s changed %q -> %q: restoring", s, before, now)
+		_ = os.WriteFile("/proc/sys/"+s, []byte(before), 0o644)
+	}
+}
+
+// LogTail returns the last n lines of the kubelet's log.
+func (k *Kubelet) LogTail(n int) string {
+	b, _ := os.ReadFile(k.LogPath)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// Pod is the part of a v1.Pod the tests read from kubelet's /pods.
+type Pod struct {
+	Metadata struct {
+		Name, Namespace, UID string
+	}
+	Status struct {
+		Phase, PodIP      string
+		Conditions        []struct{ Type, Status string }
+		ContainerStatuses []ContainerStatus
+	}
+}
+
+// ContainerStatus is the part of a v1.ContainerStatus the tests read.
+type ContainerStatus struct {
+	Name, ContainerID string
+	Ready             bool
+	RestartCount      int32
+	State             struct {
+		Running    *struct{ StartedAt string }
+		Terminated *struct {
+			ExitCode int32
+			Reason   string
+		}
+		Waiting *struct{ Reason, Message string }
+	}
+}
+
+// Ready reports the pod's Ready condition.
+func (p *Pod) Ready() bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+// AllRunning reports whether n containers are reported, all running.
+func (p *Pod) AllRunning(n int) bool {
+	if len(p.Status.ContainerStatuses) != n {
+		return false
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Running == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Container returns the named container's status.
+func (p *Pod) Container(name string) *ContainerStatus {
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == name {
+			return &p.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
+}
+
+// Pods reads kubelet's /pods over TLS with a client certificate (anonymous
+// auth is off).
+func (k *Kubelet) Pods() ([]Pod, error) {
+	resp, err := k.client.Get(fmt.Sprintf("https://127.0.0.1:%d/pods", k.Port))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /pods: %s", resp.Status)
+	}
+	var list struct{ Items []Pod }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// Get returns the static pod name (without the node suffix), or nil.
+func (k *Kubelet) Get(name string) *Pod {
+	pods, err := k.Pods()
+	if err != nil {
+		return nil
+	}
+	for i := range pods {
+		if pods[i].Metadata.Name == name+"-"+NodeName {
+			return &pods[i]
+		}
+	}
+	return nil
+}
+
+// WaitPod polls /pods until cond holds for the pod (nil when absent).
+func (k *Kubelet) WaitPod(t testing.TB, name string, timeout time.Duration, what string, cond func(*Pod) bool) *Pod {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		p := k.Get(name)
+		if cond(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(p, "", " ")
+			t.Fatalf("pod %s: not %s after %s; last seen:\n%s\nkubelet log tail:\n%s", name, what, timeout, b, k.LogTail(30))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WriteManifest writes a static pod manifest atomically (the file source
+// must not see a half-written file) and returns when it was written.
+func (k *Kubelet) WriteManifest(t testing.TB, name, yaml string) time.Time {
+	t.Helper()
+	tmp := filepath.Join(k.Dir, name+".yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(k.ManifestDir, name+".yaml")); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+// RemoveManifest deletes a static pod manifest.
+func (k *Kubelet) RemoveManifest(t testing.TB, name string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(k.ManifestDir, name+".yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeTLS makes a CA, a serving cert for 127.0.0.1 and a client cert,
+// and the HTTP client that trusts the one and presents the other.
+func (k *Kubelet) writeTLS(t testing.TB) {
+	t.Helper()
+	pki := filepath.Join(k.Dir, "pki")
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "acri-e2e-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, *ecdsa.PrivateKey) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, Organization: []string{"system:masters"}},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, key
+	}
+	srvDER, srvKey := issue(2, NodeName, x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	cliDER, cliKey := issue(3, "acri-e2e", x509.ExtKeyUsageClientAuth, nil)
+	certPEM := func(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+	keyPEM := func(k *ecdsa.PrivateKey) []byte {
+		der, _ := x509.MarshalECPrivateKey(k)
+		return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+	}
+	for name, b := range map[string][]byte{
+		"ca.crt": certPEM(caDER), "server.crt": certPEM(srvDER), "server.key": keyPEM(srvKey),
+	} {
+		if err := os.WriteFile(filepath.Join(pki, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pair, err := tls.X509KeyPair(certPEM(cliDER), keyPEM(cliKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	k.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}},
+	}}
+}
+
+// makeCgroupRoot creates root in every cgroup v1 hierarchy (cpuset with
+// its parent's cpus and mems), as kubelet wants its cgroupRoot to exist.
+func makeCgroupRoot(t testing.TB, root string) {
+	t.Helper()
+	for _, base := range cgroupMounts() {
+		dir := filepath.Join(base, root)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if b, err := os.ReadFile(filepath.Join(base, f)); err == nil {
+				cur, _ := os.ReadFile(filepath.Join(dir, f))
+				if strings.TrimSpace(string(cur)) == "" {
+					if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+						t.Fatalf("%s: %v", filepath.Join(dir, f), err)
+					}
+				}
+			}
+		}
+	}
+}
+
+func cgroupMounts() []string {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") {
+			out = append(out, f[1])
+		}
+	}
+	return out
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// PodResources connects to kubelet's pod-resources API (what the device
+// manager allocated, and what it can allocate).
+func (k *Kubelet) PodResources(t testing.TB) podresourcesapi.PodResourcesListerClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+filepath.Join(k.RootDir, "pod-resources", "kubelet.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return podresourcesapi.NewPodResourcesListerClient(conn)
+}
+
+// NoReadySandbox returns a Drained func over a CRI runtime.
+func NoReadySandbox(rs internalapi.RuntimeService) func() bool {
+	return func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		pods, err := rs.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}})
+		return err == nil && len(pods) == 0
+	}
+}
