@@ -252,15 +252,19 @@ func (k *Kubelet) Start(t testing.TB) {
 			t.Fatalf("kubelet exited: %v\n%s", cmd.ProcessState, k.LogTail(40))
 		default:
 		}
+		// /healthz has its own listener, which kubelet opens before its
+		// authenticated API port: wait for both.
 		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", k.HealthzPort))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				if _, err = k.Pods(); err == nil {
+					return
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kubelet /healthz not ok after 90s: %v\n%s", err, k.LogTail(40))
+			t.Fatalf("kubelet /healthz and /pods not answering after 90s: %v\n%s", err, k.LogTail(40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
