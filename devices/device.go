@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,21 +81,47 @@ func (d Device) ID() string {
 	return d.Class + "/" + d.Name
 }
 
-// statNode reads a device node under devRoot. A node that is not a
-// character or block device is an error.
-func statNode(devRoot, hostPath string) (Node, error) {
+// ErrNotDeviceNode reports a path that is not a character or block device.
+var ErrNotDeviceNode = errors.New("not a device node")
+
+// NodeInfo is what the kernel says about a device node.
+type NodeInfo struct {
+	Type         string // "c" or "b"
+	Major, Minor int64
+	Mode         os.FileMode // permission bits
+	UID, GID     uint32
+}
+
+// StatNode reads the device node at path (following symlinks). A path that
+// is not a device node is an error wrapping ErrNotDeviceNode.
+func StatNode(path string) (NodeInfo, error) {
 	var st unix.Stat_t
-	if err := unix.Stat(hostPath, &st); err != nil {
-		return Node{}, err
+	if err := unix.Stat(path, &st); err != nil {
+		return NodeInfo{}, err
 	}
-	var typ string
+	info := NodeInfo{
+		Major: int64(unix.Major(uint64(st.Rdev))),
+		Minor: int64(unix.Minor(uint64(st.Rdev))),
+		Mode:  os.FileMode(st.Mode &^ unix.S_IFMT),
+		UID:   st.Uid,
+		GID:   st.Gid,
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
-		typ = "c"
+		info.Type = "c"
 	case unix.S_IFBLK:
-		typ = "b"
+		info.Type = "b"
 	default:
-		return Node{}, fmt.Errorf("%s is not a device node", hostPath)
+		return NodeInfo{}, fmt.Errorf("%s is %w", path, ErrNotDeviceNode)
+	}
+	return info, nil
+}
+
+// statNode reads a device node under devRoot.
+func statNode(devRoot, hostPath string) (Node, error) {
+	info, err := StatNode(hostPath)
+	if err != nil {
+		return Node{}, err
 	}
 	rel, err := filepath.Rel(devRoot, hostPath)
 	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
@@ -103,13 +130,13 @@ func statNode(devRoot, hostPath string) (Node, error) {
 	return Node{
 		HostPath: hostPath,
 		Path:     filepath.Join("/dev", rel),
-		Type:     typ,
-		Major:    int64(unix.Major(uint64(st.Rdev))),
-		Minor:    int64(unix.Minor(uint64(st.Rdev))),
-		Mode:     os.FileMode(st.Mode &^ unix.S_IFMT),
-		UID:      st.Uid,
-		GID:      st.Gid,
-		Group:    groupName(st.Gid),
+		Type:     info.Type,
+		Major:    info.Major,
+		Minor:    info.Minor,
+		Mode:     info.Mode,
+		UID:      info.UID,
+		GID:      info.GID,
+		Group:    groupName(info.GID),
 	}, nil
 }
 

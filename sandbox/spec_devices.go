@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +12,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/devices"
 )
 
 // This file adds the CRI devices of a container (kubelet's device plugins
@@ -54,22 +56,14 @@ func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
 			}
 			return nil, fmt.Errorf("%s: resolve host device %q: %w", field, d.GetHostPath(), err)
 		}
-		var st unix.Stat_t
-		if err := unix.Stat(host, &st); err != nil {
-			return nil, fmt.Errorf("%s: stat host device %q: %w", field, host, err)
-		}
-		var typ string
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFCHR:
-			typ = "c"
-		case unix.S_IFBLK:
-			typ = "b"
-		default:
+		info, err := devices.StatNode(host)
+		if errors.Is(err, devices.ErrNotDeviceNode) {
 			return nil, fmt.Errorf("%w: %s: host path %q is not a character or block device", errdefs.ErrInvalidArgument, field, d.GetHostPath())
 		}
-		major, minor := int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
-		mode := os.FileMode(st.Mode &^ unix.S_IFMT)
-		uid, gid := st.Uid, st.Gid
+		if err != nil {
+			return nil, fmt.Errorf("%s: stat host device %q: %w", field, host, err)
+		}
+		typ, major, minor, mode, uid, gid := info.Type, info.Major, info.Minor, info.Mode, info.UID, info.GID
 		out = append(out, containerDevice{
 			node: runtimespec.LinuxDevice{
 				Path:     filepath.Clean(ctrPath),
