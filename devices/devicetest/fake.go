@@ -22,6 +22,21 @@ type Host struct {
 	Dev   string
 }
 
+// AccelCRIConfig is the [devices] table that points an accel-cri at this
+// fake host: discovery reads its sysfs and dev trees, CDI specs go to and
+// are read from cdiDir, NVML is absent. extra is appended to the table.
+func (h *Host) AccelCRIConfig(cdiDir, extra string) string {
+	return fmt.Sprintf(`
+[devices]
+cdi_spec_dirs = [%q]
+cdi_output_dir = %q
+sysfs_root = %q
+dev_root = %q
+nvml_library = "/nonexistent/libnvidia-ml.so.1"
+%s
+`, cdiDir, cdiDir, h.Sysfs, h.Dev, extra)
+}
+
 // NewHost makes the empty trees under dir (a test's temp dir).
 func NewHost(t testing.TB, dir string) *Host {
 	t.Helper()

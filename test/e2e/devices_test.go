@@ -53,15 +53,7 @@ func startDeviceEnv(t *testing.T, extraConfig string) deviceEnv {
 	cdiDir := filepath.Join(dir, "cdi")
 	reg := framework.StartRegistry(t, framework.RegistryOptions{})
 	imgs := framework.PushTestImages(t, reg, "library/")
-	a := framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: imgs.Pause.Ref, WithCNI: true, Config: fmt.Sprintf(`
-[devices]
-cdi_spec_dirs = [%q]
-cdi_output_dir = %q
-sysfs_root = %q
-dev_root = %q
-nvml_library = "/nonexistent/libnvidia-ml.so.1"
-%s
-`, cdiDir, cdiDir, h.Sysfs, h.Dev, extraConfig)})
+	a := framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: imgs.Pause.Ref, WithCNI: true, Config: h.AccelCRIConfig(cdiDir, extraConfig)})
 	if _, err := a.Images.PullImage(ctxT(t, 2*time.Minute), spec(imgs.Busybox.Ref), nil, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -33,41 +33,6 @@ import (
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
-// streamEnv is one accel-cri with CNI and busybox pulled, for the
-// exec/attach/port-forward tests.
-type streamEnv struct {
-	*framework.AccelCRI
-	busyboxRef string
-}
-
-func startStreamEnv(t *testing.T) streamEnv {
-	t.Helper()
-	reg := framework.StartRegistry(t, framework.RegistryOptions{})
-	imgs := framework.PushTestImages(t, reg, "library/")
-	a := framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: imgs.Pause.Ref, WithCNI: true})
-	if _, err := a.Images.PullImage(ctxT(t, 2*time.Minute), spec(imgs.Busybox.Ref), nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	return streamEnv{AccelCRI: a, busyboxRef: imgs.Busybox.Ref}
-}
-
-func (e streamEnv) pod(t *testing.T, name string, mutate ...func(*runtimeapi.PodSandboxConfig)) (string, *runtimeapi.PodSandboxConfig) {
-	t.Helper()
-	cfg := e.PodConfig(t, name)
-	for _, m := range mutate {
-		m(cfg)
-	}
-	id, err := e.Runtime.RunPodSandbox(ctxT(t, 2*time.Minute), cfg, "")
-	if err != nil {
-		t.Fatalf("RunPodSandbox %s: %v\n%s", name, err, e.LogTail(20))
-	}
-	return id, cfg
-}
-
-func (e streamEnv) sh(name, script string) *runtimeapi.ContainerConfig {
-	return framework.ContainerConfig(name, e.busyboxRef, "sh", "-c", script)
-}
-
 // spdyExec is the executor kubelet's proxy and kubectl use towards a CRI
 // streaming server.
 func spdyExec(t *testing.T, rawURL string) remotecommand.Executor {
@@ -179,7 +144,7 @@ func (q termSizes) Next() *remotecommand.TerminalSize {
 
 // forward runs client-go's port forwarder to port in the pod and returns
 // the local port; cleanup stops it.
-func (e streamEnv) forward(t *testing.T, podID string, port int) int {
+func (e podEnv) forward(t *testing.T, podID string, port int) int {
 	t.Helper()
 	resp, err := e.Runtime.PortForward(ctxT(t, time.Minute), &runtimeapi.PortForwardRequest{PodSandboxId: podID, Port: []int32{int32(port)}})
 	if err != nil {
@@ -239,7 +204,7 @@ func getVia(t *testing.T, local int) string {
 
 // waitListening waits until an HTTP server answers at addr as seen from
 // inside the container.
-func (e streamEnv) waitListening(t *testing.T, id, addr string) {
+func (e podEnv) waitListening(t *testing.T, id, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -308,10 +273,10 @@ func procThreadCount(t *testing.T, pid int) int {
 }
 
 func TestStreaming(t *testing.T) {
-	e := startStreamEnv(t)
+	e := startPodEnv(t)
 	ctx := ctxT(t, 15*time.Minute)
-	podID, pod := e.pod(t, "stream")
-	target := e.RunContainer(t, podID, pod, e.sh("target", "echo ready; exec sleep 3600"))
+	podID, pod := e.runPod(t, "stream")
+	target := e.RunContainer(t, podID, pod, e.busybox("target", "echo ready; exec sleep 3600"))
 	framework.WaitLog(t, filepath.Join(pod.LogDirectory, "target.log"), "ready", 30*time.Second)
 
 	t.Run("ExecSync: output, exit code, stderr", func(t *testing.T) {
@@ -350,7 +315,7 @@ func TestStreaming(t *testing.T) {
 
 	t.Run("ExecSync: a background child holding the output does not hold the call", func(t *testing.T) {
 		// Its own container: the orphaned child is the container's to reap.
-		id := e.RunContainer(t, podID, pod, e.sh("bg", "exec sleep 3600"))
+		id := e.RunContainer(t, podID, pod, e.busybox("bg", "exec sleep 3600"))
 		start := time.Now()
 		out, _, err := e.Runtime.ExecSync(ctx, id, []string{"sh", "-c", "sleep 60 & echo started-bg"}, time.Minute)
 		if err != nil || string(out) != "started-bg\n" {
@@ -454,7 +419,7 @@ until [ "$(stty size)" = "24 80" ]; do sleep 0.1; done; echo size2=$(stty size);
 	})
 
 	t.Run("Attach: two clients at once share output and stdin", func(t *testing.T) {
-		c := e.sh("echoer", "cat")
+		c := e.busybox("echoer", "cat")
 		c.Stdin = true
 		id := e.RunContainer(t, podID, pod, c)
 		attach := func(stdin bool) string {
@@ -512,7 +477,7 @@ until [ "$(stty size)" = "24 80" ]; do sleep 0.1; done; echo size2=$(stty size);
 	})
 
 	t.Run("Attach: stdin_once closes the container's stdin", func(t *testing.T) {
-		c := e.sh("once", "echo started; cat; echo cat-done")
+		c := e.busybox("once", "echo started; cat; echo cat-done")
 		c.Stdin, c.StdinOnce = true, true
 		id := e.RunContainer(t, podID, pod, c)
 		framework.WaitLog(t, filepath.Join(pod.LogDirectory, "once.log"), "started", 30*time.Second)
@@ -533,7 +498,7 @@ until [ "$(stty size)" = "24 80" ]; do sleep 0.1; done; echo size2=$(stty size);
 	})
 
 	t.Run("Attach with a TTY", func(t *testing.T) {
-		c := e.sh("tty", `while true; do read l; echo "line=$l size=$(stty size)"; done`)
+		c := e.busybox("tty", `while true; do read l; echo "line=$l size=$(stty size)"; done`)
 		c.Stdin, c.Tty = true, true
 		id := e.RunContainer(t, podID, pod, c)
 		resp, err := e.Runtime.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: id, Stdin: true, Stdout: true, Tty: true})
@@ -566,7 +531,7 @@ until [ "$(stty size)" = "24 80" ]; do sleep 0.1; done; echo size2=$(stty size);
 	})
 
 	t.Run("PortForward to IPv4 and IPv6 loopback servers", func(t *testing.T) {
-		c := e.sh("web", `mkdir -p /tmp/v4 /tmp/v6; echo hello-v4 > /tmp/v4/index.html; echo hello-v6 > /tmp/v6/index.html
+		c := e.busybox("web", `mkdir -p /tmp/v4 /tmp/v6; echo hello-v4 > /tmp/v4/index.html; echo hello-v6 > /tmp/v6/index.html
 httpd -p 8080 -h /tmp/v4; httpd -f -p '[::1]:8081' -h /tmp/v6`)
 		id := e.RunContainer(t, podID, pod, c)
 		e.waitListening(t, id, "127.0.0.1:8080")
@@ -586,10 +551,10 @@ httpd -p 8080 -h /tmp/v4; httpd -f -p '[::1]:8081' -h /tmp/v6`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hostPod, hostCfg := e.pod(t, "hostnet", func(c *runtimeapi.PodSandboxConfig) {
+		hostPod, hostCfg := e.runPod(t, "hostnet", func(c *runtimeapi.PodSandboxConfig) {
 			c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
 		})
-		id := e.RunContainer(t, hostPod, hostCfg, e.sh("web", fmt.Sprintf(`mkdir -p /tmp/w; echo hello-host > /tmp/w/index.html; exec httpd -f -p 127.0.0.1:%d -h /tmp/w`, port)))
+		id := e.RunContainer(t, hostPod, hostCfg, e.busybox("web", fmt.Sprintf(`mkdir -p /tmp/w; echo hello-host > /tmp/w/index.html; exec httpd -f -p 127.0.0.1:%d -h /tmp/w`, port)))
 		e.waitListening(t, id, fmt.Sprintf("127.0.0.1:%d", port))
 		if got := getVia(t, e.forward(t, hostPod, port)); got != "hello-host\n" {
 			t.Errorf("host-network pod: %q", got)
@@ -603,7 +568,7 @@ httpd -p 8080 -h /tmp/v4; httpd -f -p '[::1]:8081' -h /tmp/v6`)
 	})
 
 	t.Run("exec into a stopped container is FailedPrecondition", func(t *testing.T) {
-		id := e.RunContainer(t, podID, pod, e.sh("done", "true"))
+		id := e.RunContainer(t, podID, pod, e.busybox("done", "true"))
 		e.WaitContainer(t, id, exited, 30*time.Second)
 		if _, _, err := e.Runtime.ExecSync(ctx, id, []string{"true"}, 0); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "not running") {
 			t.Errorf("ExecSync: %v", err)
@@ -705,10 +670,10 @@ httpd -p 8080 -h /tmp/v4; httpd -f -p '[::1]:8081' -h /tmp/v6`)
 	})
 
 	t.Run("sessions leave no fd, thread or exec process behind", func(t *testing.T) {
-		web := e.sh("leakweb", `mkdir -p /tmp/w; echo leak > /tmp/w/index.html; exec httpd -f -p 8090 -h /tmp/w`)
+		web := e.busybox("leakweb", `mkdir -p /tmp/w; echo leak > /tmp/w/index.html; exec httpd -f -p 8090 -h /tmp/w`)
 		webID := e.RunContainer(t, podID, pod, web)
 		e.waitListening(t, webID, "127.0.0.1:8090")
-		echo := e.sh("leakcat", "cat")
+		echo := e.busybox("leakcat", "cat")
 		echo.Stdin = true
 		echoID := e.RunContainer(t, podID, pod, echo)
 		session := func(i int) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/accel-cri/accel-cri/sandbox/crilog"
@@ -151,18 +152,26 @@ func (a *AccelCRI) removeAllPods() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pods, err := a.Runtime.ListPodSandbox(ctx, nil)
+	_ = RemovePods(ctx, a.Runtime, func(format string, args ...any) { a.t.Errorf("cleanup: "+format, args...) })
+}
+
+// RemovePods stops and removes every pod a CRI runtime lists (accel-cri's
+// or another runtime's), reporting each failure; a failed listing is
+// returned for the caller to judge.
+func RemovePods(ctx context.Context, rs internalapi.RuntimeService, report func(format string, args ...any)) error {
+	pods, err := rs.ListPodSandbox(ctx, nil)
 	if err != nil {
-		return
+		return err
 	}
 	for _, p := range pods {
-		if err := a.Runtime.StopPodSandbox(ctx, p.Id); err != nil {
-			a.t.Errorf("cleanup: stop pod %s: %v", p.Id, err)
+		if err := rs.StopPodSandbox(ctx, p.Id); err != nil {
+			report("stop pod %s: %v", p.Id, err)
 		}
-		if err := a.Runtime.RemovePodSandbox(ctx, p.Id); err != nil {
-			a.t.Errorf("cleanup: remove pod %s: %v", p.Id, err)
+		if err := rs.RemovePodSandbox(ctx, p.Id); err != nil {
+			report("remove pod %s: %v", p.Id, err)
 		}
 	}
+	return nil
 }
 
 // removeCgroups removes the cgroup directories under CgroupRoot in every

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/accel-cri/accel-cri/internal/testutil/hostnet"
 )
@@ -58,19 +57,7 @@ func SweepStale(t hostnet.T) {
 	for name := range stale {
 		a := &AccelCRI{NetworkName: name}
 		a.killCgroupProcs()
-		for _, base := range cgroupMounts() {
-			root := filepath.Join(base, "/"+name)
-			var dirs []string
-			filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-				if err == nil && d.IsDir() {
-					dirs = append(dirs, p)
-				}
-				return nil
-			})
-			for i := len(dirs) - 1; i >= 0; i-- {
-				_ = syscall.Rmdir(dirs[i])
-			}
-		}
+		a.removeCgroups()
 		hostnet.RemoveNetworkRules(t, "iptables", name)
 		hostnet.RemoveCNICache(name)
 	}

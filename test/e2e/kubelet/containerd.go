@@ -14,6 +14,8 @@ import (
 
 	internalapi "k8s.io/cri-api/pkg/apis"
 	remote "k8s.io/cri-client/pkg"
+
+	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
 // ContainerdCRI is the pinned containerd with its own CRI plugin enabled,
@@ -177,17 +179,8 @@ func (c *ContainerdCRI) removeAllPods(t testing.TB) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pods, err := c.Runtime.ListPodSandbox(ctx, nil)
-	if err != nil {
-		t.Errorf("containerd CRI cleanup: %v", err)
-		return
-	}
-	for _, p := range pods {
-		if err := c.Runtime.StopPodSandbox(ctx, p.Id); err != nil {
-			t.Errorf("containerd CRI cleanup: stop pod %s: %v", p.Id, err)
-		}
-		if err := c.Runtime.RemovePodSandbox(ctx, p.Id); err != nil {
-			t.Errorf("containerd CRI cleanup: remove pod %s: %v", p.Id, err)
-		}
+	report := func(format string, args ...any) { t.Errorf("containerd CRI cleanup: "+format, args...) }
+	if err := framework.RemovePods(ctx, c.Runtime, report); err != nil {
+		report("%v", err)
 	}
 }

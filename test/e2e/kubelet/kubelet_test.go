@@ -102,16 +102,7 @@ func startEnv(t *testing.T) *env {
 	cdiDir := filepath.Join(h.Root, "cdi")
 	reg := framework.StartRegistry(t, framework.RegistryOptions{})
 	imgs := framework.PushTestImages(t, reg, "library/")
-	a := framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: imgs.Pause.Ref, WithCNI: true, Config: fmt.Sprintf(`
-[devices]
-cdi_spec_dirs = [%q]
-cdi_output_dir = %q
-sysfs_root = %q
-dev_root = %q
-nvml_library = "/nonexistent/libnvidia-ml.so.1"
-device_plugin = true
-kubelet_plugin_dir = %q
-`, cdiDir, cdiDir, h.Sysfs, h.Dev, filepath.Join(kdir, "device-plugins"))})
+	a := framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: imgs.Pause.Ref, WithCNI: true, Config: h.AccelCRIConfig(cdiDir, fmt.Sprintf("device_plugin = true\nkubelet_plugin_dir = %q", filepath.Join(kdir, "device-plugins")))})
 	// kubelet's cgroupRoot is the instance's own cgroup root, so the
 	// framework's cleanup and SweepStale remove what is left under it.
 	k := NewKubelet(t, KubeletOptions{Bin: bin, Dir: kdir, Endpoint: "unix://" + a.Socket, CgroupRoot: a.CgroupRoot(),
