@@ -137,7 +137,8 @@ func metrics(r *Result) (keys []string, units map[string]string, vals map[string
 		cpu := sum(s.Procs, func(u ProcUsage) float64 { return u.CPUSeconds })
 		for _, g := range groups(s.Procs) {
 			add(RSSKey(g), "MiB", rss[g])
-			add(PSSKey(g), "MiB", pss[g])
+			// No PSS (no smaps_rollup) is unknown, not zero.
+			add(PSSKey(g), "MiB", cmpOr(pss[g], math.NaN()))
 			add(PollCPUKey(g), "s", cpu[g])
 		}
 	}
@@ -391,4 +392,12 @@ func (t Target) MarshalJSON() ([]byte, error) {
 		plain
 		Value *float64 `json:"value"`
 	}{plain(t), jsonNum(t.Value)})
+}
+
+// cmpOr is v, or def when v is zero.
+func cmpOr(v, def float64) float64 {
+	if v == 0 {
+		return def
+	}
+	return v
 }
