@@ -543,20 +543,42 @@ func (r *runner) cleanup() error {
 	if err != nil {
 		return fmt.Errorf("bench cleanup: list pods: %w", err)
 	}
-	var errs []error
-	for _, p := range pods {
-		if err := r.rt.StopPodSandbox(ctx, p.Id); err != nil {
-			errs = append(errs, fmt.Errorf("bench cleanup: stop pod %s: %w", p.Id, err))
-			continue
-		}
-		if err := r.rt.RemovePodSandbox(ctx, p.Id); err != nil {
-			errs = append(errs, fmt.Errorf("bench cleanup: remove pod %s: %w", p.Id, err))
-			continue
-		}
-		r.podGone(&runtimeapi.PodSandboxConfig{Metadata: p.Metadata, Linux: &runtimeapi.LinuxPodSandboxConfig{}})
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	next := make(chan *runtimeapi.PodSandbox)
+	for range cleanupWorkers {
+		wg.Go(func() {
+			for p := range next {
+				err := r.rt.StopPodSandbox(ctx, p.Id)
+				if err != nil {
+					err = fmt.Errorf("bench cleanup: stop pod %s: %w", p.Id, err)
+				} else if err = r.rt.RemovePodSandbox(ctx, p.Id); err != nil {
+					err = fmt.Errorf("bench cleanup: remove pod %s: %w", p.Id, err)
+				} else {
+					r.podGone(&runtimeapi.PodSandboxConfig{Metadata: p.Metadata})
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
 	}
+	for _, p := range pods {
+		next <- p
+	}
+	close(next)
+	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// cleanupWorkers is how many pods cleanup removes at once: kubelet's
+// pod workers remove pods in parallel too.
+const cleanupWorkers = 8
 
 // removePod is the best-effort removal of a pod whose lifecycle failed;
 // cleanup retries whatever is left.

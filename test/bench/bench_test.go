@@ -153,6 +153,11 @@ func TestAccelCRIVersusContainerdCRI(t *testing.T) {
 		}
 		rs = append(rs, r)
 	}
+	// The command line tool against the same accel-cri, at a tiny size: it
+	// works on any endpoint and writes its three outputs.
+	t.Run("accel-cri-bench command", func(t *testing.T) {
+		runCLI(t, a, imgs.Busybox.Ref)
+	})
 	cmp := bench.Compare(rs, "accel-cri")
 	writeReports(t, out, cmp, time.Since(started))
 	for _, tg := range cmp.Targets {
@@ -213,4 +218,43 @@ func cgroupMode() string {
 		return "cgroup v2"
 	}
 	return "cgroup v1"
+}
+
+func runCLI(t *testing.T, a *framework.AccelCRI, image string) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "accel-cri-bench")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/accel-cri-bench")
+	build.Dir = framework.ModuleRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build accel-cri-bench: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--endpoint", "unix://"+a.Socket, "--image", image, "--label", "accel-cri (CLI)",
+		"--pods", "2", "--concurrency", "2", "--list-pods", "3", "--list-iterations", "3", "--warmup", "0",
+		"--pids", fmt.Sprintf("accel-cri=%d", a.PID()), "--pids", fmt.Sprintf("containerd=%d", a.ContainerdPID()), "--shims", "shims="+a.State,
+		"--cgroup-parent", a.CgroupRoot()+"/bench-cli", "--log-dir", filepath.Join(dir, "logs"),
+		"--json", filepath.Join(dir, "r.json"), "--markdown", filepath.Join(dir, "r.md"), "--svg", filepath.Join(dir, "r.svg"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("accel-cri-bench: %v\n%s", err, out)
+	}
+	for _, want := range []string{"### accel-cri (CLI)", "| 2 | 2 |", "| ListContainerStats |", "| accel-cri | 3 pods, polling | 1 |"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("accel-cri-bench output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"r.json", "r.md", "r.svg"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+	// It removed its pods.
+	pods, err := a.Runtime.ListPodSandbox(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods) != 0 {
+		t.Errorf("%d pods left after accel-cri-bench", len(pods))
+	}
 }
