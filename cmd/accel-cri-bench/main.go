@@ -53,7 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.endpoint, "endpoint", "", "CRI endpoint, unix:///path/to.sock (required)")
 	fs.StringVar(&o.cfg.Label, "label", "", "runtime name in the reports (default: the endpoint)")
-	fs.StringVar(&o.cfg.Image, "image", "", "image whose `sleep` runs in each pod (busybox; pulled when absent) (required)")
+	fs.StringVar(&o.cfg.Image, "image", "", "image with sleep and echo run in each pod, e.g. busybox; pulled when absent (required)")
 	fs.StringVar(&o.cfg.SandboxImage, "sandbox-image", "", "pause image to pull before the run (optional)")
 	fs.IntVar(&o.cfg.Pods, "pods", 20, "pod lifecycles per concurrency")
 	fs.Var(&o.concurrency, "concurrency", "lifecycles in flight, comma-separated and/or repeated (default 1,8)")
