@@ -25,6 +25,9 @@ Usage:
   accel-cri version            print version, git commit and the containerd version expected
   accel-cri devices [--config FILE] [--json]
                                list the accelerators found, their CDI names and health
+  accel-cri check [flags]      preflight: can this node run accel-cri with this config?
+                               one line per item, a fix for each problem; exit 1 when
+                               a required item fails
   accel-cri help               print this help
 
 Flags override the config file (--config, default %s, optional there).
@@ -60,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		case "devices":
 			return runDevices(args[1:], stdout, stderr)
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
 		case "help":
 			fs, _ := newFlags(stderr)
 			fs.SetOutput(stdout)
