@@ -487,29 +487,42 @@ func vmHandler(typ string) bool {
 	return strings.Contains(typ, ".kata") || strings.Contains(typ, "firecracker") || strings.Contains(typ, ".fc.") || strings.Contains(typ, "cloud-hypervisor")
 }
 
+// cpuVirtFlags finds vmx (Intel VT-x) or svm (AMD-V) in /proc/cpuinfo.
+var cpuVirtFlags = regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`)
+
 func checkKVM(_ context.Context, c *checker) []Result {
 	const item = "kvm"
 	fi, err := c.host.Stat("/dev/kvm")
 	present := err == nil && fi.Mode().Type() == fs.ModeDevice|fs.ModeCharDevice
+	// Without vmx/svm, /dev/kvm is paravirtual (PVM, for example), which
+	// cannot boot the ordinary guest kernels VM runtimes ship.
+	cpuinfo, _ := c.host.ReadFile("/proc/cpuinfo")
+	hwVirt := cpuVirtFlags.Match(cpuinfo)
 	var vms []string
 	for _, name := range c.cfg.RuntimeNames() {
 		if vmHandler(runtimeType(c.cfg.Runtimes[name])) {
 			vms = append(vms, name)
 		}
 	}
+	fix := "enable hardware virtualization (vmx/svm; nested virtualization on a VM) and load kvm_intel or kvm_amd, or remove the VM handlers"
 	switch {
+	case len(vms) == 0 && present && hwVirt:
+		return []Result{ok(item, "/dev/kvm present with vmx/svm: VM handlers (Kata) can be added")}
 	case len(vms) == 0 && present:
-		return []Result{ok(item, "/dev/kvm present: VM handlers (Kata) can be added")}
+		return []Result{ok(item, "/dev/kvm present but the CPU shows no vmx/svm (paravirtual KVM): VM handlers would not boot their guests; none configured")}
 	case len(vms) == 0:
 		return []Result{ok(item, "no /dev/kvm; needed only by VM handlers, none configured")}
-	case present:
-		return []Result{ok(item, "/dev/kvm present for VM handlers %s", strings.Join(vms, ", "))}
+	case present && hwVirt:
+		return []Result{ok(item, "/dev/kvm present with vmx/svm for VM handlers %s", strings.Join(vms, ", "))}
 	}
-	fix := "enable virtualization (vmx/svm; nested virtualization on a VM) and load kvm_intel or kvm_amd, or remove the VM handlers"
+	detail := fmt.Sprintf("no /dev/kvm: pods of VM handlers %s cannot start", strings.Join(vms, ", "))
+	if present {
+		detail = fmt.Sprintf("/dev/kvm present but the CPU shows no vmx/svm (paravirtual KVM): VM handlers %s may not boot their guests", strings.Join(vms, ", "))
+	}
 	if slices.Contains(vms, c.cfg.DefaultRuntime) {
-		return []Result{fail(item, fix, "no /dev/kvm, but the default handler %s runs pods in VMs", c.cfg.DefaultRuntime)}
+		return []Result{fail(item, fix, "%s, and %s is the default handler", detail, c.cfg.DefaultRuntime)}
 	}
-	return []Result{warn(item, fix, "no /dev/kvm: pods of VM handlers %s cannot start", strings.Join(vms, ", "))}
+	return []Result{warn(item, fix, "%s", detail)}
 }
 
 func checkDevices(_ context.Context, c *checker) []Result {

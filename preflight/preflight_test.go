@@ -89,6 +89,7 @@ func goodHost() *fakeHost {
 			"opt/cni/bin/loopback":                  exe(),
 			"dev/kvm":                               {Mode: fs.ModeDevice | fs.ModeCharDevice | 0o660},
 			"var/lib":                               {Mode: fs.ModeDir | 0o755},
+			"proc/cpuinfo":                          {Data: []byte("processor\t: 0\nflags\t\t: fpu vme de pse vmx ssse3\n")},
 		},
 		path: map[string]string{
 			"containerd":              "/usr/local/bin/containerd",
@@ -227,6 +228,13 @@ func TestChecks(t *testing.T) {
 		{desc: "oom restricted", host: func(h *fakeHost) { h.oom = &sandbox.OOMScoreRange{Min: 0, Restricted: true} }, item: "oom_score_adj", status: Warn, detail: "clamps container values to 0"},
 		{desc: "oom probe error", host: func(h *fakeHost) { h.oom = nil }, item: "oom_score_adj", status: Warn, detail: "probe failed"},
 		{desc: "kvm absent, no VM handler", host: func(h *fakeHost) { delete(h.fsys, "dev/kvm") }, item: "kvm", status: OK, detail: "none configured"},
+		{desc: "paravirtual kvm, no VM handler", host: func(h *fakeHost) {
+			h.fsys["proc/cpuinfo"] = &fstest.MapFile{Data: []byte("flags\t\t: fpu vme ssse3\n")}
+		}, item: "kvm", status: OK, detail: "no vmx/svm"},
+		{desc: "kata with kvm", cfg: func(c *config.Config) { c.Runtimes["kata"] = config.RuntimeConfig{Type: config.RuntimeTypeKata} }, item: "kvm", status: OK, detail: "for VM handlers kata"},
+		{desc: "kata with paravirtual kvm", host: func(h *fakeHost) {
+			h.fsys["proc/cpuinfo"] = &fstest.MapFile{Data: []byte("flags\t\t: fpu vme ssse3\n")}
+		}, cfg: func(c *config.Config) { c.Runtimes["kata"] = config.RuntimeConfig{Type: config.RuntimeTypeKata} }, item: "kvm", status: Warn, detail: "may not boot"},
 		{desc: "kvm absent, optional kata", host: func(h *fakeHost) {
 			delete(h.fsys, "dev/kvm")
 			h.path["containerd-shim-kata-v2"] = "/usr/local/bin/containerd-shim-kata-v2"
@@ -236,7 +244,7 @@ func TestChecks(t *testing.T) {
 		{desc: "kvm absent, default kata", host: func(h *fakeHost) { delete(h.fsys, "dev/kvm") }, cfg: func(c *config.Config) {
 			c.Runtimes["kata"] = config.RuntimeConfig{Type: config.RuntimeTypeKata}
 			c.DefaultRuntime = "kata"
-		}, item: "kvm", status: Fail, detail: "default handler kata"},
+		}, item: "kvm", status: Fail, detail: "kata is the default handler"},
 		{desc: "kvm is not a device", host: func(h *fakeHost) { h.fsys["dev/kvm"] = &fstest.MapFile{} }, cfg: func(c *config.Config) {
 			c.Runtimes["kata"] = config.RuntimeConfig{Type: config.RuntimeTypeKata}
 		}, item: "kvm", status: Warn, detail: "no /dev/kvm"},
