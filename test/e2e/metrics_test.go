@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,7 +15,9 @@ import (
 	"github.com/prometheus/common/model"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/accel-cri/accel-cri/devices/devicetest"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -105,9 +109,14 @@ func TestMetricsScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One fake Intel GPU, found by discovery and given to the container.
+	dir := t.TempDir()
+	host := devicetest.NewHost(t, dir)
+	host.AddDRMGPU(fakeGPU0)
 	a := framework.StartAccelCRI(t, framework.AccelCRIOptions{
 		SandboxImage: imgs.Pause.Ref,
 		WithCNI:      true,
+		Config:       host.AccelCRIConfig(filepath.Join(dir, "cdi"), ""),
 		ExtraArgs:    []string{"--metrics-address", fmt.Sprintf("127.0.0.1:%d", port)},
 	})
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
@@ -129,7 +138,9 @@ func TestMetricsScrape(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v\n%s", err, a.LogTail(20))
 	}
-	a.RunContainer(t, podID, pod, framework.ContainerConfig("sleeper", imgs.Busybox.Ref, "sleep", "3600"))
+	ctr := framework.ContainerConfig("sleeper", imgs.Busybox.Ref, "sleep", "3600")
+	ctr.CDIDevices = []*runtimeapi.CDIDevice{{Name: "accel-cri.io/intel-gpu=0"}}
+	a.RunContainer(t, podID, pod, ctr)
 
 	var pulled float64
 	for _, ref := range []string{imgs.Busybox.Ref, imgs.Pause.Ref} {
@@ -158,6 +169,9 @@ func TestMetricsScrape(t *testing.T) {
 		{name: "accel_cri_image_pull_bytes_total", labels: l(), value: pulled},
 		{name: "accel_cri_image_pull_failures_total", labels: l("code", "NotFound"), value: 1},
 		{name: "accel_cri_cni_operation_duration_seconds", labels: l("op", "setup", "result", "success"), value: 1},
+		{name: "accel_cri_device_allocations_total", labels: l("resource", "accel-cri.io/intel-gpu"), value: 1},
+		{name: "accel_cri_devices", labels: l("resource", "accel-cri.io/intel-gpu", "health", "Healthy"), value: 1},
+		{name: "accel_cri_devices", labels: l("resource", "accel-cri.io/intel-gpu", "health", "Unhealthy"), value: 0},
 		{name: "accel_cri_containerd_restarts_total", labels: l(), value: 0},
 		{name: "accel_cri_containerd_up", labels: l(), value: 1},
 		{name: "go_goroutines", labels: l(), value: 1, atLeast: true},
@@ -183,6 +197,32 @@ func TestMetricsScrape(t *testing.T) {
 		{name: "accel_cri_containers", labels: l("state", "exited"), value: 1},
 		{name: "accel_cri_cri_requests_total", labels: l("method", "StopPodSandbox", "code", "OK"), value: 1},
 	})
+
+	// The managed containerd (this test's own, a child of its accel-cri)
+	// dies: the restart is counted.
+	first := a.ContainerdPID()
+	if first == 0 {
+		t.Fatal("no containerd pid file")
+	}
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	deadline := killed.Add(time.Minute)
+	for {
+		mfs = scrape(t, url)
+		restarts, _ := sample(mfs, "accel_cri_containerd_restarts_total", l())
+		up, _ := sample(mfs, "accel_cri_containerd_up", l())
+		if restarts == 1 && up == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after killing containerd: restarts_total %v, up %v\n%s", restarts, up, a.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("containerd restart counted %s after the kill", time.Since(killed).Round(time.Millisecond))
+
 	if !strings.Contains(a.LogTail(200), "Serving metrics") {
 		t.Error("the log does not say where metrics are served")
 	}
