@@ -99,6 +99,26 @@ func TestValidateContainerConfig(t *testing.T) {
 		{desc: "mount container path with dot dot", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.Mounts[2].ContainerPath = "/data/../proc"
 		}, wantField: "config.mounts[2].container_path"},
+		{desc: "host root read-write", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/"
+		}, wantField: "config.mounts[3].host_path"},
+		{desc: "host /proc read-write", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/proc"
+		}, wantField: "config.mounts[3].host_path"},
+		{desc: "host /proc/sysrq-trigger read-write", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/proc/sysrq-trigger"
+		}, wantField: "config.mounts[3].host_path"},
+		{desc: "host root read-only", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].HostPath = "/"
+		}},
+		{desc: "host root read-write, privileged", change: func(c *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig) {
+			pod.Linux.SecurityContext.Privileged = true
+			sc(c).Privileged = true
+			c.Mounts[3].HostPath = "/"
+		}},
+		{desc: "host /process is not /proc", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/process"
+		}},
 		{desc: "mount twice at one path", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.Mounts[2].ContainerPath = "/etc/hosts"
 		}, wantField: "config.mounts[2].container_path"},
