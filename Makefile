@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := /usr/local/go/bin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e docs clean
+.PHONY: all build deps run test unit e2e fuzz docs clean
 
 all: build
 
@@ -27,6 +27,10 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -v ./test/e2e/...
+
+# Every fuzz target for FUZZTIME (default 5s) each; see hack/fuzz.sh.
+fuzz:
+	bash hack/fuzz.sh
 
 # Regenerate the default config block of docs/configuration.md.
 docs: build

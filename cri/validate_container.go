@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"tags.cncf.io/container-device-interface/pkg/parser"
 
+	"github.com/accel-cri/accel-cri/devices"
 	"github.com/accel-cri/accel-cri/sandbox"
 )
 
@@ -64,7 +64,7 @@ func validateContainerConfig(c *runtimeapi.ContainerConfig, pod *runtimeapi.PodS
 		return err
 	}
 	for i, d := range c.GetCDIDevices() {
-		if _, _, _, err := parser.ParseQualifiedName(d.GetName()); err != nil {
+		if _, _, _, err := devices.ParseQualifiedName(d.GetName()); err != nil {
 			return invalid("config.CDI_devices[%d].name: %v (want vendor/class=name)", i, err)
 		}
 	}

@@ -150,6 +150,10 @@ func TestValidateContainerConfig(t *testing.T) {
 		{desc: "device permissions", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Devices[0].Permissions = "rwx" }, wantField: "config.devices[0].permissions"},
 		{desc: "device no permissions", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Devices[0].Permissions = "" }, wantField: "config.devices[0].permissions"},
 		{desc: "CDI name without class", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.CDIDevices[1].Name = "gpu0" }, wantField: "config.CDI_devices[1].name"},
+		{desc: "CDI one-letter vendor (panics the CDI parser)", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.CDIDevices[0].Name = "a/gpu=0" }, wantField: "config.CDI_devices[0].name"},
+		{desc: "CDI one-letter class (panics the CDI parser)", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.CDIDevices[0].Name = "nvidia.com/g=0"
+		}, wantField: "config.CDI_devices[0].name"},
 		{desc: "CDI name with path", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.CDIDevices[0].Name = "nvidia.com/gpu=../../x"
 		}, wantField: "config.CDI_devices[0].name"},

@@ -11,7 +11,6 @@ import (
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
-	"tags.cncf.io/container-device-interface/pkg/parser"
 )
 
 // DefaultCDISpecDirs are the directories CDI specs are read from, lowest
@@ -57,6 +56,18 @@ func NewInjector(specDirs []string, opts ...InjectorOption) (*Injector, error) {
 // device plugins set those), without duplicates. Malformed annotations
 // are InvalidArgument.
 func Names(fieldNames []string, annotations map[string]string) ([]string, error) {
+	for k, v := range annotations {
+		if !strings.HasPrefix(k, cdi.AnnotationPrefix) {
+			continue
+		}
+		// cdi.ParseAnnotations parses with the CDI parser, which panics on
+		// some names (see ParseQualifiedName): check them first.
+		for _, n := range strings.Split(v, ",") {
+			if _, _, _, err := ParseQualifiedName(n); err != nil {
+				return nil, fmt.Errorf("%w: CDI annotation %s: %v", errdefs.ErrInvalidArgument, k, err)
+			}
+		}
+	}
 	_, annotated, err := cdi.ParseAnnotations(annotations)
 	if err != nil {
 		return nil, fmt.Errorf("%w: CDI annotations: %v", errdefs.ErrInvalidArgument, err)
@@ -78,7 +89,7 @@ func Names(fieldNames []string, annotations map[string]string) ([]string, error)
 func (i *Injector) Check(names []string) error {
 	var unknown []string
 	for _, n := range names {
-		if _, _, _, err := parser.ParseQualifiedName(n); err != nil {
+		if _, _, _, err := ParseQualifiedName(n); err != nil {
 			return fmt.Errorf("%w: CDI device %q: %v", errdefs.ErrInvalidArgument, n, err)
 		}
 		if i.cache.GetDevice(n) == nil {

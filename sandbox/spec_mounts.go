@@ -65,8 +65,8 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 			continue
 		}
 		dst, src := m.GetContainerPath(), m.GetHostPath()
-		if !filepath.IsAbs(dst) || !filepath.IsAbs(src) {
-			return nil, fmt.Errorf("%w: %s: container_path %q and host_path %q must be absolute", errdefs.ErrInvalidArgument, field, dst, src)
+		if !filepath.IsAbs(dst) || !filepath.IsAbs(src) || strings.ContainsRune(dst+src, 0) {
+			return nil, fmt.Errorf("%w: %s: container_path %q and host_path %q must be absolute, without NUL", errdefs.ErrInvalidArgument, field, dst, src)
 		}
 		b := bindMount{
 			field:       field,
