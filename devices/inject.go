@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	"k8s.io/klog/v2"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
 )
 
@@ -97,7 +98,7 @@ func (i *Injector) Check(names []string) error {
 		}
 	}
 	if len(unknown) == 0 {
-		return nil
+		return i.checkTrusted(names)
 	}
 	_ = i.cache.Refresh()
 	unknown = unknown[:0:0]
@@ -107,10 +108,27 @@ func (i *Injector) Check(names []string) error {
 		}
 	}
 	if len(unknown) == 0 {
-		return nil
+		return i.checkTrusted(names)
 	}
 	return fmt.Errorf("%w: unknown CDI device %s (spec dirs %s)%s", errdefs.ErrNotFound,
 		strings.Join(quote(unknown), ", "), strings.Join(i.cache.GetSpecDirectories(), ", "), i.specErrors())
+}
+
+// checkTrusted refuses (NotFound, as if the spec were not there) devices
+// whose spec file a non-root user could have written; see untrustedSpec.
+func (i *Injector) checkTrusted(names []string) error {
+	for _, n := range names {
+		d := i.cache.GetDevice(n)
+		if d == nil {
+			continue
+		}
+		path := d.GetSpec().GetPath()
+		if reason := untrustedSpec(path); reason != "" {
+			klog.InfoS("Ignoring a CDI spec that is not root-owned and protected", "device", n, "spec", path, "reason", reason)
+			return fmt.Errorf("%w: CDI device %q: spec %s ignored: %s", errdefs.ErrNotFound, n, path, reason)
+		}
+	}
+	return nil
 }
 
 func quote(s []string) []string {

@@ -12,14 +12,13 @@ import (
 )
 
 // TestHostsTOMLEndpointsWithoutHost: a [host."..."] key that names no host
-// (found by FuzzHostsTOML) is dropped; a file with only such keys is
-// FailedPrecondition instead of a pull to "https:///v2".
+// (found by FuzzHostsTOML) is dropped instead of becoming a pull from
+// "https:///v2"; without any endpoint left the answer is FailedPrecondition.
 func TestHostsTOMLEndpointsWithoutHost(t *testing.T) {
 	for _, tc := range []struct {
 		desc      string
 		toml      string
 		wantHosts []string
-		wantErr   error
 	}{
 		{desc: "only a hostless key: the registry itself", toml: "[host.\"#\"]\n", wantHosts: []string{"registry.local"}},
 		{desc: "hostless key beside a mirror", toml: "[host.\"#\"]\n[host.\"http://127.0.0.1:5000\"]\n", wantHosts: []string{"127.0.0.1:5000", "registry.local"}},
@@ -35,12 +34,6 @@ func TestHostsTOMLEndpointsWithoutHost(t *testing.T) {
 			}
 			s := &Service{opts: options{registryConfigDir: root}}
 			hosts, err := s.registryHosts(context.Background(), nil, nil)("registry.local")
-			if tc.wantErr != nil {
-				if !errorIs(err, tc.wantErr) {
-					t.Fatalf("err = %v (hosts %+v), want %v", err, hosts, tc.wantErr)
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,5 +56,3 @@ func TestWithoutHostlessEndpoints(t *testing.T) {
 		t.Fatalf("err = %v, want FailedPrecondition", err)
 	}
 }
-
-func errorIs(err, want error) bool { return err != nil && errdefs.IsFailedPrecondition(err) == errdefs.IsFailedPrecondition(want) }
