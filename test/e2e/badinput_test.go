@@ -491,7 +491,12 @@ type rawMessage []byte
 
 type rawCodec struct{}
 
-func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*rawMessage), nil }
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if m, ok := v.(rawMessage); ok {
+		return m, nil
+	}
+	return *v.(*rawMessage), nil
+}
 func (rawCodec) Unmarshal(data []byte, v any) error {
 	*v.(*rawMessage) = append([]byte(nil), data...)
 	return nil
