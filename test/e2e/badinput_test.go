@@ -377,6 +377,13 @@ func TestBadPodAndContainerInput(t *testing.T) {
 	handlerPod := e.PodConfig(t, "handler")
 
 	before := takeSnapshot(t, e, outside)
+	// The running pod must show in every part, or the snapshot would
+	// compare nothing.
+	t.Logf("snapshot: %d mounts, %d netns, %d CNI entries, %d files, %d cgroups, %d images, %d containers",
+		len(before.mounts), len(before.netns), len(before.cni), len(before.files), len(before.cgroups), len(before.images), len(before.containers))
+	if len(before.mounts) == 0 || len(before.netns) == 0 || len(before.cni) == 0 || len(before.files) == 0 || len(before.cgroups) == 0 || len(before.containers) == 0 {
+		t.Fatalf("snapshot misses the running pod: %+v", before)
+	}
 	for i, tc := range podCases {
 		t.Run("pod/"+tc.desc, func(t *testing.T) {
 			cfg := podConfigs[i]
