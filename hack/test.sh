@@ -15,6 +15,7 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
+go vet -tags bench ./test/bench
 
 # The kubelet suite appends its time-to-running figures (accel-cri and
 # containerd's own CRI) here; they are printed after the test run.
@@ -23,6 +24,14 @@ trap 'rm -f "$report"' EXIT
 export KUBELET_E2E_REPORT=$report
 status=0
 go test -count=1 -timeout 60m "$@" ./... || status=$?
+
+# Benchmarks are not timed tests: a small A/B run against containerd's own
+# CRI proves the benchmark works (make bench measures; docs/benchmarks.md).
+go test -count=1 -timeout 10m -tags bench ./test/bench \
+  -args -pods 4 -concurrency 1,8 -rounds 1 -list-pods 10 -list-iterations 20 || status=$?
+
+# Every fuzz target for a few seconds, from its committed seed corpus on.
+FUZZTIME=${FUZZTIME:-4s} bash hack/fuzz.sh || status=$?
 if [ -s "$report" ]; then
   echo "== kubelet e2e: time from manifest written to all containers running"
   cat "$report"
