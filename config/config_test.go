@@ -113,6 +113,9 @@ func TestValidate(t *testing.T) {
 		{desc: "streaming TLS cert without key", mutate: func(c *Config) { c.StreamingTLSCert = "/etc/accel-cri/tls.crt" }, wantErr: "set both or neither"},
 		{desc: "streaming TLS key without cert", mutate: func(c *Config) { c.StreamingTLSKey = "/etc/accel-cri/tls.key" }, wantErr: "set both or neither"},
 		{desc: "streaming TLS relative path", mutate: func(c *Config) { c.StreamingTLSCert, c.StreamingTLSKey = "tls.crt", "/k" }, wantErr: "streaming_tls_cert"},
+		{desc: "debug socket relative", mutate: func(c *Config) { c.DebugSocket = "debug.sock" }, wantErr: "debug_socket"},
+		{desc: "debug socket is the CRI socket", mutate: func(c *Config) { c.DebugSocket = c.Socket }, wantErr: "debug_socket: must differ"},
+		{desc: "debug socket ok", mutate: func(c *Config) { c.DebugSocket = "/run/accel-cri/debug.sock" }},
 		{desc: "streaming TLS both ok", mutate: func(c *Config) {
 			c.StreamingTLSCert, c.StreamingTLSKey = "/etc/accel-cri/tls.crt", "/etc/accel-cri/tls.key"
 		}},

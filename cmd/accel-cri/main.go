@@ -79,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 type flagValues struct {
 	config, socket, root, state, containerdAddr, registryConfDir string
 	cniConfDir, cniBinDir, sandboxImage, streamingAddr, logLevel string
+	debugSocket                                                  string
 }
 
 func newFlags(stderr io.Writer) (*flag.FlagSet, *flagValues) {
@@ -97,6 +98,7 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *flagValues) {
 	fs.StringVar(&v.sandboxImage, "sandbox-image", d.SandboxImage, "pause image for pod sandboxes (pinned)")
 	fs.StringVar(&v.streamingAddr, "streaming-address", d.StreamingAddr, "exec/attach/port-forward server address")
 	fs.StringVar(&v.logLevel, "log-level", d.LogLevel, "log verbosity: info, debug, trace")
+	fs.StringVar(&v.debugSocket, "debug-socket", d.DebugSocket, "unix socket serving pprof and goroutine dumps (root only); empty: off")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), usage, config.DefaultPath)
 		fs.VisitAll(func(f *flag.Flag) {
@@ -136,6 +138,7 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, error) {
 		"sandbox-image":       func() { cfg.SandboxImage = v.sandboxImage },
 		"streaming-address":   func() { cfg.StreamingAddr = v.streamingAddr },
 		"log-level":           func() { cfg.LogLevel = v.logLevel },
+		"debug-socket":        func() { cfg.DebugSocket = v.debugSocket },
 	}
 	for name, apply := range override {
 		if set[name] {

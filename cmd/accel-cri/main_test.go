@@ -63,6 +63,12 @@ func TestParseFlags(t *testing.T) {
 		{desc: "cni bin dir flag replaces list", args: []string{"--config", file, "--cni-bin-dir", "/x/cni"}, check: func(c config.Config) bool {
 			return len(c.CNIBinDirs) == 1 && c.CNIBinDirs[0] == "/x/cni"
 		}},
+		{desc: "debug socket flag", args: []string{"--config", file, "--debug-socket", "/run/x/debug.sock"}, check: func(c config.Config) bool {
+			return c.DebugSocket == "/run/x/debug.sock"
+		}},
+		{desc: "debug socket off by default", args: []string{"--config", file}, check: func(c config.Config) bool {
+			return c.DebugSocket == ""
+		}},
 		{desc: "explicit missing config", args: []string{"--config", filepath.Join(dir, "none.toml")}, wantErr: "none.toml"},
 		{desc: "invalid value", args: []string{"--config", file, "--socket", "rel.sock"}, wantErr: "socket"},
 		{desc: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined"},
