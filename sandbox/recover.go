@@ -46,6 +46,7 @@ func (r *Runtime) recover(ctx context.Context) error {
 	}
 	r.cleanCreating(ctx)
 	r.cleanOrphanNetNS()
+	r.cleanLeases(ctx)
 	klog.InfoS("Recovered state", "pods", len(r.store.listPods()), "containers", len(r.store.listContainers()))
 	return nil
 }
@@ -252,5 +253,24 @@ func (r *Runtime) cleanOrphanNetNS() {
 			klog.InfoS("Removing network namespace no pod owns", "path", path)
 			logErr(RemovePodNetNS(path), "Remove orphan netns", "path", path)
 		}
+	}
+}
+
+// cleanLeases deletes the leases left in accel-cri's namespace. containerd's
+// client takes a lease (expiring after 24h) for the length of each call that
+// makes content or snapshots (NewContainer, NewTask, pulls); a crash during
+// such a call leaves it behind, holding what it names from the garbage
+// collector for a day. Nothing of accel-cri runs yet, so no lease here
+// protects a call in flight; containers and images hold their own references.
+func (r *Runtime) cleanLeases(ctx context.Context) {
+	ls := r.client.LeasesService()
+	left, err := ls.List(ctx)
+	if err != nil {
+		klog.ErrorS(err, "List leases left by an interrupted call")
+		return
+	}
+	for _, l := range left {
+		klog.InfoS("Deleting lease left by an interrupted call", "lease", l.ID, "created", l.CreatedAt)
+		logErr(ls.Delete(ctx, l), "Delete leftover lease", "lease", l.ID)
 	}
 }
