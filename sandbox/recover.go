@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -24,6 +26,13 @@ func (r *Runtime) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover: list containers: %w", err)
 	}
+	// A StartContainer cut short can leave its shim blocked opening the
+	// output FIFOs nobody reads any more, and with it every call into the
+	// pod's shim (the pause's status too). Readers on every FIFO of a
+	// container not recorded as started let it finish; the tasks it made
+	// are deleted below as never started.
+	unblock := r.openStartFIFOs(ctx, ctrs)
+	defer unblock()
 	var appCtrs []containerd.Container
 	for _, ctr := range ctrs {
 		labels, err := ctr.Labels(ctx)
@@ -92,15 +101,27 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
 		task, err := ctr.Task(ctx, nil)
 		running := false
-		if err == nil {
+		switch {
+		case err == nil:
 			s, err := task.Status(ctx)
-			running = err == nil && s.Status == containerd.Running
+			// Only a pause containerd reports stopped is reaped: a
+			// status that times out (a busy shim) is no exit, and
+			// killing the pause for it would kill a healthy pod.
+			running = err != nil || s.Status == containerd.Running || s.Status == containerd.Paused
+			if err != nil {
+				klog.ErrorS(err, "Pause task status unknown; keeping the pod ready", "pod", meta.ID)
+			}
 			if !running {
 				_, _ = killAndDeleteTask(ctx, task)
 			}
+		case !errdefs.IsNotFound(err):
+			klog.ErrorS(err, "Pause task unknown; keeping the pod ready", "pod", meta.ID)
+			running = true
 		}
 		if running {
-			p.status.PID = task.Pid()
+			if task != nil {
+				p.status.PID = task.Pid()
+			}
 		} else {
 			p.status.State, p.status.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
 			if err := writeJSON(r.store.podStatusPath(p.ID), p.status); err != nil {
@@ -272,5 +293,39 @@ func (r *Runtime) cleanLeases(ctx context.Context) {
 	for _, l := range left {
 		klog.InfoS("Deleting lease left by an interrupted call", "lease", l.ID, "created", l.CreatedAt)
 		logErr(ls.Delete(ctx, l), "Delete leftover lease", "lease", l.ID)
+	}
+}
+
+// openStartFIFOs opens (O_RDWR: never blocks) every FIFO under the state
+// directory of each app container whose checkpoint does not say it
+// started, and returns the function that closes them again.
+func (r *Runtime) openStartFIFOs(ctx context.Context, ctrs []containerd.Container) func() {
+	var files []*os.File
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		if err != nil || labels[labelKind] != kindCtr {
+			continue
+		}
+		var st containerStatus
+		if found, err := readJSON(r.store.containerStatusPath(ctr.ID()), &st); err != nil || (found && st.State != runtimeapi.ContainerState_CONTAINER_CREATED) {
+			continue
+		}
+		_ = filepath.WalkDir(r.containerDir(ctr.ID()), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.Type()&os.ModeNamedPipe == 0 {
+				return nil
+			}
+			if f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK, 0); err == nil {
+				files = append(files, f)
+			}
+			return nil
+		})
+	}
+	if len(files) > 0 {
+		klog.InfoS("Opened the FIFOs of containers whose start was interrupted", "fifos", len(files))
+	}
+	return func() {
+		for _, f := range files {
+			f.Close()
+		}
 	}
 }

