@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := /usr/local/go/bin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e docs clean
+.PHONY: all build deps run test unit e2e chaos chaos-ci soak docs clean
 
 all: build
 
@@ -27,6 +27,22 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -v ./test/e2e/...
+
+# Chaos suite (docs/reliability.md): pod churn while accel-cri and its
+# containerd are SIGKILLed. Sizes: CHAOS_PODS, CHAOS_CONCURRENCY, CHAOS_KILLS,
+# CHAOS_GAP, CHAOS_LEAK_PODS, CHAOS_SEED.
+chaos:
+	$(GO) test -tags chaos -count=1 -timeout 60m -v -run 'TestChaos$$' ./test/chaos
+
+# The small size CI runs (< 4 minutes, still >= 20 kills).
+chaos-ci:
+	CHAOS_PODS=60 CHAOS_CONCURRENCY=4 CHAOS_KILLS=20 CHAOS_GAP=1s CHAOS_LEAK_PODS=20 \
+		$(GO) test -tags chaos -count=1 -timeout 10m -v -run 'TestChaos$$' ./test/chaos
+
+# Soak: churn without kills for SOAK_DURATION (default 30m), RSS and fds of
+# accel-cri and its containerd sampled every SOAK_INTERVAL (10s), slopes printed.
+soak:
+	$(GO) test -tags soak -count=1 -timeout 0 -v -run 'TestSoak$$|TestSlopePerMinute' ./test/chaos
 
 # Regenerate the default config block of docs/configuration.md.
 docs: build

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,20 +15,6 @@ import (
 
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
 
 // Sizes: flags, or CHAOS_* in the environment (make chaos CHAOS_PODS=...).
 var (
@@ -44,9 +29,9 @@ var (
 type killMode int
 
 const (
-	killAccelCRI killMode = iota // accel-cri only; its containerd keeps running
-	killBoth                     // accel-cri and then its containerd
-	killContainerd               // containerd only; accel-cri's supervisor restarts it
+	killAccelCRI   killMode = iota // accel-cri only; its containerd keeps running
+	killBoth                       // accel-cri and then its containerd
+	killContainerd                 // containerd only; accel-cri's supervisor restarts it
 )
 
 var killModeNames = []string{"accel-cri", "accel-cri+containerd", "containerd"}

@@ -279,6 +279,13 @@ func (e *env) lifecycle(rng *rand.Rand, n int) error {
 			if err != nil {
 				return err
 			}
+			if attempts > 1 && st.GetStatus().GetReason() == "StartError" {
+				// The interrupted start failed (containerd died under
+				// it): a StartError is the honest answer.
+				e.startsLost.Add(1)
+				e.model.update(func() { cm.state, cm.startLost = ctrStarted, true })
+				return nil
+			}
 			if st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_CREATED {
 				err := rs.StartContainer(ctx, cm.id)
 				if err != nil && attempts > 1 && !errors.Is(err, errInterrupted) {
@@ -588,16 +595,6 @@ func countShims(a *framework.AccelCRI) int {
 		if err == nil && strings.Contains(string(b), "containerd-shim") && strings.Contains(string(b), a.State) {
 			n++
 		}
-	}
-	return n
-}
-
-// countCheckpoints counts status checkpoints left in accel-cri's root.
-func countCheckpoints(a *framework.AccelCRI) int {
-	n := 0
-	for _, kind := range []string{"pods", "containers"} {
-		m, _ := filepath.Glob(filepath.Join(a.Root, "sandbox", kind, "*.json"))
-		n += len(m)
 	}
 	return n
 }

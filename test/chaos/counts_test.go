@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ type counts struct {
 	netns, ips, mounts, cgroups, shims, checkpoints int
 	containers, snapshots, leases                   int
 	fds, goroutines                                 int
+	cgroupPaths, checkpointPaths                    []string
 }
 
 func (c counts) String() string {
@@ -39,10 +41,15 @@ func measure(t testing.TB, a *framework.AccelCRI) counts {
 		netns:       countNetNS(a),
 		ips:         countIPs(a),
 		mounts:      countMounts(a.Dir),
-		cgroups:     len(a.LeftCgroups()),
+		cgroupPaths: a.LeftCgroups(),
 		shims:       countShims(a),
-		checkpoints: countCheckpoints(a),
 	}
+	c.cgroups = len(c.cgroupPaths)
+	for _, kind := range []string{"pods", "containers"} {
+		m, _ := filepath.Glob(filepath.Join(a.Root, "sandbox", kind, "*.json"))
+		c.checkpointPaths = append(c.checkpointPaths, m...)
+	}
+	c.checkpoints = len(c.checkpointPaths)
 	client, err := containerd.New(a.ContainerdAddress(), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		t.Fatalf("containerd client: %v", err)
@@ -94,8 +101,14 @@ func leftovers(c, base counts) []string {
 	check("cni_ips", c.ips, 0)
 	check("mounts", c.mounts, base.mounts)
 	check("pod_cgroups", c.cgroups, 0)
+	if c.cgroups > 0 {
+		bad = append(bad, fmt.Sprintf("  cgroups: %v", c.cgroupPaths))
+	}
 	check("shims", c.shims, 0)
 	check("checkpoints", c.checkpoints, 0)
+	if c.checkpoints > 0 {
+		bad = append(bad, fmt.Sprintf("  checkpoints: %v", c.checkpointPaths))
+	}
 	check("containerd_containers", c.containers, 0)
 	check("containerd_snapshots", c.snapshots, base.snapshots)
 	check("containerd_leases", c.leases, base.leases)
