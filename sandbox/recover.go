@@ -55,6 +55,7 @@ func (r *Runtime) recover(ctx context.Context) error {
 	}
 	r.cleanCreating(ctx)
 	r.cleanOrphanNetNS()
+	r.cleanOrphanFiles()
 	r.cleanLeases(ctx)
 	klog.InfoS("Recovered state", "pods", len(r.store.listPods()), "containers", len(r.store.listContainers()))
 	return nil
@@ -326,6 +327,35 @@ func (r *Runtime) openStartFIFOs(ctx context.Context, ctrs []containerd.Containe
 	return func() {
 		for _, f := range files {
 			f.Close()
+		}
+	}
+}
+
+// cleanOrphanFiles removes the status checkpoints and state directories of
+// pods and containers containerd no longer has: Remove deletes the
+// containerd container first and its files after, so a crash in between
+// leaves files nothing would ever read or remove.
+func (r *Runtime) cleanOrphanFiles() {
+	podKnown := func(id string) bool { return r.store.podExact(id) != nil }
+	ctrKnown := func(id string) bool { return r.store.containerExact(id) != nil }
+	for _, d := range []struct {
+		glob  string
+		known func(string) bool
+		rm    func(string) error
+	}{
+		{filepath.Join(r.rootDir, "pods", "*.json"), podKnown, os.Remove},
+		{filepath.Join(r.rootDir, "containers", "*.json"), ctrKnown, os.Remove},
+		{r.podDir("*"), podKnown, RemovePodFiles},
+		{r.containerDir("*"), ctrKnown, os.RemoveAll},
+	} {
+		matches, _ := filepath.Glob(d.glob)
+		for _, m := range matches {
+			id := strings.TrimSuffix(filepath.Base(m), ".json")
+			if strings.HasSuffix(m, ".creating.json") || d.known(id) {
+				continue
+			}
+			klog.InfoS("Removing files of a pod or container containerd no longer has", "path", m)
+			logErr(d.rm(m), "Remove orphan file", "path", m)
 		}
 	}
 }

@@ -469,7 +469,9 @@ func (e *env) verify(killedAt, upAt time.Time) (exitStats, []string) {
 				continue
 			}
 			if len(cs) == 0 {
-				if cm.state != ctrCreating {
+				// An interrupted RemovePodSandbox removes the
+				// containers before the pod.
+				if cm.state != ctrCreating && pm.state != podRemoving {
 					bad("container %s/%s (%s) lost", pm.name, cm.name, ctrStateNames[cm.state])
 				}
 				continue

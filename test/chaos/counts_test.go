@@ -27,7 +27,7 @@ type counts struct {
 }
 
 func (c counts) String() string {
-	return fmt.Sprintf("netns=%d cni_ips=%d mounts=%d pod_cgroups=%d shims=%d checkpoints=%d containerd_containers=%d containerd_snapshots=%d containerd_leases=%d accel_cri_fds=%d accel_cri_goroutines=%d",
+	return fmt.Sprintf("netns=%d cni_ips=%d mounts=%d pod_cgroups=%d shims=%d checkpoints_and_state_dirs=%d containerd_containers=%d containerd_snapshots=%d containerd_leases=%d accel_cri_fds=%d accel_cri_goroutines=%d",
 		c.netns, c.ips, c.mounts, c.cgroups, c.shims, c.checkpoints, c.containers, c.snapshots, c.leases, c.fds, c.goroutines)
 }
 
@@ -45,8 +45,9 @@ func measure(t testing.TB, a *framework.AccelCRI) counts {
 		shims:       countShims(a),
 	}
 	c.cgroups = len(c.cgroupPaths)
-	for _, kind := range []string{"pods", "containers"} {
-		m, _ := filepath.Glob(filepath.Join(a.Root, "sandbox", kind, "*.json"))
+	// Status checkpoints, and the pods' and containers' state dirs.
+	for _, g := range []string{"root/sandbox/pods/*.json", "root/sandbox/containers/*.json", "state/sandbox/pods/*", "state/sandbox/containers/*"} {
+		m, _ := filepath.Glob(filepath.Join(a.Dir, g))
 		c.checkpointPaths = append(c.checkpointPaths, m...)
 	}
 	c.checkpoints = len(c.checkpointPaths)
