@@ -37,7 +37,7 @@ chaos:
 # The small size CI runs (< 4 minutes, still >= 20 kills).
 chaos-ci:
 	CHAOS_PODS=60 CHAOS_CONCURRENCY=4 CHAOS_KILLS=20 CHAOS_GAP=1s CHAOS_LEAK_PODS=20 \
-		$(GO) test -tags chaos -count=1 -timeout 10m -v -run 'TestChaos$$' ./test/chaos
+		$(GO) test -tags chaos -count=1 -timeout 20m -v -run 'TestChaos$$' ./test/chaos
 
 # Soak: churn without kills for SOAK_DURATION (default 30m), RSS and fds of
 # accel-cri and its containerd sampled every SOAK_INTERVAL (10s), slopes printed.
