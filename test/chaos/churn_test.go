@@ -66,6 +66,8 @@ type env struct {
 	ctrdKills atomic.Int64
 
 	model model
+	// snapshotRetries counts creates retried after a snapshot id collision.
+	snapshotRetries atomic.Int64
 	// startsLost counts starts that failed after an attempt cut short.
 	startsLost atomic.Int64
 	// lifecycles counts pods run to removal.
@@ -131,6 +133,23 @@ func (e *env) retry(k kind, step func(ctx context.Context, rs internalapi.Runtim
 		}
 	}
 	return fmt.Errorf("%s still interrupted after 30 attempts: %w", k, err)
+}
+
+// retryTransient is retry that also waits out containerd's overlayfs
+// snapshotter reusing, after containerd was SIGKILLed, a snapshot id whose
+// directory survived ("rename .../snapshots/new-N .../snapshots/ID: file
+// exists"): creates fail until containerd's garbage collector removes the
+// orphan directory. Only after a containerd kill; counted.
+func (e *env) retryTransient(k kind, step func(ctx context.Context, rs internalapi.RuntimeService) error) error {
+	for range 60 {
+		err := e.retry(k, step)
+		if err == nil || e.ctrdKills.Load() == 0 || !strings.Contains(err.Error(), "snapshots/") || !strings.Contains(err.Error(), "file exists") {
+			return err
+		}
+		e.snapshotRetries.Add(1)
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: snapshot id collision did not clear in 30s", k)
 }
 
 func (e *env) fail(format string, args ...any) {
@@ -215,7 +234,7 @@ func (e *env) lifecycle(rng *rand.Rand, n int) error {
 	e.model.update(func() { e.model.pods[uid] = pm })
 
 	// Run: adopt the pod an interrupted Run made, else run it.
-	err := e.retry(kRun, func(ctx context.Context, rs internalapi.RuntimeService) error {
+	err := e.retryTransient(kRun, func(ctx context.Context, rs internalapi.RuntimeService) error {
 		found, err := rs.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"chaos-uid": uid}})
 		if err != nil {
 			return err
