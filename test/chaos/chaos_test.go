@@ -133,6 +133,7 @@ loop:
 		ks.maxRestart = max(ks.maxRestart, restart)
 		ks.exits.whileDown += stats.whileDown
 		ks.exits.lost += stats.lost
+		ks.exits.lostInStop += stats.lostInStop
 		if len(errs) > 0 {
 			t.Errorf("after kill %d (%s, aimed at %s, in flight %v):\n  %s", kills, killModeNames[mode], targetName(target), hit, join(errs))
 			halt()
@@ -192,6 +193,7 @@ loop:
 	}
 	fmt.Fprintf(&b, "\n  exits while accel-cri was down, reported with their code and time: %d\n", ks.exits.whileDown)
 	fmt.Fprintf(&b, "  exits lost to a containerd restart (reported Unknown/255): %d\n", ks.exits.lost)
+	fmt.Fprintf(&b, "  exit codes lost while an interrupted StopPodSandbox deleted the task (Unknown/255): %d\n", ks.exits.lostInStop)
 	fmt.Fprintf(&b, "  starts failed (StartError) after an interrupted StartContainer: %d\n", e.startsLost.Load())
 	fmt.Fprintf(&b, "  RunPodSandbox retried after containerd reused a surviving snapshot dir: %d\n", e.snapshotRetries.Load())
 	fmt.Fprintf(&b, "  after chaos and removing every pod: %s\n", afterChaos)

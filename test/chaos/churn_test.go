@@ -379,6 +379,9 @@ type exitStats struct {
 	// lost: exits reported as Unknown (255) because containerd was killed
 	// and, restarting, deleted the exited task's shim with its status.
 	lost int
+	// lostInStop: containers killed by an interrupted pod stop whose
+	// exit code was lost with the task (Unknown/255).
+	lostInStop int
 }
 
 // checkExit checks an exited container's status against its model: the
@@ -399,6 +402,14 @@ func checkExit(st *runtimeapi.ContainerStatus, cm *ctrModel, ctrdKills int64, st
 	if st.ExitCode == 255 && st.Reason == "Unknown" && ctrdKills > cm.ctrdKills {
 		if stats != nil {
 			stats.lost++
+		}
+		return nil
+	}
+	if st.ExitCode == 255 && st.Reason == "Unknown" && stopAsked {
+		// Killed by a StopPodSandbox that a kill cut short while the
+		// task was being deleted: the code (137) is lost, not the exit.
+		if stats != nil {
+			stats.lostInStop++
 		}
 		return nil
 	}
