@@ -123,7 +123,11 @@ func (m *monitor) reconcile() {
 	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 	defer cancel()
 	for _, p := range m.r.store.listPods() {
-		if m.r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		// PID 0: RunPodSandbox is still making the pod (its zero status
+		// reads READY) and the pause task may not exist yet; reaping it
+		// here killed pods created right after a containerd restart
+		// (found by the chaos suite).
+		if st := m.r.store.podStatusOf(p); st.State != runtimeapi.PodSandboxState_SANDBOX_READY || st.PID == 0 {
 			continue
 		}
 		if gone, _ := m.r.taskGone(ctx, p.ID); gone {
