@@ -195,7 +195,7 @@ loop:
 	fmt.Fprintf(&b, "  exits lost to a containerd restart (reported Unknown/255): %d\n", ks.exits.lost)
 	fmt.Fprintf(&b, "  exit codes lost while an interrupted StopPodSandbox deleted the task (Unknown/255): %d\n", ks.exits.lostInStop)
 	fmt.Fprintf(&b, "  starts failed (StartError) after an interrupted StartContainer: %d\n", e.startsLost.Load())
-	fmt.Fprintf(&b, "  RunPodSandbox retried after containerd reused a surviving snapshot dir: %d\n", e.snapshotRetries.Load())
+	fmt.Fprintf(&b, "  creates retried after containerd reused a surviving snapshot dir: %d\n", e.snapshotRetries.Load())
 	fmt.Fprintf(&b, "  after chaos and removing every pod: %s\n", afterChaos)
 	fmt.Fprintf(&b, "  leak check baseline (fresh accel-cri, warmed up): %s\n", leakBase)
 	fmt.Fprintf(&b, "  leak check after %d more lifecycles, all removed: %s\n", *flagLeakPods, final)

@@ -138,7 +138,7 @@ func (e *env) retry(k kind, step func(ctx context.Context, rs internalapi.Runtim
 // retryTransient is retry that also waits out containerd's overlayfs
 // snapshotter reusing, after containerd was SIGKILLed, a snapshot id whose
 // directory survived ("rename .../snapshots/new-N .../snapshots/ID: file
-// exists"): creates fail until containerd's garbage collector removes the
+// exists"): RunPodSandbox and CreateContainer fail until containerd's garbage collector removes the
 // orphan directory. Only after a containerd kill; counted.
 func (e *env) retryTransient(k kind, step func(ctx context.Context, rs internalapi.RuntimeService) error) error {
 	for range 60 {
@@ -265,7 +265,7 @@ func (e *env) lifecycle(rng *rand.Rand, n int) error {
 	for _, cm := range ctrs {
 		cm.cfg.Labels["chaos-name"] = cm.name
 		e.model.update(func() { pm.ctrs = append(pm.ctrs, cm) })
-		err := e.retry(kCreate, func(ctx context.Context, rs internalapi.RuntimeService) error {
+		err := e.retryTransient(kCreate, func(ctx context.Context, rs internalapi.RuntimeService) error {
 			found, err := rs.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: pm.id, LabelSelector: map[string]string{"chaos-name": cm.name}})
 			if err != nil {
 				return err
