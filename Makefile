@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := /usr/local/go/bin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e fuzz docs bench bench-small clean
+.PHONY: all build deps run test unit e2e fuzz chaos chaos-ci soak docs bench bench-small clean
 
 all: build
 
@@ -41,6 +41,22 @@ bench-small:
 # Every fuzz target for FUZZTIME (default 5s) each; see hack/fuzz.sh.
 fuzz:
 	bash hack/fuzz.sh
+
+# Chaos suite (docs/reliability.md): pod churn while accel-cri and its
+# containerd are SIGKILLed. Sizes: CHAOS_PODS, CHAOS_CONCURRENCY, CHAOS_KILLS,
+# CHAOS_GAP, CHAOS_LEAK_PODS, CHAOS_SEED.
+chaos:
+	$(GO) test -tags chaos -count=1 -timeout 60m -v -run 'TestChaos$$' ./test/chaos
+
+# The small size CI runs (< 4 minutes, still >= 20 kills).
+chaos-ci:
+	CHAOS_PODS=60 CHAOS_CONCURRENCY=4 CHAOS_KILLS=20 CHAOS_GAP=1s CHAOS_LEAK_PODS=20 \
+		$(GO) test -tags chaos -count=1 -timeout 20m -v -run 'TestChaos$$' ./test/chaos
+
+# Soak: churn without kills for SOAK_DURATION (default 30m), RSS and fds of
+# accel-cri and its containerd sampled every SOAK_INTERVAL (10s), slopes printed.
+soak:
+	$(GO) test -tags soak -count=1 -timeout 0 -v -run 'TestSoak$$|TestSlopePerMinute' ./test/chaos
 
 # Regenerate the default config block of docs/configuration.md.
 docs: build

@@ -45,6 +45,7 @@ type Config struct {
 	MetricsAddr      string   `toml:"metrics_address" json:"metrics_address" comment:"Address (host:port) of the Prometheus metrics endpoint (HTTP, path /metrics). Empty: off.\nKeep it on loopback, for example \"127.0.0.1:9838\", unless a firewall guards the port: the\nmetrics name pods' runtime handlers, images and devices. See docs/operations.md."`
 	CgroupDriver     string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
 	LogLevel         string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
+	DebugSocket      string   `toml:"debug_socket" json:"debug_socket" comment:"Unix socket serving Go's net/http/pprof (profiles, heap, goroutine dump at\n/debug/pprof/goroutine?debug=2), mode 0600 for root only. Empty (the default): off. See docs/debugging.md."`
 	DefaultRuntime   string   `toml:"default_runtime" json:"default_runtime" comment:"Runtime handler for pods that name none (RunPodSandbox runtime_handler \"\"). Must be a key of [runtimes]."`
 	// Runtimes is last: TOML tables must follow the plain keys.
 	Runtimes map[string]RuntimeConfig `toml:"runtimes" json:"runtimes" comment:"Runtime handlers (Kubernetes RuntimeClass .handler), one table each: [runtimes.<handler>].\nThe name is a DNS label. See docs/runtime-handlers.md for crun, gVisor (runsc) and Kata examples."`
@@ -190,6 +191,10 @@ func (c *Config) Validate() error {
 	}
 	abs("streaming_tls_cert", c.StreamingTLSCert, false)
 	abs("streaming_tls_key", c.StreamingTLSKey, false)
+	abs("debug_socket", c.DebugSocket, false)
+	if c.DebugSocket != "" && c.DebugSocket == c.Socket {
+		errs = append(errs, errors.New("debug_socket: must differ from socket"))
+	}
 	switch c.CgroupDriver {
 	case "auto", "cgroupfs", "systemd":
 	default:

@@ -120,6 +120,9 @@ func TestValidate(t *testing.T) {
 		{desc: "metrics without port", mutate: func(c *Config) { c.MetricsAddr = "127.0.0.1" }, wantErr: "metrics_address"},
 		{desc: "metrics port not a number", mutate: func(c *Config) { c.MetricsAddr = "127.0.0.1:http" }, wantErr: "metrics_address"},
 		{desc: "metrics port too large", mutate: func(c *Config) { c.MetricsAddr = "127.0.0.1:70000" }, wantErr: "metrics_address"},
+		{desc: "debug socket relative", mutate: func(c *Config) { c.DebugSocket = "debug.sock" }, wantErr: "debug_socket"},
+		{desc: "debug socket is the CRI socket", mutate: func(c *Config) { c.DebugSocket = c.Socket }, wantErr: "debug_socket: must differ"},
+		{desc: "debug socket ok", mutate: func(c *Config) { c.DebugSocket = "/run/accel-cri/debug.sock" }},
 		{desc: "streaming TLS both ok", mutate: func(c *Config) {
 			c.StreamingTLSCert, c.StreamingTLSKey = "/etc/accel-cri/tls.crt", "/etc/accel-cri/tls.key"
 		}},

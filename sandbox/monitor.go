@@ -123,7 +123,11 @@ func (m *monitor) reconcile() {
 	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 	defer cancel()
 	for _, p := range m.r.store.listPods() {
-		if m.r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		// PID 0: RunPodSandbox is still making the pod (its zero status
+		// reads READY) and the pause task may not exist yet; reaping it
+		// here killed pods created right after a containerd restart
+		// (found by the chaos suite).
+		if st := m.r.store.podStatusOf(p); st.State != runtimeapi.PodSandboxState_SANDBOX_READY || st.PID == 0 {
 			continue
 		}
 		if gone, _ := m.r.taskGone(ctx, p.ID); gone {
@@ -172,6 +176,18 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 	case <-ctx.Done():
 		return
 	}
+	// Deleting the task deletes containerd's only record of the exit, and
+	// the output drain below can take seconds: a crash in between used to
+	// leave a lost task (Unknown, 255). The exit goes to the checkpoint
+	// first, so the next start reports it.
+	if exit == nil {
+		if info, ok := r.stoppedTaskExit(ctx, c.ID); ok {
+			exit = &info
+		}
+	}
+	if exit != nil {
+		logErr(r.store.persistExit(c, *exit), "Checkpoint container exit", "container", c.ID)
+	}
 	if c.io != nil && !c.io.wait(ioDrainTimeout) {
 		klog.InfoS("Container output still open after its exit; closing", "container", c.ID)
 	}
@@ -211,27 +227,45 @@ func (r *Runtime) deleteTask(ctx context.Context, id string) exitInfo {
 	return exitInfo{code: int32(st.ExitCode()), at: st.ExitTime()}
 }
 
+// stoppedTaskExit returns the exit containerd holds for a stopped task.
+func (r *Runtime) stoppedTaskExit(ctx context.Context, id string) (exitInfo, bool) {
+	task, err := r.loadTask(ctx, id)
+	if err != nil {
+		return exitInfo{}, false
+	}
+	st, err := task.Status(ctx)
+	if err != nil || st.Status != containerd.Stopped {
+		return exitInfo{}, false
+	}
+	return exitInfo{code: int32(st.ExitStatus), at: st.ExitTime}, true
+}
+
+// exitedStatus is st after the exit e.
+func exitedStatus(st containerStatus, e exitInfo) containerStatus {
+	st.State = runtimeapi.ContainerState_CONTAINER_EXITED
+	st.PID = 0
+	st.ExitCode = e.code
+	st.FinishedAt = e.at
+	if st.FinishedAt.IsZero() {
+		st.FinishedAt = time.Now()
+	}
+	switch {
+	case st.OOMKilled:
+		st.Reason = reasonOOMKilled
+	case e.unknown:
+		st.Reason, st.Message = reasonUnknown, "the container exited while its exit status could not be observed"
+	case e.code == 0:
+		st.Reason = reasonCompleted
+	default:
+		st.Reason = reasonError
+	}
+	return st
+}
+
 // recordExit persists the exit once, then wakes waiters and tells kubelet.
 func (r *Runtime) recordExit(c *Container, e exitInfo) {
 	c.exitOnce.Do(func() {
-		st := r.store.containerStatusOf(c)
-		st.State = runtimeapi.ContainerState_CONTAINER_EXITED
-		st.PID = 0
-		st.ExitCode = e.code
-		st.FinishedAt = e.at
-		if st.FinishedAt.IsZero() {
-			st.FinishedAt = time.Now()
-		}
-		switch {
-		case st.OOMKilled:
-			st.Reason = reasonOOMKilled
-		case e.unknown:
-			st.Reason, st.Message = reasonUnknown, "the container exited while its exit status could not be observed"
-		case e.code == 0:
-			st.Reason = reasonCompleted
-		default:
-			st.Reason = reasonError
-		}
+		st := exitedStatus(r.store.containerStatusOf(c), e)
 		logErr(r.store.setContainerStatus(c, st), "Record container exit", "container", c.ID)
 		close(c.exited)
 		klog.V(2).InfoS("Container exited", "container", c.ID, "code", st.ExitCode, "reason", st.Reason)

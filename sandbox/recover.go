@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -24,6 +26,13 @@ func (r *Runtime) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover: list containers: %w", err)
 	}
+	// A StartContainer cut short can leave its shim blocked opening the
+	// output FIFOs nobody reads any more, and with it every call into the
+	// pod's shim (the pause's status too). Readers on every FIFO of a
+	// container not recorded as started let it finish; the tasks it made
+	// are deleted below as never started.
+	unblock := r.openStartFIFOs(ctx, ctrs)
+	defer unblock()
 	var appCtrs []containerd.Container
 	for _, ctr := range ctrs {
 		labels, err := ctr.Labels(ctx)
@@ -46,6 +55,8 @@ func (r *Runtime) recover(ctx context.Context) error {
 	}
 	r.cleanCreating(ctx)
 	r.cleanOrphanNetNS()
+	r.cleanOrphanFiles()
+	r.cleanLeases(ctx)
 	klog.InfoS("Recovered state", "pods", len(r.store.listPods()), "containers", len(r.store.listContainers()))
 	return nil
 }
@@ -91,15 +102,27 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
 		task, err := ctr.Task(ctx, nil)
 		running := false
-		if err == nil {
+		switch {
+		case err == nil:
 			s, err := task.Status(ctx)
-			running = err == nil && s.Status == containerd.Running
+			// Only a pause containerd reports stopped is reaped: a
+			// status that times out (a busy shim) is no exit, and
+			// killing the pause for it would kill a healthy pod.
+			running = err != nil || s.Status == containerd.Running || s.Status == containerd.Paused
+			if err != nil {
+				klog.ErrorS(err, "Pause task status unknown; keeping the pod ready", "pod", meta.ID)
+			}
 			if !running {
 				_, _ = killAndDeleteTask(ctx, task)
 			}
+		case !errdefs.IsNotFound(err):
+			klog.ErrorS(err, "Pause task unknown; keeping the pod ready", "pod", meta.ID)
+			running = true
 		}
 		if running {
-			p.status.PID = task.Pid()
+			if task != nil {
+				p.status.PID = task.Pid()
+			}
 		} else {
 			p.status.State, p.status.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
 			if err := writeJSON(r.store.podStatusPath(p.ID), p.status); err != nil {
@@ -251,6 +274,88 @@ func (r *Runtime) cleanOrphanNetNS() {
 		if !owned[path] && !strings.HasPrefix(e.Name(), ".") {
 			klog.InfoS("Removing network namespace no pod owns", "path", path)
 			logErr(RemovePodNetNS(path), "Remove orphan netns", "path", path)
+		}
+	}
+}
+
+// cleanLeases deletes the leases left in accel-cri's namespace. containerd's
+// client takes a lease (expiring after 24h) for the length of each call that
+// makes content or snapshots (NewContainer, NewTask, pulls); a crash during
+// such a call leaves it behind, holding what it names from the garbage
+// collector for a day. Nothing of accel-cri runs yet, so no lease here
+// protects a call in flight; containers and images hold their own references.
+func (r *Runtime) cleanLeases(ctx context.Context) {
+	ls := r.client.LeasesService()
+	left, err := ls.List(ctx)
+	if err != nil {
+		klog.ErrorS(err, "List leases left by an interrupted call")
+		return
+	}
+	for _, l := range left {
+		klog.InfoS("Deleting lease left by an interrupted call", "lease", l.ID, "created", l.CreatedAt)
+		logErr(ls.Delete(ctx, l), "Delete leftover lease", "lease", l.ID)
+	}
+}
+
+// openStartFIFOs opens (O_RDWR: never blocks) every FIFO under the state
+// directory of each app container whose checkpoint does not say it
+// started, and returns the function that closes them again.
+func (r *Runtime) openStartFIFOs(ctx context.Context, ctrs []containerd.Container) func() {
+	var files []*os.File
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		if err != nil || labels[labelKind] != kindCtr {
+			continue
+		}
+		var st containerStatus
+		if found, err := readJSON(r.store.containerStatusPath(ctr.ID()), &st); err != nil || (found && st.State != runtimeapi.ContainerState_CONTAINER_CREATED) {
+			continue
+		}
+		_ = filepath.WalkDir(r.containerDir(ctr.ID()), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.Type()&os.ModeNamedPipe == 0 {
+				return nil
+			}
+			if f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK, 0); err == nil {
+				files = append(files, f)
+			}
+			return nil
+		})
+	}
+	if len(files) > 0 {
+		klog.InfoS("Opened the FIFOs of containers whose start was interrupted", "fifos", len(files))
+	}
+	return func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+}
+
+// cleanOrphanFiles removes the status checkpoints and state directories of
+// pods and containers containerd no longer has: Remove deletes the
+// containerd container first and its files after, so a crash in between
+// leaves files nothing would ever read or remove.
+func (r *Runtime) cleanOrphanFiles() {
+	podKnown := func(id string) bool { return r.store.podExact(id) != nil }
+	ctrKnown := func(id string) bool { return r.store.containerExact(id) != nil }
+	for _, d := range []struct {
+		glob  string
+		known func(string) bool
+		rm    func(string) error
+	}{
+		{filepath.Join(r.rootDir, "pods", "*.json"), podKnown, os.Remove},
+		{filepath.Join(r.rootDir, "containers", "*.json"), ctrKnown, os.Remove},
+		{r.podDir("*"), podKnown, RemovePodFiles},
+		{r.containerDir("*"), ctrKnown, os.RemoveAll},
+	} {
+		matches, _ := filepath.Glob(d.glob)
+		for _, m := range matches {
+			id := strings.TrimSuffix(filepath.Base(m), ".json")
+			if strings.HasSuffix(m, ".creating.json") || d.known(id) {
+				continue
+			}
+			klog.InfoS("Removing files of a pod or container containerd no longer has", "path", m)
+			logErr(d.rm(m), "Remove orphan file", "path", m)
 		}
 	}
 }

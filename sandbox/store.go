@@ -314,6 +314,16 @@ func (s *store) setContainerStatus(c *Container, st containerStatus) error {
 	return nil
 }
 
+// persistExit writes the exit e into c's checkpoint only: the published
+// status changes when the exit is recorded, after the output has drained.
+// A crash in between leaves the exit for recovery to report.
+func (s *store) persistExit(c *Container, e exitInfo) error {
+	if err := writeJSON(s.containerStatusPath(c.ID), exitedStatus(s.containerStatusOf(c), e)); err != nil {
+		return fmt.Errorf("checkpoint exit of container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
 // podStatusOf and containerStatusOf read the published status; readers do
 // not take the lifecycle locks, so List and Status never wait for a slow Stop.
 func (s *store) podStatusOf(p *Pod) podStatus {

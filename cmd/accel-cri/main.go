@@ -85,6 +85,7 @@ type flagValues struct {
 	config, socket, root, state, containerdAddr, registryConfDir string
 	cniConfDir, cniBinDir, sandboxImage, streamingAddr, logLevel string
 	metricsAddr                                                  string
+	debugSocket                                                  string
 }
 
 func newFlags(stderr io.Writer) (*flag.FlagSet, *flagValues) {
@@ -104,6 +105,7 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *flagValues) {
 	fs.StringVar(&v.streamingAddr, "streaming-address", d.StreamingAddr, "exec/attach/port-forward server address")
 	fs.StringVar(&v.metricsAddr, "metrics-address", d.MetricsAddr, "Prometheus /metrics address (host:port, e.g. 127.0.0.1:9838); empty: off")
 	fs.StringVar(&v.logLevel, "log-level", d.LogLevel, "log verbosity: info, debug, trace")
+	fs.StringVar(&v.debugSocket, "debug-socket", d.DebugSocket, "unix socket serving pprof and goroutine dumps (root only); empty: off")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), usage, config.DefaultPath)
 		fs.VisitAll(func(f *flag.Flag) {
@@ -144,6 +146,7 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, error) {
 		"streaming-address":   func() { cfg.StreamingAddr = v.streamingAddr },
 		"log-level":           func() { cfg.LogLevel = v.logLevel },
 		"metrics-address":     func() { cfg.MetricsAddr = v.metricsAddr },
+		"debug-socket":        func() { cfg.DebugSocket = v.debugSocket },
 	}
 	for name, apply := range override {
 		if set[name] {

@@ -68,6 +68,12 @@ func TestParseFlags(t *testing.T) {
 			return c.MetricsAddr == "127.0.0.1:9838"
 		}},
 		{desc: "metrics address without port", args: []string{"--config", file, "--metrics-address", "127.0.0.1"}, wantErr: "metrics_address"},
+		{desc: "debug socket flag", args: []string{"--config", file, "--debug-socket", "/run/x/debug.sock"}, check: func(c config.Config) bool {
+			return c.DebugSocket == "/run/x/debug.sock"
+		}},
+		{desc: "debug socket off by default", args: []string{"--config", file}, check: func(c config.Config) bool {
+			return c.DebugSocket == ""
+		}},
 		{desc: "explicit missing config", args: []string{"--config", filepath.Join(dir, "none.toml")}, wantErr: "none.toml"},
 		{desc: "invalid value", args: []string{"--config", file, "--socket", "rel.sock"}, wantErr: "socket"},
 		{desc: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined"},

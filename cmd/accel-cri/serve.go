@@ -18,6 +18,7 @@ import (
 	"github.com/accel-cri/accel-cri/config"
 	"github.com/accel-cri/accel-cri/cri"
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/internal/debugserver"
 	"github.com/accel-cri/accel-cri/internal/version"
 	"github.com/accel-cri/accel-cri/managed"
 	"github.com/accel-cri/accel-cri/metrics"
@@ -26,8 +27,12 @@ import (
 )
 
 const (
-	maxMsgSize       = 16 << 20
-	shutdownGrace    = 10 * time.Second
+	maxMsgSize    = 16 << 20
+	shutdownGrace = 10 * time.Second
+	// cancelGrace bounds the wait for handlers to return after their
+	// contexts were cancelled (their undo steps run with their own
+	// deadlines and must finish before containerd is stopped).
+	cancelGrace      = 20 * time.Second
 	containerdDialTO = 30 * time.Second
 )
 
@@ -56,6 +61,18 @@ func serve(cfg config.Config) error {
 		return err
 	}
 	defer lis.Close()
+	if cfg.DebugSocket != "" {
+		dbg, err := debugserver.Start(cfg.DebugSocket)
+		if err != nil {
+			return err
+		}
+		klog.InfoS("Serving pprof and goroutine dumps", "socket", cfg.DebugSocket)
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			logErr(dbg.Close(stopCtx), "Stopping the debug server")
+		}()
+	}
 
 	// The series are always kept (an observation is a few atomic adds);
 	// metrics_address only decides whether they are served.
@@ -196,6 +213,10 @@ func serve(cfg config.Config) error {
 		grpc.ChainStreamInterceptor(m.StreamInterceptor, cri.StreamInterceptor),
 		grpc.MaxRecvMsgSize(maxMsgSize),
 		grpc.MaxSendMsgSize(maxMsgSize),
+		// Stop returns only when every handler has returned, so no
+		// handler still works on containerd after the shutdown steps
+		// below closed the client and stopped containerd.
+		grpc.WaitForHandlers(true),
 	)
 	srv.Register(g)
 
@@ -216,14 +237,29 @@ func serve(cfg config.Config) error {
 		g.Stop()
 		return fmt.Errorf("serve streams: %w", err)
 	}
+	stopGRPC(g, shutdownGrace, cancelGrace)
+	return nil
+}
+
+// stopGRPC stops taking new calls at once and lets the calls in flight
+// finish for grace; then cancels them (their contexts end, clients get
+// Unavailable/Canceled) and waits up to cancelWait for the handlers, which
+// undo what they half made, to return.
+func stopGRPC(g *grpc.Server, grace, cancelWait time.Duration) {
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(shutdownGrace):
-		g.Stop()
+		return
+	case <-time.After(grace):
+		klog.InfoS("Cancelling calls still in flight after the grace period", "grace", grace)
 	}
-	return nil
+	go g.Stop()
+	select {
+	case <-stopped:
+	case <-time.After(cancelWait):
+		klog.InfoS("Handlers still running after cancellation; exiting anyway", "waited", cancelWait)
+	}
 }
 
 // handlerConfigs turns the [runtimes] tables into the sandbox's handler

@@ -35,6 +35,8 @@ type AccelCRIOptions struct {
 	WithCNI bool
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
+	// Debug serves pprof on DebugSocket (--debug-socket), for Goroutines.
+	Debug bool
 }
 
 // AccelCRI is a running accel-cri with a managed containerd, in temp roots of
@@ -200,6 +202,9 @@ func (a *AccelCRI) args() []string {
 	}
 	if a.opts.SandboxImage != "" {
 		args = append(args, "--sandbox-image", a.opts.SandboxImage)
+	}
+	if a.opts.Debug {
+		args = append(args, "--debug-socket", a.DebugSocket())
 	}
 	return append(args, a.opts.ExtraArgs...)
 }
