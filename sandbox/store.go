@@ -10,9 +10,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/accel-cri/accel-cri/internal/fsutil"
@@ -33,9 +36,13 @@ type podMeta struct {
 	Config         *runtimeapi.PodSandboxConfig `json:"config"`
 	RuntimeHandler string                       `json:"runtimeHandler,omitempty"`
 	NetNSPath      string                       `json:"netnsPath,omitempty"`
-	Files          PodFiles                     `json:"files"`
-	CgroupsPath    string                       `json:"cgroupsPath"`
-	CreatedAt      time.Time                    `json:"createdAt"`
+	// Infraless pods have no pause process: their containerd container is
+	// a record without a task, and Pinned holds their UTS/IPC namespaces.
+	Infraless   bool             `json:"infraless,omitempty"`
+	Pinned      PinnedNamespaces `json:"pinned,omitempty"`
+	Files       PodFiles         `json:"files"`
+	CgroupsPath string           `json:"cgroupsPath"`
+	CreatedAt   time.Time        `json:"createdAt"`
 }
 
 // podStatus changes over the pod's life; it is checkpointed to a file.
@@ -106,6 +113,18 @@ type Container struct {
 	startDone chan struct{} // closed when Start has recorded its outcome
 	startOnce sync.Once
 	io        *containerIO // set by Start; nil before
+
+	// running caches the task of a started container and its process spec,
+	// so an exec needs no containerd lookups (nil: not known yet).
+	running atomic.Pointer[runningTask]
+	// process is the spec's process, known from Create (nil after a
+	// restart of accel-cri: read from containerd on first use).
+	process *runtimespec.Process
+}
+
+type runningTask struct {
+	task    containerd.Task
+	process *runtimespec.Process
 }
 
 func newContainer(m containerMeta) *Container {
