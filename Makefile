@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := /usr/local/go/bin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e docs clean
+.PHONY: all build deps run test unit e2e docs bench bench-small clean
 
 all: build
 
@@ -27,6 +27,16 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -v ./test/e2e/...
+
+# A/B benchmark, accel-cri against containerd's own CRI (docs/benchmarks.md):
+# about 13 minutes on 2 cores; results.md, results.json, latency.svg in docs/bench.
+BENCH_ARGS ?= -pods 100 -concurrency 1,8 -rounds 3 -list-pods 100 -list-iterations 50
+bench:
+	$(GO) test -tags bench -count=1 -v -timeout 90m ./test/bench -args $(BENCH_ARGS) -out $(CURDIR)/docs/bench
+
+# The same at a size that only proves it works (CI; under a minute), into a temp dir.
+bench-small:
+	$(GO) test -tags bench -count=1 -v -timeout 10m ./test/bench -args -pods 4 -concurrency 1,8 -rounds 1 -list-pods 10 -list-iterations 20
 
 # Regenerate the default config block of docs/configuration.md.
 docs: build

@@ -524,7 +524,7 @@ func TestKubeletOnAccelCRI(t *testing.T) {
 
 	t.Run("comparison: the same pod on containerd's own CRI", func(t *testing.T) {
 		k.Stop()
-		ctrd := StartContainerdCRI(t, filepath.Join(a.Dir, "containerd-cri"), a.CNIConfDir, e.imgs.Pause.Ref, e.reg.Host())
+		ctrd := framework.StartContainerdCRI(t, filepath.Join(a.Dir, "containerd-cri"), a.CNIConfDir, e.imgs.Pause.Ref, e.reg.Host())
 		k2 := NewKubelet(t, KubeletOptions{Bin: e.bin, Dir: filepath.Join(a.Dir, "kubelet-containerd"), Endpoint: "unix://" + ctrd.Socket, CgroupRoot: a.CgroupRoot(),
 			Drained: NoReadySandbox(ctrd.Runtime)})
 		_, cold := runWeb(t, k2, "web", img)

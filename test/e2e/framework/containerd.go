@@ -1,4 +1,4 @@
-package kubelet
+package framework
 
 import (
 	"context"
@@ -14,16 +14,16 @@ import (
 
 	internalapi "k8s.io/cri-api/pkg/apis"
 	remote "k8s.io/cri-client/pkg"
-
-	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
 // ContainerdCRI is the pinned containerd with its own CRI plugin enabled,
-// in a root, state and socket of its own: the comparison runtime.
+// in a root, state and socket of its own: the comparison runtime of the
+// kubelet suite and of the benchmark (test/bench).
 type ContainerdCRI struct {
 	Dir, Socket, LogPath string
-	// Runtime is a CRI client of this containerd.
+	// Runtime and Images are CRI clients of this containerd.
 	Runtime internalapi.RuntimeService
+	Images  internalapi.ImageManagerService
 	cmd     *exec.Cmd
 	exited  chan struct{}
 }
@@ -109,24 +109,35 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 		}
 		cancel()
 		if err == nil {
-			c.Runtime = rs
+			// The probe's client has a 2s call timeout; a loaded run
+			// needs kubelet's usual 2 minutes.
+			_ = rs.Close(context.Background())
+			if c.Runtime, err = remote.NewRemoteRuntimeService(context.Background(), "unix://"+c.Socket, 2*time.Minute, nil, false); err != nil {
+				t.Fatal(err)
+			}
+			if c.Images, err = remote.NewRemoteImageService(context.Background(), "unix://"+c.Socket, 2*time.Minute, nil, false); err != nil {
+				t.Fatal(err)
+			}
 			return c
 		}
 		select {
 		case <-c.exited:
-			t.Fatalf("containerd exited: %s", tail(c.LogPath, 30))
+			t.Fatalf("containerd exited: %s", tailLines(c.LogPath, 30))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("containerd CRI not answering: %v\n%s", err, tail(c.LogPath, 30))
+			t.Fatalf("containerd CRI not answering: %v\n%s", err, tailLines(c.LogPath, 30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
+// PID is the containerd process's pid.
+func (c *ContainerdCRI) PID() int { return c.cmd.Process.Pid }
+
 func (c *ContainerdCRI) cleanup(t testing.TB) {
 	if t.Failed() {
-		t.Logf("containerd (CRI) log tail:\n%s", tail(c.LogPath, 40))
+		t.Logf("containerd (CRI) log tail:\n%s", tailLines(c.LogPath, 40))
 	}
 	select {
 	case <-c.exited:
@@ -165,7 +176,8 @@ func (c *ContainerdCRI) cleanup(t testing.TB) {
 	os.RemoveAll(c.Dir)
 }
 
-func tail(path string, n int) string {
+// tailLines returns the last n lines of a file.
+func tailLines(path string, n int) string {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
@@ -180,7 +192,7 @@ func (c *ContainerdCRI) removeAllPods(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	report := func(format string, args ...any) { t.Errorf("containerd CRI cleanup: "+format, args...) }
-	if err := framework.RemovePods(ctx, c.Runtime, report); err != nil {
+	if err := RemovePods(ctx, c.Runtime, report); err != nil {
 		report("%v", err)
 	}
 }
