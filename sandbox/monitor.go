@@ -95,7 +95,9 @@ func (m *monitor) handle(ev any) {
 		}
 		exit := exitInfo{code: int32(e.ExitStatus), at: e.ExitedAt.AsTime()}
 		if p := m.r.store.podExact(e.ContainerID); p != nil {
-			m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })
+			if !p.Infraless {
+				m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })
+			}
 			return
 		}
 		if c := m.r.store.containerExact(e.ContainerID); c != nil {
@@ -123,8 +125,8 @@ func (m *monitor) reconcile() {
 	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 	defer cancel()
 	for _, p := range m.r.store.listPods() {
-		if m.r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
-			continue
+		if p.Infraless || m.r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+			continue // a pod without a pause process has no task to lose
 		}
 		if gone, _ := m.r.taskGone(ctx, p.ID); gone {
 			m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })

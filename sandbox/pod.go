@@ -508,7 +508,8 @@ func (r *Runtime) PodStatus(ctx context.Context, id string, verbose bool) (*runt
 	if verbose {
 		pst := r.store.podStatusOf(p)
 		info, err = jsonInfo(map[string]any{"info": map[string]any{
-			"pid": pst.PID, "netns": p.NetNSPath, "cgroupsPath": p.CgroupsPath, "runtimeHandler": p.RuntimeHandler,
+			"pid": pst.PID, "pause": !p.Infraless, "pinnedNamespaces": p.Pinned,
+			"netns": p.NetNSPath, "cgroupsPath": p.CgroupsPath, "runtimeHandler": p.RuntimeHandler,
 			"runtimeType": r.runtimeTypeOf(p.RuntimeHandler), "files": p.Files, "config": p.Config,
 			"overhead": pst.Overhead, "resources": pst.Resources, "network": pst.Network,
 		}})
