@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ type Config struct {
 	StreamingAddr    string   `toml:"streaming_address" json:"streaming_address" comment:"Address (host:port) of the exec/attach/port-forward streaming server. kubelet connects to the URLs it\nhands out, so the host must be reachable from kubelet. Port 0 picks a free port."`
 	StreamingTLSCert string   `toml:"streaming_tls_cert" json:"streaming_tls_cert" comment:"PEM certificate file for serving the streaming server over HTTPS. Set both streaming_tls_cert and\nstreaming_tls_key, or neither (plain HTTP)."`
 	StreamingTLSKey  string   `toml:"streaming_tls_key" json:"streaming_tls_key" comment:"PEM private key file matching streaming_tls_cert."`
+	MetricsAddr      string   `toml:"metrics_address" json:"metrics_address" comment:"Address (host:port) of the Prometheus metrics endpoint (HTTP, path /metrics). Empty: off.\nKeep it on loopback, for example \"127.0.0.1:9838\", unless a firewall guards the port: the\nmetrics name pods' runtime handlers, images and devices. See docs/operations.md."`
 	CgroupDriver     string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
 	LogLevel         string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
 	DefaultRuntime   string   `toml:"default_runtime" json:"default_runtime" comment:"Runtime handler for pods that name none (RunPodSandbox runtime_handler \"\"). Must be a key of [runtimes]."`
@@ -179,6 +181,11 @@ func (c *Config) Validate() error {
 	} else if _, _, err := net.SplitHostPort(c.StreamingAddr); err != nil {
 		errs = append(errs, fmt.Errorf("streaming_address: %w", err))
 	}
+	if c.MetricsAddr != "" {
+		if err := validateHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics_address: %w", err))
+		}
+	}
 	if (c.StreamingTLSCert == "") != (c.StreamingTLSKey == "") {
 		errs = append(errs, errors.New("streaming_tls_cert, streaming_tls_key: set both or neither"))
 	}
@@ -208,4 +215,31 @@ func ParseLogLevel(level string) (int, error) {
 		return 6, nil
 	}
 	return 0, fmt.Errorf("%q is not one of info, debug, trace", level)
+}
+
+// validateHostPort accepts host:port with a numeric port; the host may be
+// empty (all addresses), an IP or a name.
+func validateHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port %q is not a number in 0-65535", addr, port)
+	}
+	return nil
+}
+
+// IsLoopbackAddr reports whether the host of addr (host:port) is a loopback
+// address or "localhost"; an empty host (all interfaces) is not.
+func IsLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

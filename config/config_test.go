@@ -113,6 +113,13 @@ func TestValidate(t *testing.T) {
 		{desc: "streaming TLS cert without key", mutate: func(c *Config) { c.StreamingTLSCert = "/etc/accel-cri/tls.crt" }, wantErr: "set both or neither"},
 		{desc: "streaming TLS key without cert", mutate: func(c *Config) { c.StreamingTLSKey = "/etc/accel-cri/tls.key" }, wantErr: "set both or neither"},
 		{desc: "streaming TLS relative path", mutate: func(c *Config) { c.StreamingTLSCert, c.StreamingTLSKey = "tls.crt", "/k" }, wantErr: "streaming_tls_cert"},
+		{desc: "metrics off ok", mutate: func(c *Config) { c.MetricsAddr = "" }},
+		{desc: "metrics loopback ok", mutate: func(c *Config) { c.MetricsAddr = "127.0.0.1:9838" }},
+		{desc: "metrics all interfaces ok", mutate: func(c *Config) { c.MetricsAddr = ":9838" }},
+		{desc: "metrics ipv6 ok", mutate: func(c *Config) { c.MetricsAddr = "[::1]:9838" }},
+		{desc: "metrics without port", mutate: func(c *Config) { c.MetricsAddr = "127.0.0.1" }, wantErr: "metrics_address"},
+		{desc: "metrics port not a number", mutate: func(c *Config) { c.MetricsAddr = "127.0.0.1:http" }, wantErr: "metrics_address"},
+		{desc: "metrics port too large", mutate: func(c *Config) { c.MetricsAddr = "127.0.0.1:70000" }, wantErr: "metrics_address"},
 		{desc: "streaming TLS both ok", mutate: func(c *Config) {
 			c.StreamingTLSCert, c.StreamingTLSKey = "/etc/accel-cri/tls.crt", "/etc/accel-cri/tls.key"
 		}},
@@ -130,6 +137,30 @@ func TestValidate(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestIsLoopbackAddr(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:9838", true},
+		{"127.0.0.2:1", true},
+		{"[::1]:9838", true},
+		{"localhost:9838", true},
+		{":9838", false},
+		{"0.0.0.0:9838", false},
+		{"10.0.0.1:9838", false},
+		{"node.example:9838", false},
+		{"garbage", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.addr, func(t *testing.T) {
+			if got := IsLoopbackAddr(tc.addr); got != tc.want {
+				t.Fatalf("IsLoopbackAddr(%q) = %v, want %v", tc.addr, got, tc.want)
 			}
 		})
 	}

@@ -26,6 +26,7 @@ type options struct {
 	pinned              []string
 	imageFsPath         string
 	platform            ocispec.Platform
+	observer            PullObserver
 }
 
 func defaultOptions() options {

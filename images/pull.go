@@ -27,7 +27,7 @@ import (
 // ErrPermissionDenied, ErrNotFound for an image the registry does not have,
 // ErrUnavailable for an unreachable registry, and context.DeadlineExceeded
 // when the pull progress timeout cancelled a stalled transfer.
-func (s *Service) Pull(ctx context.Context, ref string, auth *AuthConfig, opts ...PullOption) (Image, error) {
+func (s *Service) pull(ctx context.Context, ref string, auth *AuthConfig, opts ...PullOption) (Image, error) {
 	snapshotter := PullSnapshotter(opts...)
 	if snapshotter == "" {
 		snapshotter = s.opts.snapshotter

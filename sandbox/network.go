@@ -30,7 +30,7 @@ type Network struct {
 
 // NewNetwork loads the CNI config from confDir (creating the directory if it
 // is missing, so it can be watched) and watches it for changes until Close.
-func NewNetwork(confDir string, binDirs []string) (*Network, error) {
+func NewNetwork(confDir string, binDirs []string, opts ...NetworkOption) (*Network, error) {
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cni conf dir: %w", err)
 	}
@@ -46,7 +46,7 @@ func NewNetwork(confDir string, binDirs []string) (*Network, error) {
 		w.Close()
 		return nil, fmt.Errorf("cni: watch %s: %w", confDir, err)
 	}
-	n := &Network{cni: c, confDir: confDir, watcher: w, done: make(chan struct{})}
+	n := &Network{cni: observeCNI(c, opts), confDir: confDir, watcher: w, done: make(chan struct{})}
 	n.reload()
 	go n.watch()
 	return n, nil

@@ -99,8 +99,8 @@ func dash(s string) string {
 // startDevices discovers and publishes devices (when cdi_output_dir is
 // set), follows changes until ctx ends, and returns the runtime option
 // that resolves CDI devices for containers (none when CDI is off) and sets
-// device ownership.
-func startDevices(ctx context.Context, c config.DevicesConfig) (*devices.Manager, sandbox.Option, error) {
+// device ownership. count, when set, wraps the CDI injector (metrics).
+func startDevices(ctx context.Context, c config.DevicesConfig, count func(sandbox.CDIInjector) sandbox.CDIInjector) (*devices.Manager, sandbox.Option, error) {
 	var mgr *devices.Manager
 	if c.CDIOutputDir != "" {
 		mgr = devices.New(deviceOptions(c)...)
@@ -134,6 +134,10 @@ func startDevices(ctx context.Context, c config.DevicesConfig) (*devices.Manager
 	if err != nil {
 		return nil, nil, err
 	}
-	withCDI := sandbox.WithCDI(inj)
+	var cdi sandbox.CDIInjector = inj
+	if count != nil {
+		cdi = count(inj)
+	}
+	withCDI := sandbox.WithCDI(cdi)
 	return mgr, func(r *sandbox.Runtime) { owner(r); withCDI(r) }, nil
 }

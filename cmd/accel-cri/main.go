@@ -25,6 +25,9 @@ Usage:
   accel-cri version            print version, git commit and the containerd version expected
   accel-cri devices [--config FILE] [--json]
                                list the accelerators found, their CDI names and health
+  accel-cri check [flags]      preflight: can this node run accel-cri with this config?
+                               one line per item, a fix for each problem; exit 1 when
+                               a required item fails
   accel-cri help               print this help
 
 Flags override the config file (--config, default %s, optional there).
@@ -60,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		case "devices":
 			return runDevices(args[1:], stdout, stderr)
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
 		case "help":
 			fs, _ := newFlags(stderr)
 			fs.SetOutput(stdout)
@@ -79,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 type flagValues struct {
 	config, socket, root, state, containerdAddr, registryConfDir string
 	cniConfDir, cniBinDir, sandboxImage, streamingAddr, logLevel string
+	metricsAddr                                                  string
 }
 
 func newFlags(stderr io.Writer) (*flag.FlagSet, *flagValues) {
@@ -96,6 +102,7 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, *flagValues) {
 	fs.StringVar(&v.cniBinDir, "cni-bin-dir", d.CNIBinDirs[0], "CNI plugin directory (replaces cni_bin_dirs)")
 	fs.StringVar(&v.sandboxImage, "sandbox-image", d.SandboxImage, "pause image for pod sandboxes (pinned)")
 	fs.StringVar(&v.streamingAddr, "streaming-address", d.StreamingAddr, "exec/attach/port-forward server address")
+	fs.StringVar(&v.metricsAddr, "metrics-address", d.MetricsAddr, "Prometheus /metrics address (host:port, e.g. 127.0.0.1:9838); empty: off")
 	fs.StringVar(&v.logLevel, "log-level", d.LogLevel, "log verbosity: info, debug, trace")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), usage, config.DefaultPath)
@@ -136,6 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, error) {
 		"sandbox-image":       func() { cfg.SandboxImage = v.sandboxImage },
 		"streaming-address":   func() { cfg.StreamingAddr = v.streamingAddr },
 		"log-level":           func() { cfg.LogLevel = v.logLevel },
+		"metrics-address":     func() { cfg.MetricsAddr = v.metricsAddr },
 	}
 	for name, apply := range override {
 		if set[name] {

@@ -20,7 +20,7 @@ func TestCommands(t *testing.T) {
 		{desc: "version", args: []string{"version"}, want: []string{"accel-cri ", "commit: ", "containerd: v2.2.9"}},
 		{desc: "config default", args: []string{"config", "default"}, want: []string{"socket = '/run/accel-cri/accel-cri.sock'", "# Unix socket", "image_pull_progress_timeout = '5m0s'"}},
 		{desc: "config without default", args: []string{"config"}, wantErr: "usage: accel-cri config default"},
-		{desc: "help", args: []string{"help"}, want: []string{"--containerd-address", "--registry-config-dir", "accel-cri config default"}},
+		{desc: "help", args: []string{"help"}, want: []string{"--containerd-address", "--registry-config-dir", "--metrics-address", "accel-cri config default", "accel-cri check"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -63,6 +63,11 @@ func TestParseFlags(t *testing.T) {
 		{desc: "cni bin dir flag replaces list", args: []string{"--config", file, "--cni-bin-dir", "/x/cni"}, check: func(c config.Config) bool {
 			return len(c.CNIBinDirs) == 1 && c.CNIBinDirs[0] == "/x/cni"
 		}},
+		{desc: "metrics off by default", args: []string{"--config", file}, check: func(c config.Config) bool { return c.MetricsAddr == "" }},
+		{desc: "metrics address flag", args: []string{"--config", file, "--metrics-address", "127.0.0.1:9838"}, check: func(c config.Config) bool {
+			return c.MetricsAddr == "127.0.0.1:9838"
+		}},
+		{desc: "metrics address without port", args: []string{"--config", file, "--metrics-address", "127.0.0.1"}, wantErr: "metrics_address"},
 		{desc: "explicit missing config", args: []string{"--config", filepath.Join(dir, "none.toml")}, wantErr: "none.toml"},
 		{desc: "invalid value", args: []string{"--config", file, "--socket", "rel.sock"}, wantErr: "socket"},
 		{desc: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined"},

@@ -20,6 +20,7 @@ import (
 	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/internal/version"
 	"github.com/accel-cri/accel-cri/managed"
+	"github.com/accel-cri/accel-cri/metrics"
 	"github.com/accel-cri/accel-cri/sandbox"
 	"github.com/accel-cri/accel-cri/streaming"
 )
@@ -56,6 +57,10 @@ func serve(cfg config.Config) error {
 	}
 	defer lis.Close()
 
+	// The series are always kept (an observation is a few atomic adds);
+	// metrics_address only decides whether they are served.
+	m := metrics.New()
+
 	oom, err := sandbox.DetectOOMScoreRange("/proc/self/oom_score_adj")
 	if err != nil {
 		return err
@@ -83,6 +88,7 @@ func serve(cfg config.Config) error {
 			}
 		}()
 		address = daemon.Address()
+		m.Register(metrics.WithContainerd(daemon))
 	}
 	client, err := containerd.New(address, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(containerdDialTO))
 	if err != nil {
@@ -97,19 +103,23 @@ func serve(cfg config.Config) error {
 		images.WithRegistryConfigDir(cfg.RegistryConfDir),
 		images.WithPullProgressTimeout(time.Duration(cfg.PullProgressTime)),
 		images.WithPinnedImages(cfg.SandboxImage),
+		images.WithObserver(m),
 	)
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
-	network, err := sandbox.NewNetwork(cfg.CNIConfDir, cfg.CNIBinDirs)
+	network, err := sandbox.NewNetwork(cfg.CNIConfDir, cfg.CNIBinDirs, sandbox.WithCNIObserver(m))
 	if err != nil {
 		return err
 	}
 	defer network.Close()
 	driver := sandbox.ResolveCgroupDriver(cfg.CgroupDriver, "/proc/1/comm")
-	_, cdiOpt, err := startDevices(ctx, cfg.Devices)
+	devMgr, cdiOpt, err := startDevices(ctx, cfg.Devices, m.CountAllocations)
 	if err != nil {
 		return err
+	}
+	if devMgr != nil {
+		m.Register(metrics.WithDevices(devMgr))
 	}
 	rt, err := sandbox.New(client,
 		sandbox.WithNetwork(network),
@@ -132,6 +142,22 @@ func serve(cfg config.Config) error {
 		return fmt.Errorf("recover pods and containers: %w", err)
 	}
 	defer rt.Close()
+	m.Register(metrics.WithRuntime(rt))
+	if cfg.MetricsAddr != "" {
+		msrv, err := metrics.Listen(cfg.MetricsAddr, m)
+		if err != nil {
+			return err
+		}
+		go func() {
+			// Serve fails only when the listener breaks; the CRI goes on.
+			logErr(msrv.Serve(), "Metrics server stopped")
+		}()
+		defer func() { logErr(msrv.Close(), "Stopping the metrics server") }()
+		if !config.IsLoopbackAddr(cfg.MetricsAddr) {
+			klog.Warningf("Metrics are served on %s, not on a loopback address: whoever reaches the port reads them (put a firewall in front, or use 127.0.0.1)", msrv.Addr())
+		}
+		klog.InfoS("Serving metrics", "url", "http://"+msrv.Addr().String()+"/metrics")
+	}
 
 	// The streaming server listens before the CRI is served, so every
 	// URL handed out is reachable; it stops before the runtime closes.
@@ -166,8 +192,9 @@ func serve(cfg config.Config) error {
 		}),
 	)
 	g := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor),
-		grpc.ChainStreamInterceptor(cri.StreamInterceptor),
+		// metrics first: it sees the codes cri's interceptor maps errors to.
+		grpc.ChainUnaryInterceptor(m.UnaryInterceptor, cri.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(m.StreamInterceptor, cri.StreamInterceptor),
 		grpc.MaxRecvMsgSize(maxMsgSize),
 		grpc.MaxSendMsgSize(maxMsgSize),
 	)
