@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/internal/fsutil"
 )
@@ -292,7 +293,10 @@ func writeJSON(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(path, b, 0o600)
+	// Checkpoints must survive a crash of accel-cri (they do: rename is
+	// atomic), not of the machine: after a reboot every pod is gone anyway,
+	// and readJSON treats a checkpoint torn by one as absent.
+	return fsutil.ReplaceFile(path, b, 0o600)
 }
 
 // readJSON reads a checkpoint; a missing file leaves v unchanged and reports false.
@@ -305,7 +309,11 @@ func readJSON(path string, v any) (bool, error) {
 		return false, err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("checkpoint %s: %w", path, err)
+		// Only a machine crash right after a write can leave a torn
+		// checkpoint (they are replaced by rename); what it described did
+		// not survive the crash either.
+		klog.ErrorS(err, "Ignoring an unreadable checkpoint", "path", path)
+		return false, nil
 	}
 	return true, nil
 }
