@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := /usr/local/go/bin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e docs bench bench-small clean
+.PHONY: all build deps run test unit e2e fuzz docs bench bench-small clean
 
 all: build
 
@@ -37,6 +37,10 @@ bench:
 # The same at a size that only proves it works (CI; under a minute), into a temp dir.
 bench-small:
 	$(GO) test -tags bench -count=1 -v -timeout 10m ./test/bench -args -pods 4 -concurrency 1,8 -rounds 1 -list-pods 10 -list-iterations 20
+
+# Every fuzz target for FUZZTIME (default 5s) each; see hack/fuzz.sh.
+fuzz:
+	bash hack/fuzz.sh
 
 # Regenerate the default config block of docs/configuration.md.
 docs: build

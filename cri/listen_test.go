@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -34,6 +35,41 @@ func TestListen(t *testing.T) {
 		}
 		if st.Mode().Perm() != 0o660 {
 			t.Fatalf("mode = %v, want 0660", st.Mode().Perm())
+		}
+	})
+
+	t.Run("root:root in a setgid directory of another group, umask restored", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Fatal("needs root (chown)")
+		}
+		sub := filepath.Join(dir, "setgid")
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(sub, 0, 1000); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(sub, 0o2755); err != nil {
+			t.Fatal(err)
+		}
+		old := syscall.Umask(0o022)
+		defer syscall.Umask(old)
+		p := filepath.Join(sub, "c.sock")
+		l, err := Listen(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if sys.Uid != 0 || sys.Gid != 0 || st.Mode().Perm() != 0o660 {
+			t.Fatalf("socket %v uid %d gid %d, want 0660 root:root", st.Mode(), sys.Uid, sys.Gid)
+		}
+		if now := syscall.Umask(0o022); now != 0o022 {
+			t.Fatalf("umask left at %#o", now)
 		}
 	})
 

@@ -10,7 +10,9 @@ import (
 	"unicode/utf8"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"tags.cncf.io/container-device-interface/pkg/parser"
+
+	"github.com/accel-cri/accel-cri/devices"
+	"github.com/accel-cri/accel-cri/sandbox"
 )
 
 // This file validates CreateContainer's config and the resources of
@@ -55,14 +57,14 @@ func validateContainerConfig(c *runtimeapi.ContainerConfig, pod *runtimeapi.PodS
 			return invalid("config.working_dir: %q must be absolute", wd)
 		}
 	}
-	if err := checkMounts(c.GetMounts()); err != nil {
+	if err := checkMounts(c.GetMounts(), c.GetLinux().GetSecurityContext().GetPrivileged()); err != nil {
 		return err
 	}
 	if err := checkDevices(c.GetDevices()); err != nil {
 		return err
 	}
 	for i, d := range c.GetCDIDevices() {
-		if _, _, _, err := parser.ParseQualifiedName(d.GetName()); err != nil {
+		if _, _, _, err := devices.ParseQualifiedName(d.GetName()); err != nil {
 			return invalid("config.CDI_devices[%d].name: %v (want vendor/class=name)", i, err)
 		}
 	}
@@ -129,8 +131,11 @@ func checkExec(c *runtimeapi.ContainerConfig) error {
 
 // checkMounts checks the CRI mounts: absolute clean paths, no mount over
 // the rootfs root or /proc, no path mounted twice, recursive_read_only only
-// with readonly (and private propagation). An image volume has no host path.
-func checkMounts(mounts []*runtimeapi.Mount) error {
+// with readonly (and private propagation), and no writable mount of the
+// host's / or /proc into an unprivileged container. An image volume has no
+// host path. The sandbox package repeats the host path check after
+// resolving symlinks.
+func checkMounts(mounts []*runtimeapi.Mount, privileged bool) error {
 	seen := map[string]int{}
 	for i, m := range mounts {
 		field := fmt.Sprintf("config.mounts[%d]", i)
@@ -155,6 +160,9 @@ func checkMounts(mounts []*runtimeapi.Mount) error {
 		if m.GetImage().GetImage() == "" || m.GetHostPath() != "" {
 			if err := checkAbsPath(field+".host_path", m.GetHostPath()); err != nil {
 				return err
+			}
+			if !privileged && !m.GetReadonly() && sandbox.IsSensitiveHostPath(m.GetHostPath()) {
+				return invalid("%s.host_path: %q may only be mounted read-only into an unprivileged container", field, m.GetHostPath())
 			}
 		}
 		if _, ok := runtimeapi.MountPropagation_name[int32(m.GetPropagation())]; !ok {

@@ -99,6 +99,26 @@ func TestValidateContainerConfig(t *testing.T) {
 		{desc: "mount container path with dot dot", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.Mounts[2].ContainerPath = "/data/../proc"
 		}, wantField: "config.mounts[2].container_path"},
+		{desc: "host root read-write", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/"
+		}, wantField: "config.mounts[3].host_path"},
+		{desc: "host /proc read-write", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/proc"
+		}, wantField: "config.mounts[3].host_path"},
+		{desc: "host /proc/sysrq-trigger read-write", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/proc/sysrq-trigger"
+		}, wantField: "config.mounts[3].host_path"},
+		{desc: "host root read-only", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].HostPath = "/"
+		}},
+		{desc: "host root read-write, privileged", change: func(c *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig) {
+			pod.Linux.SecurityContext.Privileged = true
+			sc(c).Privileged = true
+			c.Mounts[3].HostPath = "/"
+		}},
+		{desc: "host /process is not /proc", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].HostPath = "/process"
+		}},
 		{desc: "mount twice at one path", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.Mounts[2].ContainerPath = "/etc/hosts"
 		}, wantField: "config.mounts[2].container_path"},
@@ -130,6 +150,10 @@ func TestValidateContainerConfig(t *testing.T) {
 		{desc: "device permissions", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Devices[0].Permissions = "rwx" }, wantField: "config.devices[0].permissions"},
 		{desc: "device no permissions", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Devices[0].Permissions = "" }, wantField: "config.devices[0].permissions"},
 		{desc: "CDI name without class", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.CDIDevices[1].Name = "gpu0" }, wantField: "config.CDI_devices[1].name"},
+		{desc: "CDI one-letter vendor (panics the CDI parser)", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.CDIDevices[0].Name = "a/gpu=0" }, wantField: "config.CDI_devices[0].name"},
+		{desc: "CDI one-letter class (panics the CDI parser)", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.CDIDevices[0].Name = "nvidia.com/g=0"
+		}, wantField: "config.CDI_devices[0].name"},
 		{desc: "CDI name with path", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.CDIDevices[0].Name = "nvidia.com/gpu=../../x"
 		}, wantField: "config.CDI_devices[0].name"},

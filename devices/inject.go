@@ -10,8 +10,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	"k8s.io/klog/v2"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
-	"tags.cncf.io/container-device-interface/pkg/parser"
 )
 
 // DefaultCDISpecDirs are the directories CDI specs are read from, lowest
@@ -57,6 +57,18 @@ func NewInjector(specDirs []string, opts ...InjectorOption) (*Injector, error) {
 // device plugins set those), without duplicates. Malformed annotations
 // are InvalidArgument.
 func Names(fieldNames []string, annotations map[string]string) ([]string, error) {
+	for k, v := range annotations {
+		if !strings.HasPrefix(k, cdi.AnnotationPrefix) {
+			continue
+		}
+		// cdi.ParseAnnotations parses with the CDI parser, which panics on
+		// some names (see ParseQualifiedName): check them first.
+		for _, n := range strings.Split(v, ",") {
+			if _, _, _, err := ParseQualifiedName(n); err != nil {
+				return nil, fmt.Errorf("%w: CDI annotation %s: %v", errdefs.ErrInvalidArgument, k, err)
+			}
+		}
+	}
 	_, annotated, err := cdi.ParseAnnotations(annotations)
 	if err != nil {
 		return nil, fmt.Errorf("%w: CDI annotations: %v", errdefs.ErrInvalidArgument, err)
@@ -78,7 +90,7 @@ func Names(fieldNames []string, annotations map[string]string) ([]string, error)
 func (i *Injector) Check(names []string) error {
 	var unknown []string
 	for _, n := range names {
-		if _, _, _, err := parser.ParseQualifiedName(n); err != nil {
+		if _, _, _, err := ParseQualifiedName(n); err != nil {
 			return fmt.Errorf("%w: CDI device %q: %v", errdefs.ErrInvalidArgument, n, err)
 		}
 		if i.cache.GetDevice(n) == nil {
@@ -86,7 +98,7 @@ func (i *Injector) Check(names []string) error {
 		}
 	}
 	if len(unknown) == 0 {
-		return nil
+		return i.checkTrusted(names)
 	}
 	_ = i.cache.Refresh()
 	unknown = unknown[:0:0]
@@ -96,10 +108,27 @@ func (i *Injector) Check(names []string) error {
 		}
 	}
 	if len(unknown) == 0 {
-		return nil
+		return i.checkTrusted(names)
 	}
 	return fmt.Errorf("%w: unknown CDI device %s (spec dirs %s)%s", errdefs.ErrNotFound,
 		strings.Join(quote(unknown), ", "), strings.Join(i.cache.GetSpecDirectories(), ", "), i.specErrors())
+}
+
+// checkTrusted refuses (NotFound, as if the spec were not there) devices
+// whose spec file a non-root user could have written; see untrustedSpec.
+func (i *Injector) checkTrusted(names []string) error {
+	for _, n := range names {
+		d := i.cache.GetDevice(n)
+		if d == nil {
+			continue
+		}
+		path := d.GetSpec().GetPath()
+		if reason := untrustedSpec(path); reason != "" {
+			klog.InfoS("Ignoring a CDI spec that is not root-owned and protected", "device", n, "spec", path, "reason", reason)
+			return fmt.Errorf("%w: CDI device %q: spec %s ignored: %s", errdefs.ErrNotFound, n, path, reason)
+		}
+	}
+	return nil
 }
 
 func quote(s []string) []string {

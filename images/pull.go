@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"k8s.io/klog/v2"
 )
@@ -154,7 +155,7 @@ func (s *Service) registryHosts(ctx context.Context, creds *registryCredentials,
 	if s.opts.registryConfigDir != "" {
 		hostOpts.HostDir = config.HostDirFromRoot(s.opts.registryConfigDir)
 	}
-	hosts := config.ConfigureHosts(ctx, hostOpts)
+	hosts := withoutHostlessEndpoints(config.ConfigureHosts(ctx, hostOpts))
 	if creds == nil || creds.bearer == "" {
 		return hosts
 	}
@@ -169,6 +170,32 @@ func (s *Service) registryHosts(ctx context.Context, creds *registryCredentials,
 			}
 		}
 		return rhs, nil
+	}
+}
+
+// withoutHostlessEndpoints drops the endpoints of a hosts.toml whose
+// [host."..."] key names no host (containerd's parser turns a key like "#"
+// into an endpoint with an empty host, and a pull would then fail with a
+// confusing URL error). When no endpoint is left the error names the file's
+// directory.
+func withoutHostlessEndpoints(hosts docker.RegistryHosts) docker.RegistryHosts {
+	return func(host string) ([]docker.RegistryHost, error) {
+		rhs, err := hosts(host)
+		if err != nil {
+			return nil, err
+		}
+		out := rhs[:0]
+		for _, h := range rhs {
+			if h.Host == "" {
+				klog.InfoS("Ignoring a registry endpoint without a host in hosts.toml", "registry", host, "scheme", h.Scheme, "path", h.Path)
+				continue
+			}
+			out = append(out, h)
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("%w: registry configuration for %s has no endpoint with a host", errdefs.ErrFailedPrecondition, host)
+		}
+		return out, nil
 	}
 }
 

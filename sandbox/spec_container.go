@@ -96,7 +96,7 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 		return nil, err
 	}
 	// Last: the only step that changes the host.
-	if err := resolveMountSources(binds); err != nil {
+	if err := resolveMountSources(binds, privileged); err != nil {
 		return nil, err
 	}
 

@@ -124,7 +124,7 @@ func TestSpecContainer(t *testing.T) {
 	})
 	t.Run("device and mount", func(t *testing.T) {
 		p := testContainerParams(t)
-		dev := filepath.Join(t.TempDir(), "null")
+		dev := filepath.Join(fakeDevRoot(t), "null")
 		if err := mknodNull(dev); err != nil {
 			t.Fatal(err)
 		}

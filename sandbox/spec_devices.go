@@ -28,7 +28,7 @@ type containerDevice struct {
 }
 
 // resolveDevices checks each CRI device and reads its host node: the host
-// path (symlinks resolved) must be a character or block device; the
+// path (symlinks resolved) must be a character or block device under /dev; the
 // permissions are some of "rwm" ("rwm" when empty). The rule allows exactly
 // that device (type, major, minor) with those permissions.
 func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
@@ -55,6 +55,9 @@ func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
 				return nil, fmt.Errorf("%w: %s: host device %q does not exist", errdefs.ErrNotFound, field, d.GetHostPath())
 			}
 			return nil, fmt.Errorf("%s: resolve host device %q: %w", field, d.GetHostPath(), err)
+		}
+		if !underDevRoot(host) {
+			return nil, fmt.Errorf("%w: %s: host device %q resolves to %q, outside %s", errdefs.ErrInvalidArgument, field, d.GetHostPath(), host, devRoot)
 		}
 		info, err := devices.StatNode(host)
 		if errors.Is(err, devices.ErrNotDeviceNode) {
@@ -84,6 +87,18 @@ func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
 		})
 	}
 	return out, nil
+}
+
+// devRoot is where CRI device host paths must resolve to. A variable so that
+// tests can use device nodes made under a temp dir.
+var devRoot = "/dev"
+
+// underDevRoot reports whether the resolved path p is below devRoot: a
+// symlink under /dev must not lend a node (or a regular file) from
+// elsewhere on the host.
+func underDevRoot(p string) bool {
+	rel, err := filepath.Rel(devRoot, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // withDevices adds the device nodes and their cgroup rules after the rules

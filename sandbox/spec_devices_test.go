@@ -11,7 +11,21 @@ import (
 )
 
 func TestSpecDevices(t *testing.T) {
-	dir := t.TempDir()
+	dir := fakeDevRoot(t)
+	outside := t.TempDir()
+	outsideNode := filepath.Join(outside, "null")
+	if err := mknodNull(outsideNode); err != nil {
+		t.Fatal(err)
+	}
+	linkOut := filepath.Join(dir, "link-out")
+	if err := os.Symlink(outsideNode, linkOut); err != nil {
+		t.Fatal(err)
+	}
+	linkFile := filepath.Join(dir, "link-passwd")
+	if err := os.Symlink("/etc/passwd", linkFile); err != nil {
+		t.Fatal(err)
+	}
+	linkDotDot := filepath.Join(dir, "..", filepath.Base(outside), "null")
 	char := filepath.Join(dir, "null")
 	if err := unix.Mknod(char, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
 		t.Fatalf("mknod needs CAP_MKNOD: %v", err)
@@ -45,6 +59,11 @@ func TestSpecDevices(t *testing.T) {
 		{desc: "directory", dev: &runtimeapi.Device{HostPath: dir, ContainerPath: "/dev/x", Permissions: "rw"}, wantErr: errdefs.ErrInvalidArgument},
 		{desc: "missing", dev: &runtimeapi.Device{HostPath: filepath.Join(dir, "nope"), ContainerPath: "/dev/x", Permissions: "rw"}, wantErr: errdefs.ErrNotFound},
 		{desc: "bad permissions", dev: &runtimeapi.Device{HostPath: char, ContainerPath: "/dev/x", Permissions: "rwx"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "node outside the dev root", dev: &runtimeapi.Device{HostPath: outsideNode, ContainerPath: "/dev/x", Permissions: "rw"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "symlink in the dev root to a node outside", dev: &runtimeapi.Device{HostPath: linkOut, ContainerPath: "/dev/x", Permissions: "rw"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "symlink in the dev root to a regular file", dev: &runtimeapi.Device{HostPath: linkFile, ContainerPath: "/dev/x", Permissions: "rw"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "dot-dot out of the dev root", dev: &runtimeapi.Device{HostPath: linkDotDot, ContainerPath: "/dev/x", Permissions: "rw"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "the dev root itself", dev: &runtimeapi.Device{HostPath: dir, ContainerPath: "/dev/x", Permissions: "rw"}, wantErr: errdefs.ErrInvalidArgument},
 		{desc: "relative container path", dev: &runtimeapi.Device{HostPath: char, ContainerPath: "dev/x", Permissions: "r"}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -71,6 +90,16 @@ func TestSpecDevices(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeDevRoot points devRoot at a new temp dir for the test and returns it.
+func fakeDevRoot(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	old := devRoot
+	devRoot = dir
+	t.Cleanup(func() { devRoot = old })
+	return dir
 }
 
 // mknodNull makes a character device like /dev/null (1:3) at path.

@@ -65,8 +65,8 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 			continue
 		}
 		dst, src := m.GetContainerPath(), m.GetHostPath()
-		if !filepath.IsAbs(dst) || !filepath.IsAbs(src) {
-			return nil, fmt.Errorf("%w: %s: container_path %q and host_path %q must be absolute", errdefs.ErrInvalidArgument, field, dst, src)
+		if !filepath.IsAbs(dst) || !filepath.IsAbs(src) || strings.ContainsRune(dst+src, 0) {
+			return nil, fmt.Errorf("%w: %s: container_path %q and host_path %q must be absolute, without NUL", errdefs.ErrInvalidArgument, field, dst, src)
 		}
 		b := bindMount{
 			field:       field,
@@ -137,6 +137,16 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 	return binds, nil
 }
 
+// IsSensitiveHostPath reports whether a clean absolute host path is the
+// host's root or its /proc (or below): a writable bind of either lets an
+// unprivileged container change the host (/proc/sys, /proc/sysrq-trigger,
+// every file of the node). cri checks the path as sent; resolveMountSources
+// checks it again after symlinks are resolved.
+func IsSensitiveHostPath(p string) bool {
+	p = filepath.Clean(p)
+	return p == "/" || p == "/proc" || strings.HasPrefix(p, "/proc/")
+}
+
 // resolveMountSources prepares the host side of the bind mounts: a missing
 // CRI host path is created as a directory (0755, as containerd and Docker
 // do), symlinks are resolved, and the propagation a mount asks for is
@@ -145,7 +155,14 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 // shared mount and HOST_TO_CONTAINER on a shared or slave mount (systemd
 // makes / rshared at boot; elsewhere run `mount --make-rshared /`), else
 // the error says so.
-func resolveMountSources(binds []bindMount) error {
+//
+// Everything that can be refused is checked before the first directory is
+// created, so a rejected container leaves the host as it was: a host path
+// that is a dangling symlink (creating it would follow the link anywhere on
+// the host) and, unless privileged, a writable mount whose resolved source
+// is the host's / or /proc.
+func resolveMountSources(binds []bindMount, privileged bool) error {
+	missing := make([]bool, len(binds))
 	for i := range binds {
 		b := &binds[i]
 		if _, err := os.Stat(b.src); err != nil {
@@ -155,27 +172,66 @@ func resolveMountSources(binds []bindMount) error {
 			if b.podFile {
 				return fmt.Errorf("%w: pod file %q for %s: %v", errdefs.ErrFailedPrecondition, b.src, b.dst, err)
 			}
-			if err := os.MkdirAll(b.src, 0o755); err != nil {
-				return fmt.Errorf("%s: create host path %q: %w", b.field, b.src, err)
+			if dangling, target := danglingSymlink(b.src); dangling {
+				return fmt.Errorf("%w: %s: host path %q is a symlink to %q, which does not exist", errdefs.ErrInvalidArgument, b.field, b.src, target)
 			}
+			missing[i] = true
+			continue
 		}
 		src, err := filepath.EvalSymlinks(b.src)
 		if err != nil {
 			return fmt.Errorf("%s: resolve host path %q: %w", b.field, b.src, err)
 		}
+		if !privileged && !b.readonly && !b.podFile && IsSensitiveHostPath(src) {
+			return fmt.Errorf("%w: %s: host path %q (resolved %q) may only be mounted read-only into an unprivileged container", errdefs.ErrInvalidArgument, b.field, b.src, src)
+		}
 		b.hostSource = src
+	}
+	for i := range binds {
+		b := &binds[i]
+		if missing[i] {
+			if err := os.MkdirAll(b.src, 0o755); err != nil {
+				return fmt.Errorf("%s: create host path %q: %w", b.field, b.src, err)
+			}
+			src, err := filepath.EvalSymlinks(b.src)
+			if err != nil {
+				return fmt.Errorf("%s: resolve host path %q: %w", b.field, b.src, err)
+			}
+			b.hostSource = src
+		}
 		switch b.propagation {
 		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
-			if err := checkPropagation(src, true); err != nil {
+			if err := checkPropagation(b.hostSource, true); err != nil {
 				return fmt.Errorf("%s: %w", b.field, err)
 			}
 		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
-			if err := checkPropagation(src, false); err != nil {
+			if err := checkPropagation(b.hostSource, false); err != nil {
 				return fmt.Errorf("%s: %w", b.field, err)
 			}
 		}
 	}
 	return nil
+}
+
+// danglingSymlink reports whether p, or one of its existing parents, is a
+// symlink whose target does not exist: MkdirAll would then create
+// directories wherever the link points.
+func danglingSymlink(p string) (bool, string) {
+	for q := p; q != "/" && q != "."; q = filepath.Dir(q) {
+		fi, err := os.Lstat(q)
+		if err != nil {
+			continue // not there yet: MkdirAll creates it
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return false, ""
+		}
+		if _, err := os.Stat(q); err != nil {
+			target, _ := os.Readlink(q)
+			return true, target
+		}
+		return false, ""
+	}
+	return false, ""
 }
 
 // checkPropagation checks that the host mount src is on is shared (or, when

@@ -64,7 +64,7 @@ func containerMounts(t *testing.T, p containerSpecParams) ([]runtimespec.Mount, 
 	if err != nil {
 		return nil, "", err
 	}
-	if err := resolveMountSources(binds); err != nil {
+	if err := resolveMountSources(binds, p.Config.GetLinux().GetSecurityContext().GetPrivileged()); err != nil {
 		return nil, "", err
 	}
 	s := mustApply(t, withBindMounts(binds))
@@ -303,4 +303,61 @@ func TestSpecContainerMountsHost(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSpecContainerMountsHostile covers host paths that must be refused
+// before anything on the host is created: the checks run on resolved
+// symlinks, not only on the path as sent.
+func TestSpecContainerMountsHostile(t *testing.T) {
+	host := t.TempDir()
+	for name, target := range map[string]string{
+		"root-link":     "/",
+		"proc-link":     "/proc",
+		"procsys-link":  "/proc/sys",
+		"dangling-link": filepath.Join(host, "nowhere", "evil"),
+		"etc-link":      "/etc",
+	} {
+		if err := os.Symlink(target, filepath.Join(host, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := filepath.Join(host, "fresh") // must not be created by a rejected request
+	for _, tc := range []struct {
+		desc       string
+		mount      *runtimeapi.Mount
+		privileged bool
+		wantErr    error
+	}{
+		{desc: "host root read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: "/"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "host /proc read-write", mount: &runtimeapi.Mount{ContainerPath: "/hostproc", HostPath: "/proc"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "host /proc/sys read-write", mount: &runtimeapi.Mount{ContainerPath: "/hostsys", HostPath: "/proc/sys"}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "symlink to / read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "root-link")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "symlink to /proc read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "proc-link")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "symlink to /proc/sys read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "procsys-link")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "dangling symlink", mount: &runtimeapi.Mount{ContainerPath: "/x", HostPath: filepath.Join(host, "dangling-link")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "below a dangling symlink", mount: &runtimeapi.Mount{ContainerPath: "/x", HostPath: filepath.Join(host, "dangling-link", "sub")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "host root read-only", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: "/", Readonly: true}},
+		{desc: "symlink to /proc read-only", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "proc-link"), Readonly: true}},
+		{desc: "host root read-write, privileged", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: "/"}, privileged: true},
+		{desc: "symlink to /etc read-write", mount: &runtimeapi.Mount{ContainerPath: "/hostetc", HostPath: filepath.Join(host, "etc-link")}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			p := podFilesParams(t)
+			// A missing host path listed first: a rejected request must not
+			// have created it.
+			p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/fresh", HostPath: fresh}, tc.mount}
+			p.Config.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: tc.privileged}}
+			_, _, err := containerMounts(t, p)
+			if !checkErr(t, err, tc.wantErr) {
+				if _, err := os.Lstat(fresh); err == nil {
+					t.Errorf("rejected request created %s", fresh)
+				}
+				if _, err := os.Lstat(filepath.Join(host, "nowhere")); err == nil {
+					t.Errorf("rejected request created the dangling symlink's target")
+				}
+				return
+			}
+			os.Remove(fresh)
+		})
+	}
 }

@@ -56,6 +56,9 @@ func podSpecOpts(p podSpecParams) ([]oci.SpecOpts, error) {
 		opts = append(opts, userns)
 	}
 	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE && cfg.GetHostname() != "" {
+		if err := checkHostname(cfg.GetHostname()); err != nil {
+			return nil, err
+		}
 		opts = append(opts, oci.WithHostname(cfg.GetHostname()))
 	}
 	opts = append(opts,

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -117,6 +118,9 @@ func containerEnv(c *runtimeapi.ContainerConfig, img ocispec.ImageConfig, hostna
 // hostname, or the node's for pods that do not set one.
 func podHostname(pod *runtimeapi.PodSandboxConfig) (string, error) {
 	if h := pod.GetHostname(); h != "" {
+		if err := checkHostname(h); err != nil {
+			return "", err
+		}
 		return h, nil
 	}
 	h, err := os.Hostname()
@@ -124,6 +128,16 @@ func podHostname(pod *runtimeapi.PodSandboxConfig) (string, error) {
 		return "", fmt.Errorf("get node hostname: %w", err)
 	}
 	return h, nil
+}
+
+// checkHostname refuses a pod hostname that sethostname, /etc/hostname or
+// HOSTNAME would mangle: more than 64 bytes, white space, control
+// characters or '/'. cri checks the full RFC 1123 syntax first.
+func checkHostname(h string) error {
+	if len(h) > 64 || strings.ContainsFunc(h, func(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return fmt.Errorf("%w: hostname %q is not a host name", errdefs.ErrInvalidArgument, h)
+	}
+	return nil
 }
 
 // withContainerProcess sets args, env, working directory and terminal.

@@ -45,9 +45,14 @@ const (
 	closeGrace = 5 * time.Second
 )
 
+// DefaultAddr is where the server listens when Config.Addr is empty.
+const DefaultAddr = "127.0.0.1:0"
+
 // Config configures the streaming server.
 type Config struct {
-	// Addr is host:port to listen on; port 0 picks a free one.
+	// Addr is host:port to listen on; port 0 picks a free one. Empty is
+	// DefaultAddr (loopback), never all interfaces: the URLs carry only a
+	// token, so the server is exposed only when configured to be.
 	Addr string
 	// TLSCertFile and TLSKeyFile, both set, serve HTTPS.
 	TLSCertFile, TLSKeyFile string
@@ -97,6 +102,9 @@ func New(cfg Config, rt Runtime) (*Server, error) {
 	}
 	if cfg.StreamCreationTimeout == 0 {
 		cfg.StreamCreationTimeout = DefaultStreamCreationTimeout
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
 	}
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/streaming/pkg/httpstream"
 
+	"github.com/accel-cri/accel-cri/config"
 	"github.com/accel-cri/accel-cri/sandbox"
 )
 
@@ -485,4 +486,26 @@ func settledGoroutines(want int) int {
 		n = m
 	}
 	return n
+}
+
+// TestDefaultAddrIsLoopback: without an address the server listens on
+// loopback only, and so does accel-cri's default configuration.
+func TestDefaultAddrIsLoopback(t *testing.T) {
+	for _, addr := range []string{"", config.Default().StreamingAddr} {
+		s, err := New(Config{Addr: addr}, &fakeRuntime{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, _, err := net.SplitHostPort(s.lis.Addr().String())
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			t.Errorf("address %q: listening on %s, want loopback", addr, host)
+		}
+		if strings.HasPrefix(s.URL(), "https://") {
+			t.Errorf("address %q: TLS without a certificate", addr)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package crilog
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // expectedLines is the model of Copy: the input split at '\n' with a
@@ -148,6 +150,36 @@ func FuzzParse(f *testing.F) {
 		}
 		if entries != bytes.Count(data, []byte{'\n'}) {
 			t.Fatalf("%d entries from %d lines", entries, bytes.Count(data, []byte{'\n'}))
+		}
+		// Round trip: the entries written back in the writer's form (UTC,
+		// RFC3339Nano, one tag) parse to the same entries.
+		var first []Entry
+		var rendered bytes.Buffer
+		if err := Parse(bytes.NewReader(data), func(e Entry) error {
+			e.Content = bytes.Clone(e.Content)
+			first = append(first, e)
+			tag := "F"
+			if e.Partial {
+				tag = "P"
+			}
+			fmt.Fprintf(&rendered, "%s %s %s %s\n", e.Time.UTC().Format(time.RFC3339Nano), e.Stream, tag, e.Content)
+			return nil
+		}); err != nil {
+			t.Fatalf("second parse: %v", err)
+		}
+		i := 0
+		if err := Parse(bytes.NewReader(rendered.Bytes()), func(e Entry) error {
+			w := first[i]
+			if !e.Time.Equal(w.Time) || e.Stream != w.Stream || e.Partial != w.Partial || !bytes.Equal(e.Content, w.Content) {
+				t.Fatalf("entry %d re-parsed as %+v, want %+v", i, e, w)
+			}
+			i++
+			return nil
+		}); err != nil {
+			t.Fatalf("parse of re-rendered entries: %v\n%q", err, rendered.Bytes())
+		}
+		if i != len(first) {
+			t.Fatalf("%d entries re-parsed, want %d", i, len(first))
 		}
 	})
 }

@@ -1,0 +1,206 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// The fuzz targets of this file feed wire-decoded CRI configs straight to
+// the OCI spec translators, without cri's validation in front: the
+// translators must hold on their own. Each checks that
+//   - nothing panics and every refusal is a classified errdefs error (an
+//     unclassified one reaches kubelet as Unknown),
+//   - an accepted unprivileged container gets no device node, device rule,
+//     capability or writable host / or /proc it did not ask for.
+// Host side effects are confined: CRI mount host paths that do not exist
+// are moved under a temp dir (the translator creates missing ones) and
+// Localhost seccomp profiles point at a fixed file (reading a FIFO named by
+// the input would block).
+
+const maxFuzzInput = 1 << 16
+
+// classified reports whether err carries one of the errdefs classes the
+// translators use.
+func classified(err error) bool {
+	return errdefs.IsInvalidArgument(err) || errdefs.IsNotFound(err) || errdefs.IsFailedPrecondition(err) || errdefs.IsNotImplemented(err)
+}
+
+func fuzzSeed(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// confineHostPaths rewrites the parts of c that would touch the host
+// beyond reading it.
+func confineHostPaths(t *testing.T, c *runtimeapi.ContainerConfig) {
+	root := t.TempDir()
+	for _, m := range c.GetMounts() {
+		if m == nil || m.GetHostPath() == "" {
+			continue
+		}
+		if _, err := os.Lstat(m.GetHostPath()); err != nil {
+			m.HostPath = filepath.Join(root, m.GetHostPath())
+		}
+	}
+	sc := c.GetLinux().GetSecurityContext()
+	if sc == nil {
+		return
+	}
+	profile := filepath.Join(root, "seccomp.json")
+	if err := os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if sc.GetSeccomp().GetProfileType() == runtimeapi.SecurityProfile_Localhost {
+		sc.Seccomp.LocalhostRef = profile
+	}
+	if strings.HasPrefix(sc.GetSeccompProfilePath(), profileLocalhost) {
+		sc.SeccompProfilePath = profileLocalhost + profile
+	}
+}
+
+func FuzzContainerSpec(f *testing.F) {
+	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+		Args:     []string{"serve"},
+		Mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/nonexistent/data", Propagation: runtimeapi.MountPropagation_PROPAGATION_PRIVATE}},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			Resources: &runtimeapi.LinuxContainerResources{CpuShares: 256, MemoryLimitInBytes: 128 << 20, OomScoreAdj: -500, CpusetCpus: "0"},
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				RunAsUser:    &runtimeapi.Int64Value{Value: 1000},
+				Capabilities: &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_BIND_SERVICE"}},
+				Seccomp:      &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
+				MaskedPaths:  []string{"/proc/kcore"},
+			},
+		},
+	}), false)
+	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{
+		Mounts:  []*runtimeapi.Mount{{ContainerPath: "/host", HostPath: "/"}, {ContainerPath: "/p", HostPath: "/proc", Readonly: true}},
+		Devices: []*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/null", Permissions: "rw"}},
+		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+			Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}, DropCapabilities: []string{"ALL"}},
+		}},
+	}), false)
+	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}}}), true)
+	f.Fuzz(func(t *testing.T, data []byte, privilegedPod bool) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		cfg := &runtimeapi.ContainerConfig{}
+		if proto.Unmarshal(data, cfg) != nil {
+			return
+		}
+		confineHostPaths(t, cfg)
+		p := testContainerParams(t)
+		p.Config = cfg
+		p.PodConfig.Linux.SecurityContext.Privileged = privilegedPod
+		opts, err := containerSpecOpts(p)
+		if err != nil {
+			if !classified(err) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		s, err := oci.GenerateSpec(testCtx(), nil, testContainer(), append([]oci.SpecOpts{oci.WithRootFSPath(testRootfs(t))}, opts...)...)
+		if err != nil {
+			// Users and groups named by the request are looked up in the
+			// image when the spec is applied.
+			if !classified(err) && !strings.Contains(err.Error(), "no users found") && !strings.Contains(err.Error(), "no groups found") {
+				t.Fatalf("unclassified error applying the spec: %v", err)
+			}
+			return
+		}
+		sc := cfg.GetLinux().GetSecurityContext()
+		if sc.GetPrivileged() {
+			if !privilegedPod {
+				t.Fatal("privileged container accepted in an unprivileged pod")
+			}
+			return
+		}
+		for _, m := range s.Mounts {
+			if m.Type == "bind" && IsSensitiveHostPath(m.Source) && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
+				t.Fatalf("writable bind of host %s at %s", m.Source, m.Destination)
+			}
+		}
+		var asked []string
+		for _, d := range cfg.GetDevices() {
+			asked = append(asked, filepath.Clean(d.GetContainerPath()))
+		}
+		for _, d := range s.Linux.Devices {
+			if !slices.Contains(asked, d.Path) {
+				t.Fatalf("device %s not asked for (asked %q)", d.Path, asked)
+			}
+		}
+		if r := s.Linux.Resources; r != nil {
+			for i, d := range r.Devices {
+				if d.Allow && (d.Major == nil || d.Minor == nil || i == 0) {
+					t.Fatalf("device rule %d allows more than one device: %+v", i, d)
+				}
+			}
+		}
+		added := sc.GetCapabilities().GetAddCapabilities()
+		if len(added) == 0 && s.Process.Capabilities != nil {
+			for _, c := range s.Process.Capabilities.Bounding {
+				if !slices.Contains(defaultCapabilities, c) {
+					t.Fatalf("capability %s not asked for", c)
+				}
+			}
+			if len(s.Process.Capabilities.Ambient) > 0 && len(sc.GetCapabilities().GetAddAmbientCapabilities()) == 0 {
+				t.Fatalf("ambient capabilities %v not asked for", s.Process.Capabilities.Ambient)
+			}
+		}
+	})
+}
+
+func testContainer() *containers.Container { return &containers.Container{ID: "c1"} }
+
+func FuzzPodSpec(f *testing.F) {
+	f.Add(fuzzSeed(f, testPodConfig()))
+	f.Add(fuzzSeed(f, &runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{Sysctls: map[string]string{"kernel.panic": "1"}}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzInput {
+			return
+		}
+		cfg := &runtimeapi.PodSandboxConfig{}
+		if proto.Unmarshal(data, cfg) != nil {
+			return
+		}
+		p := testPodParams(t)
+		p.Config = cfg
+		opts, err := podSpecOpts(p)
+		if err != nil {
+			if !classified(err) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		s, err := oci.GenerateSpec(testCtx(), nil, testContainer(), append([]oci.SpecOpts{oci.WithRootFSPath(testRootfs(t))}, opts...)...)
+		if err != nil {
+			if !classified(err) && !strings.Contains(err.Error(), "no users found") && !strings.Contains(err.Error(), "no groups found") {
+				t.Fatalf("unclassified error applying the spec: %v", err)
+			}
+			return
+		}
+		if s.Hostname != "" && strings.ContainsAny(s.Hostname, "/\x00\n") {
+			t.Fatalf("hostname %q", s.Hostname)
+		}
+		// Sysctls pass through as asked (cri admits only namespaced ones).
+		for k, v := range cfg.GetLinux().GetSysctls() {
+			if got, ok := s.Linux.Sysctl[k]; !ok || got != v {
+				t.Fatalf("sysctl %q=%q became %q (set %v)", k, v, got, ok)
+			}
+		}
+	})
+}
