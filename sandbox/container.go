@@ -94,7 +94,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	specOpts, err := containerSpecOpts(containerSpecParams{
 		ID: id, SandboxID: p.ID, PodConfig: p.Config, Config: cfg,
 		Image: img.Spec.Config, ImageName: meta.ImageName,
-		SandboxPID: pst.PID, TargetPID: targetPID, NetNSPath: p.NetNSPath,
+		SandboxPID: pst.PID, Pinned: p.Pinned, TargetPID: targetPID, NetNSPath: p.NetNSPath,
 		HostnamePath: p.Files.HostnamePath, HostsPath: p.Files.HostsPath, ResolvPath: p.Files.ResolvPath, ShmPath: p.Files.ShmPath,
 		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: p.RuntimeHandler, AppArmorEnabled: r.appArmor,
 		CgroupV2: r.cgroupV2, SwapAvailable: r.swapAccounting, HugetlbAvailable: r.hugetlb, UsernsSupported: h.features.UserNamespaces,
@@ -106,8 +106,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		return "", err
 	}
 	ctr, err := r.client.NewContainer(ctx, id,
-		containerd.WithSnapshotter(h.snapshotter),
-		containerd.WithNewSnapshot(id, cimg),
+		r.withRootfsSnapshot(id, img, cimg),
 		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
 		containerd.WithRuntime(h.runtimeType, h.options),
 		containerd.WithContainerLabels(map[string]string{labelKind: kindCtr, labelPodID: p.ID}),
@@ -128,6 +127,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		return "", fmt.Errorf("read spec of container %s: %w", id, err)
 	}
 	c := newContainer(meta)
+	c.process = spec.Process
 	st := containerStatus{State: runtimeapi.ContainerState_CONTAINER_CREATED, Resources: cfg.GetLinux().GetResources(), User: userOf(spec)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -221,6 +221,9 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	}
 	st.State = runtimeapi.ContainerState_CONTAINER_RUNNING
 	st.PID = task.Pid()
+	if c.process != nil {
+		c.running.Store(&runningTask{task: task, process: c.process})
+	}
 	st.StartedAt = startedAt
 	if err := r.store.setContainerStatus(c, st); err != nil {
 		return err
@@ -242,13 +245,18 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) e
 	if st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		return nil
 	}
-	task, err := r.loadTask(ctx, c.ID)
-	if errdefs.IsNotFound(err) {
-		r.recordExit(c, exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true})
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("stop container %s: %w", c.ID, err)
+	var task containerd.Task
+	if rt := c.running.Load(); rt != nil {
+		task = rt.task
+	} else {
+		task, err = r.loadTask(ctx, c.ID)
+		if errdefs.IsNotFound(err) {
+			r.recordExit(c, exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true})
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("stop container %s: %w", c.ID, err)
+		}
 	}
 	if timeout > 0 {
 		sig, err := signal.ParseSignal(c.StopSignal)
@@ -300,6 +308,8 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	}
 	r.store.removeCheckpoints("containers", c.ID)
 	r.store.deleteContainer(c.ID)
+	r.cpu.forget(c.ID)
+	r.layers.forget(c.ID)
 	r.store.releaseName(containerName(c.PodID, c.Config.GetMetadata()), c.ID)
 	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil

@@ -109,20 +109,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	if err != nil {
 		return 0, err
 	}
-	ctr, err := r.client.LoadContainer(ctx, id)
+	task, process, err := r.execTarget(ctx, id)
 	if err != nil {
-		return 0, fmt.Errorf("exec in container %s: %w", id, err)
-	}
-	spec, err := ctr.Spec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("exec in container %s: read spec: %w", id, err)
-	}
-	task, err := ctr.Task(ctx, nil)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return 0, fmt.Errorf("%w: container %s is not running", errdefs.ErrFailedPrecondition, id)
-		}
-		return 0, fmt.Errorf("exec in container %s: %w", id, err)
+		return 0, err
 	}
 
 	// The runc shim needs both output FIFOs (a terminal needs stdout):
@@ -148,18 +137,14 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 		streams = append(streams, cio.WithTerminal)
 	}
 	execID := newID()[:32]
-	proc, err := task.Exec(ctx, execID, execProcessSpec(spec, cmd, opts.TTY), cio.NewCreator(streams...))
+	proc, err := task.Exec(ctx, execID, execProcessSpec(process, cmd, opts.TTY), cio.NewCreator(streams...))
 	if err != nil {
 		return 0, fmt.Errorf("exec in container %s: %w", id, err)
 	}
-	// Deleted when the session ends; in the background when a child still
-	// holds the output open (the shim then waits up to 10s for it).
-	drained := true
+	// Deleted once the session ended, in the background: the caller has
+	// its result without waiting for the shim's cleanup (when a child still
+	// holds the output open, the shim waits up to 10s for it).
 	defer func() {
-		if drained {
-			r.deleteExec(ctx, id, proc)
-			return
-		}
 		r.execCleanup.Add(1)
 		go func() {
 			defer r.execCleanup.Done()
@@ -207,7 +192,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 			return 0, fmt.Errorf("exec in container %s: wait: %w", id, err)
 		}
 		// The exit can be reported before the last output is copied.
-		drained = waitIO(proc.IO(), execIODrainTimeout)
+		waitIO(proc.IO(), execIODrainTimeout)
 		klog.V(4).InfoS("Exec exited", "container", id, "exec", execID, "code", code)
 		return int32(code), nil
 	case <-ctx.Done():
@@ -237,16 +222,45 @@ func (r *Runtime) deleteExec(ctx context.Context, id string, proc containerd.Pro
 // execProcessSpec is the container's process with cmd as arguments: the
 // same user, groups, environment, working directory, capabilities,
 // AppArmor/SELinux labels, no_new_privs and rlimits.
-func execProcessSpec(spec *runtimespec.Spec, cmd []string, tty bool) *runtimespec.Process {
+func execProcessSpec(process *runtimespec.Process, cmd []string, tty bool) *runtimespec.Process {
 	var p runtimespec.Process
-	if spec.Process != nil {
-		p = *spec.Process
+	if process != nil {
+		p = *process
 	}
 	p.Args = cmd
 	p.CommandLine = ""
 	p.Terminal = tty
 	p.ConsoleSize = nil
 	return &p
+}
+
+// execTarget returns a running container's task and process spec: cached
+// since Start, or read from containerd once after a restart of accel-cri.
+func (r *Runtime) execTarget(ctx context.Context, id string) (containerd.Task, *runtimespec.Process, error) {
+	c, err := r.store.container(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rt := c.running.Load(); rt != nil {
+		return rt.task, rt.process, nil
+	}
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec in container %s: read spec: %w", id, err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("%w: container %s is not running", errdefs.ErrFailedPrecondition, id)
+		}
+		return nil, nil, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	c.running.Store(&runningTask{task: task, process: spec.Process})
+	return task, spec.Process, nil
 }
 
 // waitIO waits until the output copy of a process ended, at most d (a

@@ -71,6 +71,13 @@ type handler struct {
 	specVersion string
 }
 
+// infraless reports whether pods of this handler can do without a pause
+// process: runc and crun join namespaces by path; a gVisor or VM sandbox is
+// built around the pause container.
+func (h *handler) infraless() bool {
+	return h.runtimeType == RuntimeTypeRunc && !h.sandboxPerContainer && !strings.Contains(filepath.Base(h.binary), "runsc")
+}
+
 // HandlerInfo is what Status reports about one handler.
 type HandlerInfo struct {
 	Name     string

@@ -95,7 +95,9 @@ func (m *monitor) handle(ev any) {
 		}
 		exit := exitInfo{code: int32(e.ExitStatus), at: e.ExitedAt.AsTime()}
 		if p := m.r.store.podExact(e.ContainerID); p != nil {
-			m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })
+			if !p.Infraless {
+				m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })
+			}
 			return
 		}
 		if c := m.r.store.containerExact(e.ContainerID); c != nil {
@@ -123,11 +125,12 @@ func (m *monitor) reconcile() {
 	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 	defer cancel()
 	for _, p := range m.r.store.listPods() {
-		// PID 0: RunPodSandbox is still making the pod (its zero status
-		// reads READY) and the pause task may not exist yet; reaping it
-		// here killed pods created right after a containerd restart
-		// (found by the chaos suite).
-		if st := m.r.store.podStatusOf(p); st.State != runtimeapi.PodSandboxState_SANDBOX_READY || st.PID == 0 {
+		// A pod without a pause process has no task to lose. PID 0:
+		// RunPodSandbox is still making the pod (its zero status reads
+		// READY) and the pause task may not exist yet; reaping it here
+		// killed pods created right after a containerd restart (found by
+		// the chaos suite).
+		if st := m.r.store.podStatusOf(p); p.Infraless || st.State != runtimeapi.PodSandboxState_SANDBOX_READY || st.PID == 0 {
 			continue
 		}
 		if gone, _ := m.r.taskGone(ctx, p.ID); gone {

@@ -4,15 +4,21 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	"github.com/opencontainers/image-spec/identity"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -67,16 +73,19 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		}
 	}()
 
-	img, err := r.sandboxImageOf(ctx)
-	if err != nil {
-		return "", err
-	}
-	cimg, err := r.containerdImage(ctx, img, h.snapshotter)
-	if err != nil {
-		return "", err
+	infra := podNeedsInfra(cfg, h, r.alwaysInfra)
+	var img images.Image
+	var cimg rootfsImage
+	if infra {
+		if img, err = r.sandboxImageOf(ctx); err != nil {
+			return "", err
+		}
+		if cimg, err = r.containerdImage(ctx, img, h.snapshotter); err != nil {
+			return "", err
+		}
 	}
 
-	meta := podMeta{ID: id, Config: cfg, RuntimeHandler: handler, CreatedAt: time.Now()}
+	meta := podMeta{ID: id, Config: cfg, RuntimeHandler: handler, CreatedAt: time.Now(), Infraless: !infra}
 	// Until the pod is complete, a checkpoint says what to clean if
 	// accel-cri dies half way (recover.cleanCreating).
 	if err := writeJSON(r.creatingPath(id), meta); err != nil {
@@ -91,7 +100,6 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	meta.Files = files
 
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
-	var network PodNetwork
 	if !hostNet {
 		path, err := NewPodNetNS(r.netnsDir())
 		if err != nil {
@@ -102,44 +110,103 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		if err := writeJSON(r.creatingPath(id), meta); err != nil {
 			return "", fmt.Errorf("pod %s: %w", id, err)
 		}
-		network, err = r.network.SetupPod(ctx, id, path, cfg)
+	}
+	if !infra {
+		pinned, err := pinPodNamespaces(r.podDir(id), cfg)
 		if err != nil {
-			return "", fmt.Errorf("pod %s network: %w", id, err)
+			return "", fmt.Errorf("pod %s: %w", id, err)
 		}
-		undo = append(undo, func() {
-			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			logErr(r.network.TeardownPod(tctx, id, path, cfg), "Undo pod network", "pod", id)
-		})
+		undo = append(undo, func() { logErr(unpinPodNamespaces(pinned), "Undo pod namespaces", "pod", id) })
+		meta.Pinned = pinned
+	}
+	if meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id); err != nil {
+		return "", err
 	}
 
-	meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id)
-	if err != nil {
-		return "", err
+	// CNI ADD and the sandbox's creation need nothing of each other, so they
+	// run side by side. A pause container applies the pod's net sysctls
+	// itself; the network goes first then, so the sysctls win over the
+	// plugins' settings as they would in sequence.
+	var network PodNetwork
+	var joinNet func() error
+	if !hostNet {
+		_, netSysctls := splitSysctls(cfg.GetLinux().GetSysctls())
+		type netResult struct {
+			setup bool // CNI ADD succeeded: undo needs a DEL
+			err   error
+		}
+		netDone := make(chan netResult, 1)
+		go func() {
+			var res netResult
+			network, res.err = r.network.SetupPod(ctx, id, meta.NetNSPath, cfg)
+			res.setup = res.err == nil
+			if res.err == nil && !infra {
+				res.err = applyNetSysctls(meta.NetNSPath, netSysctls)
+			}
+			netDone <- res
+		}()
+		joined := false
+		joinNet = func() error {
+			if joined {
+				return nil
+			}
+			joined = true
+			res := <-netDone
+			if res.setup {
+				undo = append(undo, func() {
+					tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+					defer cancel()
+					logErr(r.network.TeardownPod(tctx, id, meta.NetNSPath, cfg), "Undo pod network", "pod", id)
+				})
+			}
+			if res.err != nil {
+				return fmt.Errorf("pod %s network: %w", id, res.err)
+			}
+			return nil
+		}
+		// A failure of the sandbox still waits for CNI, so its undo can run.
+		defer func() { _ = joinNet() }()
+		if infra && len(netSysctls) > 0 {
+			if err := joinNet(); err != nil {
+				return "", err
+			}
+		}
 	}
-	specOpts, err := podSpecOpts(podSpecParams{
-		ID: id, Config: cfg, Image: img.Spec.Config, ImageName: r.sandboxImage, NetNSPath: meta.NetNSPath,
-		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler, UsernsSupported: h.features.UserNamespaces,
-		PassedAnnotations: passAnnotations(cfg.GetAnnotations(), h.podAnnotations),
-	})
-	if err != nil {
-		return "", err
+
+	var ctr containerd.Container
+	if infra {
+		specOpts, err := podSpecOpts(podSpecParams{
+			ID: id, Config: cfg, Image: img.Spec.Config, ImageName: r.sandboxImage, NetNSPath: meta.NetNSPath,
+			CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler, UsernsSupported: h.features.UserNamespaces,
+			PassedAnnotations: passAnnotations(cfg.GetAnnotations(), h.podAnnotations),
+		})
+		if err != nil {
+			return "", err
+		}
+		ctr, err = r.client.NewContainer(ctx, id,
+			r.withRootfsSnapshot(id, img, cimg),
+			containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
+			containerd.WithRuntime(h.runtimeType, h.options),
+			containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
+			containerd.WithContainerExtension(extPodMeta, &meta),
+		)
+	} else {
+		// The record holds the pod's metadata for recovery; it never gets
+		// a task. containerd requires a spec on every container.
+		ctr, err = r.client.NewContainer(ctx, id,
+			containerd.WithSpec(&oci.Spec{Version: runtimespec.Version}),
+			containerd.WithRuntime(h.runtimeType, h.options),
+			containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
+			containerd.WithContainerExtension(extPodMeta, &meta),
+		)
 	}
-	ctr, err := r.client.NewContainer(ctx, id,
-		containerd.WithSnapshotter(h.snapshotter),
-		containerd.WithNewSnapshot(id, cimg),
-		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
-		containerd.WithRuntime(h.runtimeType, h.options),
-		containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
-		containerd.WithContainerExtension(extPodMeta, &meta),
-	)
 	if err != nil {
-		return "", fmt.Errorf("create pause container of pod %s: %w", id, err)
+		return "", fmt.Errorf("create sandbox container of pod %s: %w", id, err)
 	}
 	undo = append(undo, func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		logErr(ctr.Delete(dctx, containerd.WithSnapshotCleanup), "Undo pause container", "pod", id)
+		logErr(ctr.Delete(dctx, containerd.WithSnapshotCleanup), "Undo sandbox container", "pod", id)
 	})
 
 	p := newPod(meta)
@@ -149,23 +216,32 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	r.store.addPod(p)
 	undo = append(undo, func() { r.store.deletePod(id); r.store.removeCheckpoints("pods", id) })
 
-	task, err := ctr.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		return "", fmt.Errorf("create pause task of pod %s: %w", id, err)
+	var pid uint32
+	if infra {
+		task, err := ctr.NewTask(ctx, cio.NullIO)
+		if err != nil {
+			return "", fmt.Errorf("create pause task of pod %s: %w", id, err)
+		}
+		undo = append(undo, func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			_, err := task.Delete(dctx, containerd.WithProcessKill)
+			logErr(err, "Undo pause task", "pod", id)
+		})
+		if err := task.Start(ctx); err != nil {
+			return "", fmt.Errorf("start pause task of pod %s: %w", id, err)
+		}
+		pid = task.Pid()
 	}
-	undo = append(undo, func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		_, err := task.Delete(dctx, containerd.WithProcessKill)
-		logErr(err, "Undo pause task", "pod", id)
-	})
-	if err := task.Start(ctx); err != nil {
-		return "", fmt.Errorf("start pause task of pod %s: %w", id, err)
+	if joinNet != nil {
+		if err := joinNet(); err != nil {
+			return "", err
+		}
 	}
-	if err := r.store.setPodStatus(p, podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, PID: task.Pid(), Network: network}); err != nil {
+	if err := r.store.setPodStatus(p, podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, PID: pid, Network: network}); err != nil {
 		return "", err
 	}
-	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "ip", network.IP)
+	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "ip", network.IP, "pause", infra)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return id, nil
@@ -193,24 +269,60 @@ func (r *Runtime) sandboxImageOf(ctx context.Context) (images.Image, error) {
 	return img, nil
 }
 
-// containerdImage returns the containerd image for img, unpacked into the
-// snapshotter (an image can exist with its snapshots collected, or have been
-// pulled for another handler's snapshotter).
-func (r *Runtime) containerdImage(ctx context.Context, img images.Image, snapshotter string) (containerd.Image, error) {
+// rootfsImage is an image unpacked into a snapshotter: what a container's
+// root filesystem snapshot is prepared from.
+type rootfsImage struct {
+	name        string
+	snapshotter string
+	parent      string // the chain id of the image's layers
+}
+
+// containerdImage returns img as unpacked into snapshotter, unpacking it
+// when needed (an image can exist with its snapshots collected, or have been
+// pulled for another handler's snapshotter). Once known to be unpacked it is
+// cached: creating a container then costs one snapshot Prepare instead of
+// containerd's image, content and snapshot lookups.
+func (r *Runtime) containerdImage(ctx context.Context, img images.Image, snapshotter string) (rootfsImage, error) {
+	key := snapshotter + "\x00" + img.ID
+	if ri, ok := r.unpacked.Load(key); ok {
+		return ri.(rootfsImage), nil
+	}
 	ci, err := r.client.GetImage(ctx, img.ID)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", img.ID, err)
+		return rootfsImage{}, fmt.Errorf("image %s: %w", img.ID, err)
 	}
 	ok, err := ci.IsUnpacked(ctx, snapshotter)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", img.ID, err)
+		return rootfsImage{}, fmt.Errorf("image %s: %w", img.ID, err)
 	}
 	if !ok {
 		if err := ci.Unpack(ctx, snapshotter); err != nil {
-			return nil, fmt.Errorf("unpack image %s: %w", img.ID, err)
+			return rootfsImage{}, fmt.Errorf("unpack image %s: %w", img.ID, err)
 		}
 	}
-	return ci, nil
+	diffIDs, err := ci.RootFS(ctx)
+	if err != nil {
+		return rootfsImage{}, fmt.Errorf("image %s: %w", img.ID, err)
+	}
+	ri := rootfsImage{name: ci.Name(), snapshotter: snapshotter, parent: identity.ChainID(diffIDs).String()}
+	r.unpacked.Store(key, ri)
+	return ri, nil
+}
+
+// withRootfsSnapshot prepares the container's writable snapshot on top of
+// the image's layers. A missing parent (the image's snapshots were
+// collected) drops the cache entry, so the next attempt unpacks again.
+func (r *Runtime) withRootfsSnapshot(id string, img images.Image, ri rootfsImage) containerd.NewContainerOpts {
+	return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
+		if _, err := client.SnapshotService(ri.snapshotter).Prepare(ctx, id, ri.parent); err != nil {
+			if errdefs.IsNotFound(err) {
+				r.unpacked.Delete(ri.snapshotter + "\x00" + img.ID)
+			}
+			return fmt.Errorf("prepare root filesystem of %s: %w", id, err)
+		}
+		c.Snapshotter, c.SnapshotKey, c.Image = ri.snapshotter, id, ri.name
+		return nil
+	}
 }
 
 // StopPod stops every container of the pod, the pause task, and tears down
@@ -224,32 +336,55 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range r.store.podContainers(p.ID) {
-		if err := r.StopContainer(ctx, c.ID, 0); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("stop pod %s: %w", p.ID, err)
-		}
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// The containers stop side by side, and the pod network goes down
+	// meanwhile: nothing in a stopping pod may use it any more.
 	st := r.store.podStatusOf(p)
+	netErr := make(chan error, 1)
+	if !st.NetworkDown && p.NetNSPath != "" {
+		go func() { netErr <- r.network.TeardownPod(ctx, p.ID, p.NetNSPath, p.Config) }()
+	} else {
+		netErr <- nil
+	}
+	ctrs := r.store.podContainers(p.ID)
+	errs := make([]error, len(ctrs))
+	var wg sync.WaitGroup
+	for i, c := range ctrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.StopContainer(ctx, c.ID, 0); err != nil && !errdefs.IsNotFound(err) {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	if err := <-netErr; err != nil {
+		return fmt.Errorf("stop pod %s: teardown network: %w", p.ID, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop pod %s: %w", p.ID, err)
+	}
 	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
-		if err := r.killPause(ctx, p); err != nil {
+		if p.Infraless {
+			r.markPodExited(p)
+		} else if err := r.killPause(ctx, p); err != nil {
 			return err
 		}
 	}
 	st = r.store.podStatusOf(p)
 	if !st.NetworkDown {
-		if p.NetNSPath != "" {
-			if err := r.network.TeardownPod(ctx, p.ID, p.NetNSPath, p.Config); err != nil {
-				return fmt.Errorf("stop pod %s: teardown network: %w", p.ID, err)
-			}
-			if err := RemovePodNetNS(p.NetNSPath); err != nil {
-				return fmt.Errorf("stop pod %s: %w", p.ID, err)
-			}
+		if err := RemovePodNetNS(p.NetNSPath); err != nil {
+			return fmt.Errorf("stop pod %s: %w", p.ID, err)
 		}
 		// A stopped pod's containers cannot use /dev/shm any more; its
 		// memory goes back now, not when kubelet garbage-collects the pod.
 		if err := ReleasePodShm(r.podDir(p.ID)); err != nil {
+			return fmt.Errorf("stop pod %s: %w", p.ID, err)
+		}
+		// So do its IPC objects, as when a pause process exits.
+		if err := unpinPodNamespaces(p.Pinned); err != nil {
 			return fmt.Errorf("stop pod %s: %w", p.ID, err)
 		}
 		st.NetworkDown = true
@@ -321,6 +456,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 	}
 	r.store.removeCheckpoints("pods", p.ID)
 	r.store.deletePod(p.ID)
+	r.cpu.forget(p.ID)
 	r.store.releaseName(podName(p.Config.GetMetadata()), p.ID)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil
@@ -372,7 +508,8 @@ func (r *Runtime) PodStatus(ctx context.Context, id string, verbose bool) (*runt
 	if verbose {
 		pst := r.store.podStatusOf(p)
 		info, err = jsonInfo(map[string]any{"info": map[string]any{
-			"pid": pst.PID, "netns": p.NetNSPath, "cgroupsPath": p.CgroupsPath, "runtimeHandler": p.RuntimeHandler,
+			"pid": pst.PID, "pause": !p.Infraless, "pinnedNamespaces": p.Pinned,
+			"netns": p.NetNSPath, "cgroupsPath": p.CgroupsPath, "runtimeHandler": p.RuntimeHandler,
 			"runtimeType": r.runtimeTypeOf(p.RuntimeHandler), "files": p.Files, "config": p.Config,
 			"overhead": pst.Overhead, "resources": pst.Resources, "network": pst.Network,
 		}})

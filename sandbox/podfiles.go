@@ -12,8 +12,6 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/accel-cri/accel-cri/internal/fsutil"
 )
 
 // Names of the pod files inside the pod directory.
@@ -97,7 +95,7 @@ func WritePodFiles(dir string, cfg *runtimeapi.PodSandboxConfig, shmSize int64, 
 		}
 		hostname = h
 	}
-	if err := fsutil.WriteFileAtomic(files.HostnamePath, []byte(hostname+"\n"), 0o644); err != nil {
+	if err := writePodFile(files.HostnamePath, []byte(hostname+"\n")); err != nil {
 		return PodFiles{}, fmt.Errorf("pod hostname file: %w", err)
 	}
 
@@ -105,7 +103,7 @@ func WritePodFiles(dir string, cfg *runtimeapi.PodSandboxConfig, shmSize int64, 
 	if err != nil {
 		return PodFiles{}, fmt.Errorf("pod hosts file: %w", err)
 	}
-	if err := fsutil.WriteFileAtomic(files.HostsPath, hosts, 0o644); err != nil {
+	if err := writePodFile(files.HostsPath, hosts); err != nil {
 		return PodFiles{}, fmt.Errorf("pod hosts file: %w", err)
 	}
 
@@ -115,7 +113,7 @@ func WritePodFiles(dir string, cfg *runtimeapi.PodSandboxConfig, shmSize int64, 
 			return PodFiles{}, fmt.Errorf("pod resolv.conf: %w", err)
 		}
 	}
-	if err := fsutil.WriteFileAtomic(files.ResolvPath, resolv, 0o644); err != nil {
+	if err := writePodFile(files.ResolvPath, resolv); err != nil {
 		return PodFiles{}, fmt.Errorf("pod resolv.conf: %w", err)
 	}
 
@@ -283,4 +281,28 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return nil
+}
+
+// writePodFile writes one of a pod's files, world-readable whatever the
+// umask (containers read them as any user). Whatever is at path, a symlink
+// included, is replaced, never written through. The pod directory is
+// volatile: a crash half way leaves a pod that recovery removes, so an
+// fsync buys nothing.
+func writePodFile(path string, data []byte) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

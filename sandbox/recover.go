@@ -99,7 +99,16 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 	}
 	p := newPod(*meta)
 	p.status = st
-	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY && meta.Infraless {
+		// Without a pause process the pod lives as long as its pinned
+		// namespaces; a reboot or a cleaned /run ends it.
+		if !meta.Pinned.pinned() || !netnsExists(meta.NetNSPath) {
+			p.status.State, p.status.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
+			if err := writeJSON(r.store.podStatusPath(p.ID), p.status); err != nil {
+				return err
+			}
+		}
+	} else if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
 		task, err := ctr.Task(ctx, nil)
 		running := false
 		switch {

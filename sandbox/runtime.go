@@ -65,6 +65,14 @@ type Runtime struct {
 	cdi CDIInjector
 	// deviceOwnershipFromSC: CRI device nodes owned by the container user.
 	deviceOwnershipFromSC bool
+	// alwaysInfra gives every pod a pause process, even where pinned
+	// namespaces would do (podNeedsInfra).
+	alwaysInfra bool
+	// unpacked caches, per snapshotter, the images whose layers are known
+	// to be unpacked, so pod and container creation skip containerd's
+	// image and snapshot lookups.
+	unpacked sync.Map // snapshotter + "\x00" + image id -> rootfsImage
+	layers   *layerUsages
 }
 
 // Option configures a Runtime.
@@ -87,6 +95,13 @@ func WithSandboxImage(ref string) Option { return func(r *Runtime) { r.sandboxIm
 
 // WithSnapshotter sets the containerd snapshotter for root filesystems.
 func WithSnapshotter(name string) Option { return func(r *Runtime) { r.snapshotter = name } }
+
+// WithInfraContainer(true) gives every pod a pause process. By default a
+// pod of a runc-style handler whose PID and user namespaces are not shared
+// does without one: its UTS and IPC namespaces are pinned by bind mounts.
+func WithInfraContainer(always bool) Option {
+	return func(r *Runtime) { r.alwaysInfra = always }
+}
 
 // WithDirs sets the persistent and the volatile state directories.
 func WithDirs(root, state string) Option {
@@ -114,6 +129,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 		snapshotter:  "overlayfs",
 		shmSize:      defaultShmSize,
 		namespace:    "accel-cri",
+		layers:       newLayerUsages(),
 	}
 	for _, o := range opts {
 		o(r)
@@ -176,6 +192,7 @@ func (r *Runtime) Close() {
 	}
 	r.events.close()
 	r.waitExecCleanup()
+	r.layers.close()
 }
 
 // RuntimeReady is nil when containerd answers its health service.

@@ -66,6 +66,8 @@ type containerSpecParams struct {
 	// SandboxPID is the pause task's pid: the container joins its
 	// namespaces through /proc/<pid>/ns/* (ipc, uts, pid when POD).
 	SandboxPID uint32
+	// Pinned are the namespaces of a pod without a pause process.
+	Pinned PinnedNamespaces
 	// TargetPID is the pid of the target container for NamespaceMode_TARGET.
 	TargetPID uint32
 	// NetNSPath is the pod's network namespace; "" for host network pods.

@@ -37,7 +37,7 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 	if err != nil {
 		return nil, err
 	}
-	nss, err := containerNamespaces(podSC.GetNamespaceOptions(), sc.GetNamespaceOptions(), p.NetNSPath, p.SandboxPID, p.TargetPID)
+	nss, err := containerNamespaces(podSC.GetNamespaceOptions(), sc.GetNamespaceOptions(), p.NetNSPath, p.SandboxPID, p.Pinned, p.TargetPID)
 	if err != nil {
 		return nil, err
 	}

@@ -72,30 +72,60 @@ func podNamespaces(opts *runtimeapi.NamespaceOption, netNSPath string) ([]runtim
 // containerNamespaces are an app container's namespaces. Network and IPC
 // follow the pod's options (kubelet copies them into the container's; the
 // pod is the source of truth): the pod network namespace (netNSPath) or the
-// host's, the pause container's IPC (/proc/<sandboxPID>/ns/ipc) or the
-// host's. UTS is the pause container's unless host network. PID follows the
-// container's own option: POD joins the pause container's, CONTAINER is new,
-// NODE is the host's, TARGET joins targetPID's.
-func containerNamespaces(pod, ctr *runtimeapi.NamespaceOption, netNSPath string, sandboxPID, targetPID uint32) ([]runtimespec.LinuxNamespace, error) {
-	if sandboxPID == 0 {
-		return nil, fmt.Errorf("%w: the pod's sandbox process is not running", errdefs.ErrFailedPrecondition)
+// host's, the pod's IPC namespace or the host's. UTS is the pod's unless host
+// network. PID follows the container's own option: POD is the pod's
+// choice (the pause container's shared one, or a new one), CONTAINER is new, NODE is the host's, TARGET joins
+// targetPID's. The pod's namespaces are the pause process's
+// (/proc/<sandboxPID>/ns/...) or, for a pod without one, its pinned ones.
+func containerNamespaces(pod, ctr *runtimeapi.NamespaceOption, netNSPath string, sandboxPID uint32, pinned PinnedNamespaces, targetPID uint32) ([]runtimespec.LinuxNamespace, error) {
+	podNS := func(ns string) (string, error) {
+		path := ""
+		switch {
+		case sandboxPID != 0:
+			path = procNS(sandboxPID, ns)
+		case ns == "uts":
+			path = pinned.UTS
+		case ns == "ipc":
+			path = pinned.IPC
+		}
+		if path == "" {
+			return "", fmt.Errorf("%w: the pod's sandbox holds no %s namespace (not running, or the pod has no shared %s namespace)", errdefs.ErrFailedPrecondition, ns, ns)
+		}
+		return path, nil
 	}
 	nss := []runtimespec.LinuxNamespace{{Type: runtimespec.MountNamespace}}
 	if pod.GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		if netNSPath == "" {
 			return nil, fmt.Errorf("%w: pod network namespace path is missing", errdefs.ErrFailedPrecondition)
 		}
+		uts, err := podNS("uts")
+		if err != nil {
+			return nil, err
+		}
 		nss = append(nss,
 			runtimespec.LinuxNamespace{Type: runtimespec.NetworkNamespace, Path: netNSPath},
-			runtimespec.LinuxNamespace{Type: runtimespec.UTSNamespace, Path: procNS(sandboxPID, "uts")})
+			runtimespec.LinuxNamespace{Type: runtimespec.UTSNamespace, Path: uts})
 	}
 	if pod.GetIpc() != runtimeapi.NamespaceMode_NODE {
-		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.IPCNamespace, Path: procNS(sandboxPID, "ipc")})
+		ipc, err := podNS("ipc")
+		if err != nil {
+			return nil, err
+		}
+		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.IPCNamespace, Path: ipc})
 	}
 	switch mode := ctr.GetPid(); mode {
 	case runtimeapi.NamespaceMode_POD:
-		if pod.GetPid() != runtimeapi.NamespaceMode_NODE {
-			nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace, Path: procNS(sandboxPID, "pid")})
+		// POD means the pod's choice: a shared one, one per container
+		// (kubelet's default), or the host's.
+		switch pod.GetPid() {
+		case runtimeapi.NamespaceMode_CONTAINER:
+			nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace})
+		case runtimeapi.NamespaceMode_POD:
+			pid, err := podNS("pid")
+			if err != nil {
+				return nil, err
+			}
+			nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace, Path: pid})
 		}
 	case runtimeapi.NamespaceMode_CONTAINER:
 		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace})

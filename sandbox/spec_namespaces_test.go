@@ -65,6 +65,7 @@ func TestSpecContainerNamespaces(t *testing.T) {
 		pod, ctr   *runtimeapi.NamespaceOption
 		netns      string
 		sandboxPID uint32
+		pinned     PinnedNamespaces
 		targetPID  uint32
 		want       string
 		wantErr    error
@@ -105,10 +106,30 @@ func TestSpecContainerNamespaces(t *testing.T) {
 			want: "mount pid=/proc/10/ns/pid",
 		},
 		{desc: "sandbox not running", netns: netns, wantErr: errdefs.ErrFailedPrecondition},
+		{
+			desc: "pod without pause: pinned uts and ipc", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
+			ctr:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			want: "ipc=/run/p1/ns/ipc mount network=/run/netns/p1 pid uts=/run/p1/ns/uts",
+		},
+		{
+			desc: "pod without pause and host ipc", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts"},
+			pod:  &runtimeapi.NamespaceOption{Ipc: host},
+			ctr:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			want: "mount network=/run/netns/p1 pid uts=/run/p1/ns/uts",
+		},
+		{
+			desc: "pod pid in a pod of per-container pid namespaces", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
+			pod:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			want: "ipc=/run/p1/ns/ipc mount network=/run/netns/p1 pid uts=/run/p1/ns/uts",
+		},
+		{
+			desc: "pod without pause has no shared pid namespace", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
+			wantErr: errdefs.ErrFailedPrecondition,
+		},
 		{desc: "missing netns", sandboxPID: 10, wantErr: errdefs.ErrFailedPrecondition},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			nss, err := containerNamespaces(tc.pod, tc.ctr, tc.netns, tc.sandboxPID, tc.targetPID)
+			nss, err := containerNamespaces(tc.pod, tc.ctr, tc.netns, tc.sandboxPID, tc.pinned, tc.targetPID)
 			if checkErr(t, err, tc.wantErr) {
 				if got := nsString(nss); got != tc.want {
 					t.Errorf("namespaces = %q, want %q", got, tc.want)

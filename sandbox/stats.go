@@ -9,8 +9,11 @@ import (
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 	cnins "github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -69,6 +72,36 @@ func (r *Runtime) taskUsage(ctx context.Context, id string) (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
+	return usageOf(id, m)
+}
+
+// tasksUsage asks containerd for the metrics of several tasks in one call
+// (containerd asks each shim); tasks that are gone are missing in the map.
+func (r *Runtime) tasksUsage(ctx context.Context, ids []string) (map[string]usage, error) {
+	out := make(map[string]usage, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	filters := make([]string, len(ids))
+	for i, id := range ids {
+		filters[i] = "id==" + id
+	}
+	resp, err := r.client.TaskService().Metrics(ctx, &tasks.MetricsRequest{Filters: filters})
+	if err != nil {
+		return nil, fmt.Errorf("task metrics: %w", errgrpc.ToNative(err))
+	}
+	for _, m := range resp.Metrics {
+		u, err := usageOf(m.ID, m)
+		if err != nil {
+			return nil, err
+		}
+		out[m.ID] = u
+	}
+	return out, nil
+}
+
+// usageOf decodes a task's cgroup metrics.
+func usageOf(id string, m *types.Metric) (usage, error) {
 	data, err := typeurl.UnmarshalAny(m.Data)
 	if err != nil {
 		return usage{}, fmt.Errorf("decode metrics of %s: %w", id, err)
@@ -145,44 +178,65 @@ func (r *Runtime) ContainerStats(ctx context.Context, id string) (*runtimeapi.Co
 }
 
 func (r *Runtime) containerStats(ctx context.Context, c *Container) (*runtimeapi.ContainerStats, error) {
-	out := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
-		Id: c.ID, Metadata: c.Config.GetMetadata(), Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
-	}}
+	var u *usage
 	if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-		u, err := r.taskUsage(ctx, c.ID)
+		tu, err := r.taskUsage(ctx, c.ID)
 		if err != nil && !errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("stats of container %s: %w", c.ID, err)
 		}
 		if err == nil {
-			out.Cpu, out.Memory, out.Swap = r.cpuMemStats(c.ID, u)
+			u = &tu
 		}
 	}
-	sn := r.podSnapshotter(c.PodID)
-	su, err := r.client.SnapshotService(sn).Usage(ctx, c.ID)
-	if err == nil {
-		out.WritableLayer = &runtimeapi.FilesystemUsage{
-			Timestamp:  time.Now().UnixNano(),
-			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: sn},
-			UsedBytes:  &runtimeapi.UInt64Value{Value: uint64(su.Size)},
-			InodesUsed: &runtimeapi.UInt64Value{Value: uint64(su.Inodes)},
-		}
-	} else if !errdefs.IsNotFound(err) {
+	return r.containerStatsOf(ctx, c, u)
+}
+
+// containerStatsOf reports a container with its task's usage u (nil: not
+// running) and its writable layer's use.
+func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *usage) (*runtimeapi.ContainerStats, error) {
+	out := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
+		Id: c.ID, Metadata: c.Config.GetMetadata(), Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+	}}
+	if u != nil {
+		out.Cpu, out.Memory, out.Swap = r.cpuMemStats(c.ID, *u)
+	}
+	wl, err := r.writableLayer(ctx, c)
+	if err != nil {
 		return nil, fmt.Errorf("writable layer of container %s: %w", c.ID, err)
 	}
+	out.WritableLayer = wl
 	return out, nil
 }
 
-// ListContainerStats reports stats of every container matching f.
+// ListContainerStats reports the containers that match f. The running
+// ones' metrics come from containerd in one call.
 func (r *Runtime) ListContainerStats(ctx context.Context, f ContainerFilter) ([]*runtimeapi.ContainerStats, error) {
-	var out []*runtimeapi.ContainerStats
+	var sel []*Container
+	var running []string
 	for _, c := range r.store.listContainers() {
 		if !matchID(c.ID, f.ID) || !matchID(c.PodID, f.PodID) || !matchLabels(c.Config.GetLabels(), f.LabelSelector) {
 			continue
 		}
-		if f.State != nil && r.store.containerStatusOf(c).State != *f.State {
+		st := r.store.containerStatusOf(c).State
+		if f.State != nil && st != *f.State {
 			continue
 		}
-		s, err := r.containerStats(ctx, c)
+		sel = append(sel, c)
+		if st == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			running = append(running, c.ID)
+		}
+	}
+	usages, err := r.tasksUsage(ctx, running)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*runtimeapi.ContainerStats, 0, len(sel))
+	for _, c := range sel {
+		var u *usage
+		if tu, ok := usages[c.ID]; ok {
+			u = &tu
+		}
+		s, err := r.containerStatsOf(ctx, c, u)
 		if errdefs.IsNotFound(err) {
 			continue // removed while listing
 		}
@@ -205,6 +259,33 @@ func (r *Runtime) PodStats(ctx context.Context, id string) (*runtimeapi.PodSandb
 }
 
 func (r *Runtime) podStats(ctx context.Context, p *Pod) (*runtimeapi.PodSandboxStats, error) {
+	usages, err := r.tasksUsage(ctx, r.podTaskIDs(p))
+	if err != nil {
+		return nil, err
+	}
+	return r.podStatsWith(ctx, p, usages)
+}
+
+// podTaskIDs are the tasks whose use is the pod's: its pause task (if it
+// has one) and its running containers' tasks.
+func (r *Runtime) podTaskIDs(p *Pod) []string {
+	if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return nil
+	}
+	var ids []string
+	if !p.Infraless {
+		ids = append(ids, p.ID)
+	}
+	for _, c := range r.store.podContainers(p.ID) {
+		if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
+}
+
+// podStatsWith reports a pod from its tasks' usages (tasksUsage).
+func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]usage) (*runtimeapi.PodSandboxStats, error) {
 	out := &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{
 			Id: p.ID, Metadata: p.Config.GetMetadata(), Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(),
@@ -226,20 +307,20 @@ func (r *Runtime) podStats(ctx context.Context, p *Pod) (*runtimeapi.PodSandboxS
 		total.swap += u.swap
 		count += u.pids
 	}
-	if u, err := r.taskUsage(ctx, p.ID); err == nil {
+	if u, ok := usages[p.ID]; ok {
 		add(u)
 	}
 	for _, c := range r.store.podContainers(p.ID) {
-		cs, err := r.containerStats(ctx, c)
+		var cu *usage
+		if u, ok := usages[c.ID]; ok && r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			cu = &u
+			add(u)
+		}
+		cs, err := r.containerStatsOf(ctx, c, cu)
 		if err != nil {
 			continue
 		}
 		out.Linux.Containers = append(out.Linux.Containers, cs)
-		if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-			if u, err := r.taskUsage(ctx, c.ID); err == nil {
-				add(u)
-			}
-		}
 	}
 	out.Linux.Cpu, out.Linux.Memory, _ = r.cpuMemStats(p.ID, total)
 	out.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: total.at.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: count}}
@@ -286,7 +367,8 @@ func netnsStats(path string) (*runtimeapi.NetworkUsage, error) {
 
 // ListPodStats reports stats of every pod matching f.
 func (r *Runtime) ListPodStats(ctx context.Context, f PodFilter) ([]*runtimeapi.PodSandboxStats, error) {
-	var out []*runtimeapi.PodSandboxStats
+	var sel []*Pod
+	var ids []string
 	for _, p := range r.store.listPods() {
 		if !matchID(p.ID, f.ID) || !matchLabels(p.Config.GetLabels(), f.LabelSelector) {
 			continue
@@ -294,7 +376,17 @@ func (r *Runtime) ListPodStats(ctx context.Context, f PodFilter) ([]*runtimeapi.
 		if f.State != nil && r.store.podStatusOf(p).State != *f.State {
 			continue
 		}
-		s, err := r.podStats(ctx, p)
+		sel = append(sel, p)
+		ids = append(ids, r.podTaskIDs(p)...)
+	}
+	// One metrics call for every task of every selected pod.
+	usages, err := r.tasksUsage(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*runtimeapi.PodSandboxStats, 0, len(sel))
+	for _, p := range sel {
+		s, err := r.podStatsWith(ctx, p, usages)
 		if errdefs.IsNotFound(err) {
 			continue
 		}
@@ -323,11 +415,20 @@ func (r *Runtime) MetricDescriptors() []*runtimeapi.MetricDescriptor { return me
 
 // PodMetrics reports the cAdvisor-style metrics of every ready pod.
 func (r *Runtime) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
-	var out []*runtimeapi.PodSandboxMetrics
+	var ready []*Pod
+	var ids []string
 	for _, p := range r.store.listPods() {
-		if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
-			continue
+		if r.store.podStatusOf(p).State == runtimeapi.PodSandboxState_SANDBOX_READY {
+			ready = append(ready, p)
+			ids = append(ids, r.podTaskIDs(p)...)
 		}
+	}
+	usages, err := r.tasksUsage(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []*runtimeapi.PodSandboxMetrics
+	for _, p := range ready {
 		pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: p.ID}
 		now := time.Now().UnixNano()
 		if p.NetNSPath != "" {
@@ -346,8 +447,8 @@ func (r *Runtime) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetri
 			if r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 				continue
 			}
-			u, err := r.taskUsage(ctx, c.ID)
-			if err != nil {
+			u, ok := usages[c.ID]
+			if !ok {
 				continue
 			}
 			ts := u.at.UnixNano()

@@ -10,10 +10,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/internal/fsutil"
 )
@@ -33,9 +37,13 @@ type podMeta struct {
 	Config         *runtimeapi.PodSandboxConfig `json:"config"`
 	RuntimeHandler string                       `json:"runtimeHandler,omitempty"`
 	NetNSPath      string                       `json:"netnsPath,omitempty"`
-	Files          PodFiles                     `json:"files"`
-	CgroupsPath    string                       `json:"cgroupsPath"`
-	CreatedAt      time.Time                    `json:"createdAt"`
+	// Infraless pods have no pause process: their containerd container is
+	// a record without a task, and Pinned holds their UTS/IPC namespaces.
+	Infraless   bool             `json:"infraless,omitempty"`
+	Pinned      PinnedNamespaces `json:"pinned,omitempty"`
+	Files       PodFiles         `json:"files"`
+	CgroupsPath string           `json:"cgroupsPath"`
+	CreatedAt   time.Time        `json:"createdAt"`
 }
 
 // podStatus changes over the pod's life; it is checkpointed to a file.
@@ -106,6 +114,18 @@ type Container struct {
 	startDone chan struct{} // closed when Start has recorded its outcome
 	startOnce sync.Once
 	io        *containerIO // set by Start; nil before
+
+	// running caches the task of a started container and its process spec,
+	// so an exec needs no containerd lookups (nil: not known yet).
+	running atomic.Pointer[runningTask]
+	// process is the spec's process, known from Create (nil after a
+	// restart of accel-cri: read from containerd on first use).
+	process *runtimespec.Process
+}
+
+type runningTask struct {
+	task    containerd.Task
+	process *runtimespec.Process
 }
 
 func newContainer(m containerMeta) *Container {
@@ -273,7 +293,10 @@ func writeJSON(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(path, b, 0o600)
+	// Checkpoints must survive a crash of accel-cri (they do: rename is
+	// atomic), not of the machine: after a reboot every pod is gone anyway,
+	// and readJSON treats a checkpoint torn by one as absent.
+	return fsutil.ReplaceFile(path, b, 0o600)
 }
 
 // readJSON reads a checkpoint; a missing file leaves v unchanged and reports false.
@@ -286,7 +309,11 @@ func readJSON(path string, v any) (bool, error) {
 		return false, err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("checkpoint %s: %w", path, err)
+		// Only a machine crash right after a write can leave a torn
+		// checkpoint (they are replaced by rename); what it described did
+		// not survive the crash either.
+		klog.ErrorS(err, "Ignoring an unreadable checkpoint", "path", path)
+		return false, nil
 	}
 	return true, nil
 }

@@ -148,6 +148,7 @@ func serve(cfg config.Config) error {
 		sandbox.WithNamespace(cfg.Namespace),
 		sandbox.WithDirs(filepath.Join(cfg.Root, "sandbox"), filepath.Join(cfg.State, "sandbox")),
 		sandbox.WithShmSize(cfg.PodShmSize),
+		sandbox.WithInfraContainer(cfg.InfraContainer),
 		sandbox.WithHandlers(handlerConfigs(cfg.Runtimes), cfg.DefaultRuntime),
 		cdiOpt,
 	)

@@ -11,6 +11,20 @@ import (
 // fsync and rename, so a crash at any point leaves either the old file or the
 // new one, never a half-written one.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileRename(path, data, perm, true)
+}
+
+// ReplaceFile writes data to path via a temp file and rename, without
+// fsync: a crash of the process at any point leaves the old file or the new
+// one (the kernel has both), but a crash of the machine may lose the last
+// writes. For state that means nothing after a reboot, such as the status of
+// containers that a reboot kills anyway, and written on every lifecycle step:
+// an fsync per step costs more than the rest of the step on a busy disk.
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	return writeFileRename(path, data, perm, false)
+}
+
+func writeFileRename(path string, data []byte, perm os.FileMode, sync bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -24,9 +38,11 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err

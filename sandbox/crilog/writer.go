@@ -44,8 +44,10 @@ const (
 	// "2006-01-02T15:04:05.999999999Z stdout F " (40 bytes); a longer one
 	// (a year past 9999) takes a slow path.
 	headerRoom = 64
-	// defaultReadBufferSize is the bufio.Reader size per stream.
-	defaultReadBufferSize = 32 * 1024
+	// defaultReadBufferSize is the bufio.Reader size per stream. Every
+	// running container holds two for its whole life, so it stays small: a
+	// line longer than it is assembled in the entry buffer anyway.
+	defaultReadBufferSize = 8 * 1024
 	// shrinkAbove is the entry buffer capacity above which the buffer is
 	// dropped after an entry, so that one huge line (no size limit) does not
 	// pin its memory for the life of the container.
@@ -293,10 +295,10 @@ func (w *Writer) Copy(stream string, r io.Reader) error {
 }
 
 func initialContentCap(max int) int {
-	if max > 0 && max < 4096 {
+	if max > 0 && max < 512 {
 		return max
 	}
-	return 4096
+	return 512 // grows with the first long line
 }
 
 // copier is the state of one Copy call: the entry being built and the first

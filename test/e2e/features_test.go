@@ -63,6 +63,65 @@ func TestContainerFeatures(t *testing.T) {
 		t.Logf("requested -500, host minimum %d (restricted=%v): container got %d", oom.Min, oom.Restricted, want)
 	})
 
+	t.Run("pod without a pause process: pinned UTS and IPC namespaces, sysctls, hostname", func(t *testing.T) {
+		podID, pod := e.runPod(t, "infraless", func(c *runtimeapi.PodSandboxConfig) {
+			c.Hostname = "infraless-host"
+			c.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "81"}
+			c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_CONTAINER
+		})
+		st, err := e.Runtime.PodSandboxStatus(ctx, podID, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info struct {
+			PID   int  `json:"pid"`
+			Pause bool `json:"pause"`
+		}
+		if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil {
+			t.Fatal(err)
+		}
+		if info.PID != 0 || info.Pause {
+			t.Errorf("pod info %s, want no pause process", st.Info["info"])
+		}
+		// Two containers see one IPC namespace: a segment made by the first
+		// is listed by the second.
+		script := `echo host=$(hostname) rmid=$(cat /proc/sys/kernel/shm_rmid_forced) port=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) pid1=$(cat /proc/1/cmdline | tr '\0' ' ') ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts)`
+		c1 := e.busybox("first", script)
+		c1.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+		out1 := e.runToExit(t, podID, pod, c1)
+		mustContain(t, out1, "host=infraless-host", "rmid=1", "port=81", "pid1=sh -c")
+		c2 := e.busybox("second", script)
+		c2.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+		out2 := e.runToExit(t, podID, pod, c2)
+		ns := func(out, key string) string {
+			for _, f := range strings.Fields(out) {
+				if strings.HasPrefix(f, key+"=") {
+					return f
+				}
+			}
+			return ""
+		}
+		for _, key := range []string{"ipc", "uts"} {
+			if a, b := ns(out1, key), ns(out2, key); a == "" || a != b {
+				t.Errorf("%s namespaces of two containers of the pod: %q and %q, want the same", key, a, b)
+			}
+		}
+		if h, _ := os.Hostname(); h == "infraless-host" {
+			t.Error("the pod's hostname leaked to the host")
+		}
+		// The pinned namespaces go with the pod's stop.
+		pins, _ := filepath.Glob(filepath.Join(e.State, "sandbox", "pods", podID, "ns", "*"))
+		if len(pins) != 2 {
+			t.Errorf("pinned namespaces of the pod: %v, want uts and ipc", pins)
+		}
+		if err := e.Runtime.StopPodSandbox(ctx, podID); err != nil {
+			t.Fatal(err)
+		}
+		if left, _ := filepath.Glob(filepath.Join(e.State, "sandbox", "pods", podID, "ns", "*")); len(left) != 0 {
+			t.Errorf("pinned namespaces left after StopPodSandbox: %v", left)
+		}
+	})
+
 	t.Run("namespaced sysctls and shared PID namespace", func(t *testing.T) {
 		podID, pod := e.runPod(t, "ns", func(c *runtimeapi.PodSandboxConfig) {
 			c.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "80"}

@@ -134,6 +134,9 @@ func TestMetricsScrape(t *testing.T) {
 	}
 
 	pod := a.PodConfig(t, "metrics")
+	// A shared PID namespace needs a pause container, so RunPodSandbox
+	// pulls the sandbox image and its pull is counted as well.
+	pod.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
 	podID, err := a.Runtime.RunPodSandbox(ctx, pod, "")
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v\n%s", err, a.LogTail(20))
