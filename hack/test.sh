@@ -16,6 +16,8 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go vet -tags bench ./test/bench
+go vet -tags chaos ./test/chaos
+go vet -tags soak ./test/chaos
 
 # The kubelet suite appends its time-to-running figures (accel-cri and
 # containerd's own CRI) here; they are printed after the test run.
@@ -29,6 +31,10 @@ go test -count=1 -timeout 60m "$@" ./... || status=$?
 # CRI proves the benchmark works (make bench measures; docs/benchmarks.md).
 go test -count=1 -timeout 10m -tags bench ./test/bench \
   -args -pods 4 -concurrency 1,8 -rounds 1 -list-pods 10 -list-iterations 20 || status=$?
+
+# The chaos suite at CI size: >= 20 SIGKILLs of accel-cri and its containerd
+# during pod churn, state checked after each restart, leftovers counted.
+make chaos-ci || status=$?
 
 # Every fuzz target for a few seconds, from its committed seed corpus on.
 FUZZTIME=${FUZZTIME:-4s} bash hack/fuzz.sh || status=$?
