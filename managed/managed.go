@@ -94,6 +94,12 @@ func (d *Daemon) Address() string { return filepath.Join(d.opts.State, "containe
 func (d *Daemon) ConfigPath() string { return filepath.Join(d.opts.State, "config.toml") }
 
 // PIDFile holds the pid of the running containerd.
+// TaskBundleRoot is where containerd keeps its tasks' bundles, per namespace.
+func (d *Daemon) TaskBundleRoot() string {
+	return filepath.Join(d.opts.State, "daemon", "io.containerd.runtime.v2.task")
+}
+
+// PIDFile is where the running containerd's pid is kept.
 func (d *Daemon) PIDFile() string { return filepath.Join(d.opts.State, "containerd.pid") }
 
 // LogPath is where containerd's output goes.

@@ -197,6 +197,11 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	if err != nil {
 		return err
 	}
+	if c.recovered() {
+		if err := r.clearStaleTask(ctx, c); err != nil {
+			return fmt.Errorf("start container %s: %w", c.ID, err)
+		}
+	}
 	cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce())
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
@@ -299,6 +304,11 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	defer c.mu.Unlock()
 	if err := r.deleteContainerd(ctx, c.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
+	if c.recovered() && r.store.containerStatusOf(c).StartedAt.IsZero() {
+		if err := r.clearStaleTask(ctx, c); err != nil {
+			return fmt.Errorf("remove container %s: %w", c.ID, err)
+		}
 	}
 	if c.io != nil {
 		c.io.close()

@@ -338,9 +338,17 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	st := r.store.podStatusOf(p)
+	// NOTREADY is recorded first: a crash from here on leaves a pod that
+	// kubelet stops again, never a ready pod whose network is gone.
+	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+		st.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+		if err := r.store.setPodStatus(p, st); err != nil {
+			return err
+		}
+	}
 	// The containers stop side by side, and the pod network goes down
 	// meanwhile: nothing in a stopping pod may use it any more.
-	st := r.store.podStatusOf(p)
 	netErr := make(chan error, 1)
 	if !st.NetworkDown && p.NetNSPath != "" {
 		go func() { netErr <- r.network.TeardownPod(ctx, p.ID, p.NetNSPath, p.Config) }()
@@ -366,10 +374,11 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stop pod %s: %w", p.ID, err)
 	}
-	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
-		if p.Infraless {
-			r.markPodExited(p)
-		} else if err := r.killPause(ctx, p); err != nil {
+	switch {
+	case p.Infraless:
+		r.markPodExited(p)
+	case st.PID != 0: // the pause process runs (or did when last seen)
+		if err := r.killPause(ctx, p); err != nil {
 			return err
 		}
 	}

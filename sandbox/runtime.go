@@ -73,6 +73,10 @@ type Runtime struct {
 	// image and snapshot lookups.
 	unpacked sync.Map // snapshotter + "\x00" + image id -> rootfsImage
 	layers   *layerUsages
+
+	// bundleRoot and containerdAddress locate task bundles and shim
+	// sockets of the managed containerd (WithTaskBundles).
+	bundleRoot, containerdAddress string
 }
 
 // Option configures a Runtime.

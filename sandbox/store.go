@@ -123,6 +123,11 @@ type Container struct {
 	process *runtimespec.Process
 }
 
+// recovered reports whether the container was created before accel-cri's
+// last start (read back by recovery), so an interrupted task creation may
+// have left something behind (clearStaleTask).
+func (c *Container) recovered() bool { return c.process == nil }
+
 type runningTask struct {
 	task    containerd.Task
 	process *runtimespec.Process

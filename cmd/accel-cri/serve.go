@@ -149,6 +149,7 @@ func serve(cfg config.Config) error {
 		sandbox.WithDirs(filepath.Join(cfg.Root, "sandbox"), filepath.Join(cfg.State, "sandbox")),
 		sandbox.WithShmSize(cfg.PodShmSize),
 		sandbox.WithInfraContainer(cfg.InfraContainer),
+		taskBundles(daemon),
 		sandbox.WithHandlers(handlerConfigs(cfg.Runtimes), cfg.DefaultRuntime),
 		cdiOpt,
 	)
@@ -281,6 +282,16 @@ func handlerConfigs(rts map[string]config.RuntimeConfig) map[string]sandbox.Hand
 		}
 	}
 	return out
+}
+
+// taskBundles locates the managed containerd's task bundles and shim
+// sockets for the runtime's cleanup of interrupted task creations; an
+// external containerd's are unknown.
+func taskBundles(d *managed.Daemon) sandbox.Option {
+	if d == nil {
+		return sandbox.WithTaskBundles("", "")
+	}
+	return sandbox.WithTaskBundles(d.TaskBundleRoot(), d.Address())
 }
 
 // logErr logs an error of a shutdown step.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
@@ -91,5 +93,63 @@ func TestRestartRecovery(t *testing.T) {
 	}
 	if n := dirCount(t, filepath.Join(e.State, "sandbox", "netns")); n != 0 {
 		t.Errorf("%d network namespaces left", n)
+	}
+}
+
+// TestInterruptedStartRecovery covers a StartContainer cut short by a crash
+// of accel-cri after containerd had created the task: the restarted
+// accel-cri still has the container as CREATED, and the retried start must
+// succeed (not fail on the task containerd kept) and leave one shim.
+func TestInterruptedStartRecovery(t *testing.T) {
+	e := startPodEnv(t)
+	ctx := ctxT(t, 5*time.Minute)
+
+	podID, pod := e.runPod(t, "interrupted")
+	cfg := e.busybox("late", `echo started; sleep 3600`)
+	cid, err := e.Runtime.CreateContainer(ctx, podID, cfg, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What containerd did for the StartContainer accel-cri did not live to
+	// record: the task exists, created but not started.
+	client, err := containerd.New(filepath.Join(e.State, "containerd", "containerd.sock"), containerd.WithDefaultNamespace("accel-cri"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctr, err := client.LoadContainer(ctx, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctr.NewTask(ctx, cio.NullIO); err != nil {
+		t.Fatal(err)
+	}
+	e.Kill(t)
+	e.Start(t)
+
+	if err := e.Runtime.StartContainer(ctx, cid); err != nil {
+		t.Fatalf("start after an interrupted start: %v", err)
+	}
+	e.WaitContainer(t, cid, running, 10*time.Second)
+	framework.WaitLog(t, logPath(pod, cfg), "started", 20*time.Second)
+	if shims := shimsOf(t, e.State); len(shims) != 1 {
+		t.Errorf("shims after the retried start: %q, want one", shims)
+	}
+	if err := e.Runtime.StopPodSandbox(ctx, podID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Runtime.RemovePodSandbox(ctx, podID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(shimsOf(t, e.State)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if shims := shimsOf(t, e.State); len(shims) != 0 {
+		t.Errorf("shims left after removing the pod: %q", shims)
+	}
+	bundles, _ := filepath.Glob(filepath.Join(e.State, "containerd", "daemon", "io.containerd.runtime.v2.task", "accel-cri", "*"))
+	if len(bundles) != 0 {
+		t.Errorf("task bundles left: %v", bundles)
 	}
 }

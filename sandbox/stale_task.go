@@ -1,0 +1,139 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+	"k8s.io/klog/v2"
+)
+
+// When accel-cri dies while containerd creates a container's task, the
+// gRPC call is cancelled and containerd's own cleanup can race the shim,
+// which goes on creating the container: the task's bundle directory (with
+// its mounted root filesystem), the OCI runtime's container with its cgroups,
+// and, for a pod's first task, the shim itself stay behind, unknown to
+// containerd. The next create of that task then fails ("file exists"). So
+// before a task is created, and when a container that never ran is removed,
+// a bundle that containerd does not know is cleaned here: through the shim
+// that holds it, then the OCI runtime, then the directory.
+
+// WithTaskBundles tells the runtime where its containerd keeps task bundles
+// (<state>/io.containerd.runtime.v2.task) and its socket address, which name
+// a task's bundle and its shim's socket. Known for the managed containerd
+// only; without it nothing is cleaned.
+func WithTaskBundles(bundleRoot, containerdAddress string) Option {
+	return func(r *Runtime) { r.bundleRoot, r.containerdAddress = bundleRoot, containerdAddress }
+}
+
+// shimCallTimeout bounds each call to a shim during cleanup.
+const shimCallTimeout = 5 * time.Second
+
+// clearStaleTask removes what an interrupted task creation of container c
+// left, if anything. It is called only for containers that never started
+// (StartContainer, or removing one in CREATED state).
+func (r *Runtime) clearStaleTask(ctx context.Context, c *Container) error {
+	// A task containerd knows for a container accel-cri never recorded as
+	// started was made by a StartContainer that containerd finished after
+	// accel-cri died: delete it, so the retried start makes it afresh.
+	if task, err := r.loadTask(ctx, c.ID); err == nil {
+		klog.InfoS("Deleting the task of a container whose start was cut short", "container", c.ID)
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("task of interrupted start of %s: %w", c.ID, err)
+		}
+		return nil
+	}
+	if r.bundleRoot == "" {
+		return nil
+	}
+	bundle := filepath.Join(r.bundleRoot, r.namespace, c.ID)
+	if _, err := os.Lstat(bundle); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	klog.InfoS("Cleaning the task of a container whose creation was cut short", "container", c.ID, "bundle", bundle)
+	// The shim is the pod's (tasks are grouped by sandbox id) or, for a
+	// handler with a sandbox per container, the container's own.
+	for _, group := range []string{c.PodID, c.ID} {
+		if r.deleteInShim(ctx, group, c.ID) {
+			break
+		}
+	}
+	if h, err := r.handlerOf(r.podHandlerName(c.PodID)); err == nil && h.root != "" {
+		bin := h.binary
+		if bin == "" {
+			bin = "runc"
+		}
+		rctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+		out, err := exec.CommandContext(rctx, bin, "--root", h.root, "delete", "--force", c.ID).CombinedOutput()
+		cancel()
+		if err != nil {
+			klog.V(2).InfoS("OCI runtime delete of a stale container", "container", c.ID, "err", err, "output", string(out))
+		}
+	}
+	work, werr := os.Readlink(filepath.Join(bundle, "work"))
+	if err := unmountUnder(bundle); err != nil {
+		return fmt.Errorf("stale task of container %s: %w", c.ID, err)
+	}
+	if err := os.RemoveAll(bundle); err != nil {
+		return fmt.Errorf("stale task of container %s: %w", c.ID, err)
+	}
+	if werr == nil && filepath.Base(work) == c.ID {
+		_ = os.RemoveAll(work)
+	}
+	return nil
+}
+
+// deleteInShim asks the shim of group to kill and delete task id, then to
+// exit if it holds no other task (a shim's Shutdown is refused while it
+// holds one). It reports whether the shim answered the delete.
+func (r *Runtime) deleteInShim(ctx context.Context, group, id string) bool {
+	conn, err := net.DialTimeout("unix", shimSocket(r.containerdAddress, r.namespace, group), shimCallTimeout)
+	if err != nil {
+		return false
+	}
+	client := ttrpc.NewClient(conn)
+	defer client.Close()
+	svc := taskapi.NewTTRPCTaskClient(client)
+	call := func(f func(context.Context) error) error {
+		cctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+		defer cancel()
+		return f(cctx)
+	}
+	_ = call(func(ctx context.Context) error {
+		_, err := svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL), All: true})
+		return err
+	})
+	derr := call(func(ctx context.Context) error {
+		_, err := svc.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+		return err
+	})
+	_ = call(func(ctx context.Context) error {
+		_, err := svc.Shutdown(ctx, &taskapi.ShutdownRequest{ID: id})
+		return err
+	})
+	if derr != nil {
+		klog.V(2).InfoS("Shim delete of a stale task", "container", id, "shim", group, "err", derr)
+	}
+	return derr == nil
+}
+
+// shimSocket is where the runc shim of task group listens: containerd's
+// shim library names it by the hash of containerd's address, the namespace
+// and the group, under /run/containerd/s (fixed, whatever containerd's
+// state directory).
+func shimSocket(containerdAddress, namespace, group string) string {
+	sum := sha256.Sum256([]byte(filepath.Join(containerdAddress, namespace, group)))
+	return fmt.Sprintf("/run/containerd/s/%x", sum)
+}
