@@ -305,10 +305,13 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if err := r.deleteContainerd(ctx, c.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
-	if c.recovered() && r.store.containerStatusOf(c).StartedAt.IsZero() {
-		if err := r.clearStaleTask(ctx, c); err != nil {
-			return fmt.Errorf("remove container %s: %w", c.ID, err)
+	if c.recovered() {
+		if r.store.containerStatusOf(c).StartedAt.IsZero() {
+			if err := r.clearStaleTask(ctx, c); err != nil {
+				return fmt.Errorf("remove container %s: %w", c.ID, err)
+			}
 		}
+		removeLeftoverCgroup(c.CgroupsPath)
 	}
 	if c.io != nil {
 		c.io.close()
