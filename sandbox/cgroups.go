@@ -1,9 +1,12 @@
 package sandbox
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
@@ -52,8 +55,35 @@ func removeLeftoverCgroup(path string) {
 		}
 	}
 	for _, d := range dirs {
-		if err := unix.Rmdir(d); err == nil {
-			klog.V(2).InfoS("Removed a cgroup its container left", "path", d)
+		if _, err := os.Stat(d); err != nil {
+			continue
+		}
+		// Processes still in it are the forgotten container's (its init
+		// waiting to be started): the container is being removed.
+		for i := 0; i < 20; i++ {
+			killCgroupProcs(d)
+			err := unix.Rmdir(d)
+			if err == nil {
+				klog.InfoS("Removed a cgroup its container left", "path", d)
+				break
+			}
+			if !errors.Is(err, unix.EBUSY) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// killCgroupProcs SIGKILLs the processes listed in a cgroup directory.
+func killCgroupProcs(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
 }
