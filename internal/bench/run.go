@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -602,28 +603,12 @@ func (r *runner) podGone(cfg *runtimeapi.PodSandboxConfig) {
 	if r.cfg.CgroupParent == "" || md.Uid == "" {
 		return
 	}
-	for _, base := range cgroupMounts() {
+	for _, base := range fsutil.CgroupMounts() {
 		dir := filepath.Join(base, r.cfg.CgroupParent, "pod"+md.Uid)
 		// Only empty directories can go; a child cgroup the runtime left
 		// is its own bug and stays visible.
 		_ = syscall.Rmdir(dir)
 	}
-}
-
-// cgroupMounts lists the cgroup v1 hierarchies or the v2 root.
-func cgroupMounts() []string {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") {
-			out = append(out, f[1])
-		}
-	}
-	return out
 }
 
 func randHex(n int) string {

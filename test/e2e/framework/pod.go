@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -177,7 +178,7 @@ func RemovePods(ctx context.Context, rs internalapi.RuntimeService, report func(
 // removeCgroups removes the cgroup directories under CgroupRoot in every
 // hierarchy (runc creates parents it never removes).
 func (a *AccelCRI) removeCgroups() {
-	for _, base := range cgroupMounts() {
+	for _, base := range fsutil.CgroupMounts() {
 		root := filepath.Join(base, a.CgroupRoot())
 		var dirs []string
 		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
@@ -194,7 +195,7 @@ func (a *AccelCRI) removeCgroups() {
 
 // killCgroupProcs kills every process in a cgroup below CgroupRoot.
 func (a *AccelCRI) killCgroupProcs() {
-	for _, base := range cgroupMounts() {
+	for _, base := range fsutil.CgroupMounts() {
 		filepath.WalkDir(filepath.Join(base, a.CgroupRoot()), func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
 				return nil
@@ -215,7 +216,7 @@ func (a *AccelCRI) killCgroupProcs() {
 // parents themselves belong to kubelet, which creates and removes them.
 func (a *AccelCRI) LeftCgroups() []string {
 	var left []string
-	for _, base := range cgroupMounts() {
+	for _, base := range fsutil.CgroupMounts() {
 		root := filepath.Join(base, a.CgroupRoot())
 		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() && strings.Count(strings.TrimPrefix(p, root), "/") >= 2 {
@@ -225,20 +226,4 @@ func (a *AccelCRI) LeftCgroups() []string {
 		})
 	}
 	return left
-}
-
-// cgroupMounts lists the cgroup v1 hierarchies (or the v2 root).
-func cgroupMounts() []string {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") {
-			out = append(out, f[1])
-		}
-	}
-	return out
 }

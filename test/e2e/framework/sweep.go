@@ -2,6 +2,7 @@ package framework
 
 import (
 	"fmt"
+	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,7 @@ func SweepStale(t hostnet.T) {
 		return err == nil
 	}
 	stale := map[string]bool{}
-	for _, base := range cgroupMounts() {
+	for _, base := range fsutil.CgroupMounts() {
 		entries, _ := os.ReadDir(base)
 		for _, e := range entries {
 			if e.IsDir() && !owned(e.Name()) {

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"math/big"
 	"net"
 	"net/http"
@@ -529,7 +530,7 @@ func (k *Kubelet) writeTLS(t testing.TB) {
 // its parent's cpus and mems), as kubelet wants its cgroupRoot to exist.
 func makeCgroupRoot(t testing.TB, root string) {
 	t.Helper()
-	for _, base := range cgroupMounts() {
+	for _, base := range fsutil.CgroupMounts() {
 		dir := filepath.Join(base, root)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -545,18 +546,6 @@ func makeCgroupRoot(t testing.TB, root string) {
 			}
 		}
 	}
-}
-
-func cgroupMounts() []string {
-	b, _ := os.ReadFile("/proc/self/mounts")
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && (f[2] == "cgroup" || f[2] == "cgroup2") {
-			out = append(out, f[1])
-		}
-	}
-	return out
 }
 
 func freePort() (int, error) {

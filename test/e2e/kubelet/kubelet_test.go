@@ -3,6 +3,7 @@ package kubelet
 import (
 	"context"
 	"fmt"
+	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"io"
 	"net"
 	"net/http"
@@ -349,7 +350,7 @@ func TestKubeletOnAccelCRI(t *testing.T) {
 					left = append(left, "mount "+strings.Fields(l)[4])
 				}
 			}
-			for _, base := range cgroupMounts() {
+			for _, base := range fsutil.CgroupMounts() {
 				filepath.WalkDir(filepath.Join(base, a.CgroupRoot()), func(p string, d os.DirEntry, err error) error {
 					if err == nil && d.IsDir() && (strings.Contains(p, web.Metadata.UID) || strings.Contains(p, id)) {
 						left = append(left, "cgroup "+p)
