@@ -264,11 +264,11 @@ func (r *Runtime) execTarget(ctx context.Context, id string) (containerd.Task, *
 }
 
 // waitIO waits until the output copy of a process ended, at most d (a
-// background child can hold the output open after the process exited),
-// and reports whether it did.
-func waitIO(i cio.IO, d time.Duration) bool {
+// background child can hold the output open after the process exited; its
+// deletion, which follows, closes the output).
+func waitIO(i cio.IO, d time.Duration) {
 	if i == nil {
-		return true
+		return
 	}
 	drained := make(chan struct{})
 	go func() {
@@ -277,10 +277,8 @@ func waitIO(i cio.IO, d time.Duration) bool {
 	}()
 	select {
 	case <-drained:
-		return true
 	case <-time.After(d):
 		klog.V(2).InfoS("Exec output still open after the process exited; returning without the rest")
-		return false
 	}
 }
 
