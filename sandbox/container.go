@@ -280,10 +280,41 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) e
 			return ctx.Err()
 		}
 	}
-	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+	if err := r.killAll(ctx, c.ID, task); err != nil {
 		return fmt.Errorf("stop container %s: kill: %w", c.ID, err)
 	}
 	return awaitExit(ctx, c.exited, func() { r.reapContainer(ctx, c) })
+}
+
+// killAll SIGKILLs every process of a container's task. The kill can fail
+// with "ttrpc: closed" when the pod's other tasks are deleted at the same
+// moment and containerd drops its connection to their shared shim (seen
+// once in a few thousand StopPodSandbox in the soak): the task is looked up
+// again and the kill retried, for up to killWait.
+func (r *Runtime) killAll(ctx context.Context, id string, task containerd.Task) error {
+	deadline := time.Now().Add(killWait)
+	for {
+		err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll)
+		if err == nil || errdefs.IsNotFound(err) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		klog.V(2).InfoS("Kill failed; retrying", "container", id, "err", err)
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+		t, lerr := r.loadTask(ctx, id)
+		if errdefs.IsNotFound(lerr) {
+			return nil
+		}
+		if lerr == nil {
+			task = t
+		}
+	}
 }
 
 // RemoveContainer stops the container if it runs and removes it with its
