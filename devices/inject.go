@@ -111,7 +111,19 @@ func (i *Injector) Check(names []string) error {
 		return i.checkTrusted(names)
 	}
 	return fmt.Errorf("%w: unknown CDI device %s (spec dirs %s)%s", errdefs.ErrNotFound,
-		strings.Join(quote(unknown), ", "), strings.Join(i.cache.GetSpecDirectories(), ", "), i.specErrors())
+		strings.Join(quote(unknown), ", "), strings.Join(i.cache.GetSpecDirectories(), ", "), specErrorsNow(i.cache.GetSpecDirectories()))
+}
+
+// specErrorsNow names the spec files that cannot be read, from a scan made
+// now: the cache learns of changes through inotify and may not have seen
+// a file written a moment ago, which is often the very reason a name is
+// unknown.
+func specErrorsNow(dirs []string) string {
+	c, _ := cdi.NewCache(cdi.WithSpecDirs(dirs...), cdi.WithAutoRefresh(false))
+	if c == nil {
+		return ""
+	}
+	return specErrors(c)
 }
 
 // checkTrusted refuses (NotFound, as if the spec were not there) devices
@@ -139,9 +151,9 @@ func quote(s []string) []string {
 	return out
 }
 
-// specErrors names the spec files the cache could not read.
-func (i *Injector) specErrors() string {
-	errs := i.cache.GetErrors()
+// specErrors names the spec files a cache could not read.
+func specErrors(c *cdi.Cache) string {
+	errs := c.GetErrors()
 	if len(errs) == 0 {
 		return ""
 	}
