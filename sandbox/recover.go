@@ -160,6 +160,28 @@ func (r *Runtime) cleanPod(ctx context.Context, meta *podMeta) error {
 	return nil
 }
 
+// reattach connects a running container's output FIFOs to a new log
+// writer and records it as running.
+func (r *Runtime) reattach(ctx context.Context, c *Container, ctr containerd.Container) error {
+	cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce())
+	if err != nil {
+		return err
+	}
+	task, err := ctr.Task(ctx, cio.attacher())
+	if err != nil {
+		cio.close()
+		return fmt.Errorf("attach: %w", err)
+	}
+	cio.follow(task.IO())
+	cio.setStdinCloser(stdinCloser(task))
+	c.io = cio
+	if c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		c.status.State, c.status.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, time.Now()
+	}
+	c.status.PID = task.Pid()
+	return nil
+}
+
 func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container) error {
 	meta, err := extension[containerMeta](ctx, ctr, extContainerMeta)
 	if err != nil {
@@ -186,25 +208,27 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 		ts, terr = task.Status(ctx)
 	}
 	klog.V(2).InfoS("Recovering container", "container", c.ID, "recorded", c.status.State, "task", ts.Status, "exit", ts.ExitStatus, "err", terr)
+	running := terr == nil && (ts.Status == containerd.Running || ts.Status == containerd.Paused)
 	switch {
-	case terr == nil && (ts.Status == containerd.Running || ts.Status == containerd.Paused):
+	case running && c.status.State == runtimeapi.ContainerState_CONTAINER_EXITED:
+		// kubelet was told this start failed (StartError), but containerd
+		// started the task before it lost the call: what kubelet was told
+		// stands, so the task goes.
+		klog.InfoS("Killing the task of a container whose start was reported failed", "container", c.ID)
+		_, _ = killAndDeleteTask(ctx, task)
+	case running:
 		// Running: it may have been started by a Start that crashed
 		// before recording it; either way it runs now.
-		cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce())
-		if err != nil {
-			return fmt.Errorf("recover container %s: %w", c.ID, err)
+		if err := r.reattach(ctx, c, ctr); err != nil {
+			// One container's output must not keep accel-cri from
+			// starting: it is stopped and reported as lost.
+			klog.ErrorS(err, "Cannot reattach a running container's output; killing it", "container", c.ID)
+			_, _ = killAndDeleteTask(ctx, task)
+			c.status.State, c.status.PID = runtimeapi.ContainerState_CONTAINER_EXITED, 0
+			c.status.ExitCode, c.status.FinishedAt = exitCodeUnknown, time.Now()
+			c.status.Reason = reasonUnknown
+			c.status.Message = "its output could not be reattached after a restart of accel-cri: " + err.Error()
 		}
-		if task, err = ctr.Task(ctx, cio.attacher()); err != nil {
-			cio.close()
-			return fmt.Errorf("recover container %s: attach: %w", c.ID, err)
-		}
-		cio.follow(task.IO())
-		cio.setStdinCloser(stdinCloser(task))
-		c.io = cio
-		if c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-			c.status.State, c.status.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, time.Now()
-		}
-		c.status.PID = task.Pid()
 	case terr == nil && ts.Status == containerd.Created:
 		// Start crashed between creating and starting the task.
 		_, _ = killAndDeleteTask(ctx, task)
