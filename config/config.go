@@ -44,6 +44,7 @@ type Config struct {
 	StreamingTLSCert string   `toml:"streaming_tls_cert" json:"streaming_tls_cert" comment:"PEM certificate file for serving the streaming server over HTTPS. Set both streaming_tls_cert and\nstreaming_tls_key, or neither (plain HTTP)."`
 	StreamingTLSKey  string   `toml:"streaming_tls_key" json:"streaming_tls_key" comment:"PEM private key file matching streaming_tls_cert."`
 	MetricsAddr      string   `toml:"metrics_address" json:"metrics_address" comment:"Address (host:port) of the Prometheus metrics endpoint (HTTP, path /metrics). Empty: off.\nKeep it on loopback, for example \"127.0.0.1:9838\", unless a firewall guards the port: the\nmetrics name pods' runtime handlers, images and devices. See docs/operations.md."`
+	StatsPeriod      Duration `toml:"stats_collection_period" json:"stats_collection_period" comment:"How often the CPU, memory, writable-layer and network use of every running container and pod is\nsampled for kubelet's stats calls, which then answer from memory; a sample is at most this old.\nkubelet's housekeeping runs every 10s. \"0s\": sample on every call instead (slower calls, no\nbackground work). Otherwise at least 1s."`
 	CgroupDriver     string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
 	LogLevel         string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
 	DebugSocket      string   `toml:"debug_socket" json:"debug_socket" comment:"Unix socket serving Go's net/http/pprof (profiles, heap, goroutine dump at\n/debug/pprof/goroutine?debug=2), mode 0600 for root only. Empty (the default): off. See docs/debugging.md."`
@@ -84,6 +85,7 @@ func Default() Config {
 		CNIConfDir:       "/etc/cni/net.d",
 		CNIBinDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
 		PodShmSize:       64 << 20,
+		StatsPeriod:      Duration(10 * time.Second),
 		StreamingAddr:    "127.0.0.1:0",
 		CgroupDriver:     "auto",
 		LogLevel:         "info",
@@ -173,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PodShmSize < 4096 {
 		errs = append(errs, fmt.Errorf("pod_shm_size: %d is less than one page (4096)", c.PodShmSize))
+	}
+	if c.StatsPeriod < 0 || (c.StatsPeriod > 0 && c.StatsPeriod < Duration(time.Second)) {
+		errs = append(errs, fmt.Errorf("stats_collection_period: %s must be 0s or at least 1s", time.Duration(c.StatsPeriod)))
 	}
 	if c.PullProgressTime < 0 {
 		errs = append(errs, errors.New("image_pull_progress_timeout: must not be negative"))

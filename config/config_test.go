@@ -106,6 +106,8 @@ func TestValidate(t *testing.T) {
 		{desc: "bad driver", mutate: func(c *Config) { c.CgroupDriver = "cgroupv3" }, wantErr: "cgroup_driver"},
 		{desc: "bad log level", mutate: func(c *Config) { c.LogLevel = "loud" }, wantErr: "log_level"},
 		{desc: "negative timeout", mutate: func(c *Config) { c.PullProgressTime = -1 }, wantErr: "image_pull_progress_timeout"},
+		{desc: "negative stats period", mutate: func(c *Config) { c.StatsPeriod = -1 }, wantErr: "stats_collection_period"},
+		{desc: "stats period under a second", mutate: func(c *Config) { c.StatsPeriod = Duration(500 * time.Millisecond) }, wantErr: "stats_collection_period"},
 		{desc: "no binary without address", mutate: func(c *Config) { c.ContainerdBinary = "" }, wantErr: "containerd_binary"},
 		{desc: "address without binary ok", mutate: func(c *Config) { c.ContainerdBinary = ""; c.ContainerdAddr = "/run/containerd/containerd.sock" }},
 		{desc: "empty namespace", mutate: func(c *Config) { c.Namespace = "" }, wantErr: "namespace"},

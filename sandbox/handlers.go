@@ -75,7 +75,14 @@ type handler struct {
 // process: runc and crun join namespaces by path; a gVisor or VM sandbox is
 // built around the pause container.
 func (h *handler) infraless() bool {
-	return h.runtimeType == RuntimeTypeRunc && !h.sandboxPerContainer && !strings.Contains(filepath.Base(h.binary), "runsc")
+	return h.runcStyle() && !h.sandboxPerContainer
+}
+
+// runcStyle reports whether the handler's OCI runtime runs tasks as host
+// processes in their OCI cgroupsPath (runc, crun), unlike gVisor (runsc as
+// the runc.v2 shim's binary) or a VM.
+func (h *handler) runcStyle() bool {
+	return h.runtimeType == RuntimeTypeRunc && !strings.Contains(filepath.Base(h.binary), "runsc")
 }
 
 // HandlerInfo is what Status reports about one handler.

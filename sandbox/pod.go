@@ -243,6 +243,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "ip", network.IP, "pause", infra)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	r.stats.started(p.ID)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return id, nil
 }
@@ -465,7 +466,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 	}
 	r.store.removeCheckpoints("pods", p.ID)
 	r.store.deletePod(p.ID)
-	r.cpu.forget(p.ID)
+	r.stats.forget(p.ID)
 	r.store.releaseName(podName(p.Config.GetMetadata()), p.ID)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil

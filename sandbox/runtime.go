@@ -47,7 +47,10 @@ type Runtime struct {
 	store   *store
 	events  *broadcaster
 	monitor *monitor
-	cpu     cpuSamples
+	// stats keeps the tasks' latest resource-use samples; statsPeriod is
+	// its collection period (0: sample on every stats call).
+	stats       *statsCollector
+	statsPeriod time.Duration
 
 	// handlerConfigs are the configured runtime handlers, resolved into
 	// handlers by New; defaultHandler names the one for pods that name none.
@@ -121,6 +124,12 @@ func WithHandlers(handlers map[string]HandlerConfig, defaultName string) Option 
 	return func(r *Runtime) { r.handlerConfigs, r.defaultHandler = handlers, defaultName }
 }
 
+// WithStatsCollectionPeriod sets how often every running task's resource
+// use is sampled for the stats calls; 0 samples on every call.
+func WithStatsCollectionPeriod(d time.Duration) Option {
+	return func(r *Runtime) { r.statsPeriod = d }
+}
+
 // WithShmSize sets the size of each pod's /dev/shm.
 func WithShmSize(bytes int64) Option { return func(r *Runtime) { r.shmSize = bytes } }
 
@@ -134,6 +143,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 		shmSize:      defaultShmSize,
 		namespace:    "accel-cri",
 		layers:       newLayerUsages(),
+		statsPeriod:  DefaultStatsCollectionPeriod,
 	}
 	for _, o := range opts {
 		o(r)
@@ -171,6 +181,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	}
 	r.store = newStore(r.rootDir)
 	r.events = newBroadcaster()
+	r.stats = newStatsCollector(r, r.statsPeriod)
 	return r, nil
 }
 
@@ -186,6 +197,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	}
 	r.monitor = newMonitor(r)
 	r.monitor.start()
+	r.stats.start()
 	return nil
 }
 
@@ -196,6 +208,7 @@ func (r *Runtime) Close() {
 	}
 	r.events.close()
 	r.waitExecCleanup()
+	r.stats.close()
 	r.layers.close()
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -32,47 +31,6 @@ type usage struct {
 	majorPageFaults uint64
 	swap            uint64
 	pids            uint64
-}
-
-// cpuSamples remembers the previous CPU sample per container or pod, so the
-// instantaneous usage (nano cores) the CRI asks for can be computed.
-type cpuSamples struct {
-	mu   sync.Mutex
-	prev map[string]usage
-}
-
-// nanoCores returns the CPU rate since the previous sample of id.
-func (s *cpuSamples) nanoCores(id string, u usage) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.prev == nil {
-		s.prev = map[string]usage{}
-	}
-	prev, ok := s.prev[id]
-	s.prev[id] = u
-	if !ok || !u.at.After(prev.at) || u.cpuNanos < prev.cpuNanos {
-		return 0
-	}
-	return uint64(float64(u.cpuNanos-prev.cpuNanos) / float64(u.at.Sub(prev.at).Nanoseconds()) * 1e9)
-}
-
-func (s *cpuSamples) forget(id string) {
-	s.mu.Lock()
-	delete(s.prev, id)
-	s.mu.Unlock()
-}
-
-// taskUsage asks containerd for the task's cgroup metrics.
-func (r *Runtime) taskUsage(ctx context.Context, id string) (usage, error) {
-	task, err := r.loadTask(ctx, id)
-	if err != nil {
-		return usage{}, err
-	}
-	m, err := task.Metrics(ctx)
-	if err != nil {
-		return usage{}, err
-	}
-	return usageOf(id, m)
 }
 
 // tasksUsage asks containerd for the metrics of several tasks in one call
@@ -146,12 +104,13 @@ func usageOf(id string, m *types.Metric) (usage, error) {
 	return u, nil
 }
 
-func (r *Runtime) cpuMemStats(id string, u usage) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage, *runtimeapi.SwapUsage) {
+func cpuMemStats(s taskSample) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage, *runtimeapi.SwapUsage) {
+	u := s.u
 	ts := u.at.UnixNano()
 	cpu := &runtimeapi.CpuUsage{
 		Timestamp:            ts,
 		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: u.cpuNanos},
-		UsageNanoCores:       &runtimeapi.UInt64Value{Value: r.cpu.nanoCores(id, u)},
+		UsageNanoCores:       &runtimeapi.UInt64Value{Value: s.nanoCores},
 	}
 	mem := &runtimeapi.MemoryUsage{
 		Timestamp:       ts,
@@ -178,14 +137,10 @@ func (r *Runtime) ContainerStats(ctx context.Context, id string) (*runtimeapi.Co
 }
 
 func (r *Runtime) containerStats(ctx context.Context, c *Container) (*runtimeapi.ContainerStats, error) {
-	var u *usage
+	var u *taskSample
 	if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-		tu, err := r.taskUsage(ctx, c.ID)
-		if err != nil && !errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("stats of container %s: %w", c.ID, err)
-		}
-		if err == nil {
-			u = &tu
+		if ts, ok := r.stats.usages(ctx, []string{c.ID})[c.ID]; ok {
+			u = &ts
 		}
 	}
 	return r.containerStatsOf(ctx, c, u)
@@ -193,12 +148,12 @@ func (r *Runtime) containerStats(ctx context.Context, c *Container) (*runtimeapi
 
 // containerStatsOf reports a container with its task's usage u (nil: not
 // running) and its writable layer's use.
-func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *usage) (*runtimeapi.ContainerStats, error) {
+func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *taskSample) (*runtimeapi.ContainerStats, error) {
 	out := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
 		Id: c.ID, Metadata: c.Config.GetMetadata(), Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
 	}}
 	if u != nil {
-		out.Cpu, out.Memory, out.Swap = r.cpuMemStats(c.ID, *u)
+		out.Cpu, out.Memory, out.Swap = cpuMemStats(*u)
 	}
 	wl, err := r.writableLayer(ctx, c)
 	if err != nil {
@@ -208,8 +163,8 @@ func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *usage) 
 	return out, nil
 }
 
-// ListContainerStats reports the containers that match f. The running
-// ones' metrics come from containerd in one call.
+// ListContainerStats reports the containers that match f, with the
+// running ones' latest samples (statsCollector).
 func (r *Runtime) ListContainerStats(ctx context.Context, f ContainerFilter) ([]*runtimeapi.ContainerStats, error) {
 	var sel []*Container
 	var running []string
@@ -226,13 +181,10 @@ func (r *Runtime) ListContainerStats(ctx context.Context, f ContainerFilter) ([]
 			running = append(running, c.ID)
 		}
 	}
-	usages, err := r.tasksUsage(ctx, running)
-	if err != nil {
-		return nil, err
-	}
+	usages := r.stats.usages(ctx, running)
 	out := make([]*runtimeapi.ContainerStats, 0, len(sel))
 	for _, c := range sel {
-		var u *usage
+		var u *taskSample
 		if tu, ok := usages[c.ID]; ok {
 			u = &tu
 		}
@@ -259,11 +211,7 @@ func (r *Runtime) PodStats(ctx context.Context, id string) (*runtimeapi.PodSandb
 }
 
 func (r *Runtime) podStats(ctx context.Context, p *Pod) (*runtimeapi.PodSandboxStats, error) {
-	usages, err := r.tasksUsage(ctx, r.podTaskIDs(p))
-	if err != nil {
-		return nil, err
-	}
-	return r.podStatsWith(ctx, p, usages)
+	return r.podStatsWith(ctx, p, r.stats.usages(ctx, r.podTaskIDs(p)))
 }
 
 // podTaskIDs are the tasks whose use is the pod's: its pause task (if it
@@ -285,7 +233,7 @@ func (r *Runtime) podTaskIDs(p *Pod) []string {
 }
 
 // podStatsWith reports a pod from its tasks' usages (tasksUsage).
-func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]usage) (*runtimeapi.PodSandboxStats, error) {
+func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]taskSample) (*runtimeapi.PodSandboxStats, error) {
 	out := &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{
 			Id: p.ID, Metadata: p.Config.GetMetadata(), Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(),
@@ -295,23 +243,31 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]us
 	if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
 		return out, nil
 	}
-	total := usage{at: time.Now()}
+	// The pod's CPU rate is the sum of its tasks' rates: a total whose
+	// members come and go has no rate of its own.
+	var total taskSample
 	var count uint64
-	add := func(u usage) {
-		total.cpuNanos += u.cpuNanos
-		total.memUsage += u.memUsage
-		total.memWorkingSet += u.memWorkingSet
-		total.memRSS += u.memRSS
-		total.pageFaults += u.pageFaults
-		total.majorPageFaults += u.majorPageFaults
-		total.swap += u.swap
+	add := func(s taskSample) {
+		u := s.u
+		total.nanoCores += s.nanoCores
+		if u.at.After(total.u.at) {
+			total.u.at = u.at
+		}
+		t := &total.u
+		t.cpuNanos += u.cpuNanos
+		t.memUsage += u.memUsage
+		t.memWorkingSet += u.memWorkingSet
+		t.memRSS += u.memRSS
+		t.pageFaults += u.pageFaults
+		t.majorPageFaults += u.majorPageFaults
+		t.swap += u.swap
 		count += u.pids
 	}
 	if u, ok := usages[p.ID]; ok {
 		add(u)
 	}
 	for _, c := range r.store.podContainers(p.ID) {
-		var cu *usage
+		var cu *taskSample
 		if u, ok := usages[c.ID]; ok && r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
 			cu = &u
 			add(u)
@@ -322,10 +278,13 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]us
 		}
 		out.Linux.Containers = append(out.Linux.Containers, cs)
 	}
-	out.Linux.Cpu, out.Linux.Memory, _ = r.cpuMemStats(p.ID, total)
-	out.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: total.at.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: count}}
+	if total.u.at.IsZero() {
+		total.u.at = time.Now()
+	}
+	out.Linux.Cpu, out.Linux.Memory, _ = cpuMemStats(total)
+	out.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: total.u.at.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: count}}
 	if p.NetNSPath != "" {
-		net, err := netnsStats(p.NetNSPath)
+		net, err := r.stats.network(p)
 		if err != nil {
 			return nil, fmt.Errorf("network stats of pod %s: %w", p.ID, err)
 		}
@@ -379,11 +338,7 @@ func (r *Runtime) ListPodStats(ctx context.Context, f PodFilter) ([]*runtimeapi.
 		sel = append(sel, p)
 		ids = append(ids, r.podTaskIDs(p)...)
 	}
-	// One metrics call for every task of every selected pod.
-	usages, err := r.tasksUsage(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
+	usages := r.stats.usages(ctx, ids)
 	out := make([]*runtimeapi.PodSandboxStats, 0, len(sel))
 	for _, p := range sel {
 		s, err := r.podStatsWith(ctx, p, usages)
@@ -423,16 +378,13 @@ func (r *Runtime) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetri
 			ids = append(ids, r.podTaskIDs(p)...)
 		}
 	}
-	usages, err := r.tasksUsage(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
+	usages := r.stats.usages(ctx, ids)
 	var out []*runtimeapi.PodSandboxMetrics
 	for _, p := range ready {
 		pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: p.ID}
-		now := time.Now().UnixNano()
 		if p.NetNSPath != "" {
-			if net, err := netnsStats(p.NetNSPath); err == nil {
+			if net, err := r.stats.network(p); err == nil {
+				now := net.Timestamp
 				for _, iu := range append([]*runtimeapi.NetworkInterfaceUsage{net.DefaultInterface}, net.Interfaces...) {
 					if iu == nil {
 						continue
@@ -447,10 +399,11 @@ func (r *Runtime) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetri
 			if r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 				continue
 			}
-			u, ok := usages[c.ID]
+			s, ok := usages[c.ID]
 			if !ok {
 				continue
 			}
+			u := s.u
 			ts := u.at.UnixNano()
 			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: []*runtimeapi.Metric{
 				counter("container_cpu_usage_seconds_total", ts, u.cpuNanos/1e9),

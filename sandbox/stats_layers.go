@@ -55,7 +55,8 @@ func (r *Runtime) writableLayer(ctx context.Context, c *Container) (*runtimeapi.
 	l := r.layers
 	l.mu.Lock()
 	e, ok := l.entries[c.ID]
-	if ok && (time.Since(e.at) < layerUsageMaxAge || e.renewing) {
+	// With a stats collector, it renews the entries (renewLayer).
+	if ok && (time.Since(e.at) < layerUsageMaxAge || e.renewing || r.stats.period > 0) {
 		l.mu.Unlock()
 		return e.usage, nil
 	}
@@ -92,6 +93,30 @@ func (r *Runtime) writableLayer(ctx context.Context, c *Container) (*runtimeapi.
 		l.mu.Unlock()
 	}
 	return u, nil
+}
+
+// renewLayer measures c's writable layer when its entry is missing or
+// older than maxAge (the stats collector's pass, in its own goroutine).
+func (r *Runtime) renewLayer(ctx context.Context, c *Container, maxAge time.Duration) {
+	l := r.layers
+	l.mu.Lock()
+	e, ok := l.entries[c.ID]
+	if ok && (time.Since(e.at) < maxAge || e.renewing) {
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	u, err := r.measureLayer(ctx, c)
+	if err != nil {
+		klog.V(4).InfoS("Measuring a writable layer", "container", c.ID, "err", err)
+		return
+	}
+	l.mu.Lock()
+	l.entries[c.ID] = &layerUsage{usage: u, at: time.Now()}
+	l.mu.Unlock()
+	if _, serr := r.store.container(c.ID); serr != nil {
+		l.forget(c.ID) // removed while it was measured
+	}
 }
 
 // measureLayer asks the snapshotter for the layer's use; nil when the

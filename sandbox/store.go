@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,11 +147,15 @@ type store struct {
 	mu         sync.RWMutex
 	pods       map[string]*Pod
 	containers map[string]*Container
-	names      map[string]string // reserved name -> id
+	// byPod indexes containers by pod: kubelet's stats calls ask for the
+	// containers of every pod.
+	byPod map[string]map[string]*Container
+	names map[string]string // reserved name -> id
 }
 
 func newStore(root string) *store {
-	return &store{root: root, pods: map[string]*Pod{}, containers: map[string]*Container{}, names: map[string]string{}}
+	return &store{root: root, pods: map[string]*Pod{}, containers: map[string]*Container{},
+		byPod: map[string]map[string]*Container{}, names: map[string]string{}}
 }
 
 // podName is the unique name kubelet expects per pod attempt.
@@ -192,6 +196,10 @@ func (s *store) addPod(p *Pod) {
 func (s *store) addContainer(c *Container) {
 	s.mu.Lock()
 	s.containers[c.ID] = c
+	if s.byPod[c.PodID] == nil {
+		s.byPod[c.PodID] = map[string]*Container{}
+	}
+	s.byPod[c.PodID][c.ID] = c
 	s.mu.Unlock()
 }
 
@@ -203,6 +211,12 @@ func (s *store) deletePod(id string) {
 
 func (s *store) deleteContainer(id string) {
 	s.mu.Lock()
+	if c, ok := s.containers[id]; ok {
+		delete(s.byPod[c.PodID], id)
+		if len(s.byPod[c.PodID]) == 0 {
+			delete(s.byPod, c.PodID)
+		}
+	}
 	delete(s.containers, id)
 	s.mu.Unlock()
 }
@@ -257,7 +271,7 @@ func (s *store) listPods() []*Pod {
 	for _, p := range s.pods {
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	slices.SortFunc(out, func(a, b *Pod) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out
 }
 
@@ -268,18 +282,30 @@ func (s *store) listContainers() []*Container {
 	for _, c := range s.containers {
 		out = append(out, c)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	sortContainers(out)
 	return out
 }
 
+// podContainers lists a pod's containers, oldest first.
 func (s *store) podContainers(podID string) []*Container {
-	var out []*Container
-	for _, c := range s.listContainers() {
-		if c.PodID == podID {
-			out = append(out, c)
-		}
+	s.mu.RLock()
+	cs := s.byPod[podID]
+	out := make([]*Container, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c)
 	}
+	s.mu.RUnlock()
+	sortContainers(out)
 	return out
+}
+
+func sortContainers(cs []*Container) {
+	slices.SortFunc(cs, func(a, b *Container) int {
+		if n := a.CreatedAt.Compare(b.CreatedAt); n != 0 {
+			return n
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
 func (s *store) podStatusPath(id string) string {

@@ -148,6 +148,7 @@ func serve(cfg config.Config) error {
 		sandbox.WithNamespace(cfg.Namespace),
 		sandbox.WithDirs(filepath.Join(cfg.Root, "sandbox"), filepath.Join(cfg.State, "sandbox")),
 		sandbox.WithShmSize(cfg.PodShmSize),
+		sandbox.WithStatsCollectionPeriod(time.Duration(cfg.StatsPeriod)),
 		sandbox.WithInfraContainer(cfg.InfraContainer),
 		taskBundles(daemon),
 		sandbox.WithHandlers(handlerConfigs(cfg.Runtimes), cfg.DefaultRuntime),

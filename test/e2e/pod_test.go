@@ -164,12 +164,21 @@ func TestPodsAndContainers(t *testing.T) {
 				t.Fatalf("GET %s = %q", url, body)
 			}
 		}
-		stats, err := e.Runtime.PodSandboxStats(ctx, podID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if stats.GetLinux().GetNetwork().GetDefaultInterface().GetRxBytes().GetValue() == 0 {
-			t.Errorf("pod network stats show no received bytes after HTTP traffic: %v", stats.GetLinux().GetNetwork())
+		// Network counters are sampled every stats_collection_period (10s by
+		// default); the HTTP exchange shows at the next sample.
+		deadline := time.Now().Add(25 * time.Second)
+		for {
+			stats, err := e.Runtime.PodSandboxStats(ctx, podID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stats.GetLinux().GetNetwork().GetDefaultInterface().GetRxBytes().GetValue() > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pod network stats show no received bytes 25s after HTTP traffic: %v", stats.GetLinux().GetNetwork())
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
 	})
 
