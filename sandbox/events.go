@@ -62,6 +62,15 @@ func (b *broadcaster) publish(ev *runtimeapi.ContainerEventResponse) {
 	}
 }
 
+// active reports whether anyone listens, so events nobody would receive
+// (no kubelet with Evented PLEG) are not built: each carries its pod's
+// and containers' full statuses.
+func (b *broadcaster) active() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs) > 0
+}
+
 func (b *broadcaster) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -73,6 +82,9 @@ func (b *broadcaster) close() {
 }
 
 func (r *Runtime) publishPod(p *Pod, t runtimeapi.ContainerEventType) {
+	if !r.events.active() {
+		return
+	}
 	r.events.publish(&runtimeapi.ContainerEventResponse{
 		ContainerId:        p.ID,
 		ContainerEventType: t,
@@ -83,6 +95,9 @@ func (r *Runtime) publishPod(p *Pod, t runtimeapi.ContainerEventType) {
 }
 
 func (r *Runtime) publishContainer(c *Container, t runtimeapi.ContainerEventType) {
+	if !r.events.active() {
+		return
+	}
 	ev := &runtimeapi.ContainerEventResponse{
 		ContainerId:        c.ID,
 		ContainerEventType: t,
