@@ -109,7 +109,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	if err != nil {
 		return 0, err
 	}
-	task, process, err := r.execTarget(ctx, id)
+	rt, err := r.execTarget(ctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -117,7 +117,6 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	// The runc shim needs both output FIFOs (a terminal needs stdout):
 	// output nobody asked for is discarded.
 	var stdin *eofReader
-	var streams []cio.Opt
 	in, out, errOut := io.Reader(nil), io.Writer(io.Discard), io.Writer(io.Discard)
 	if opts.Stdin != nil {
 		stdin = newEOFReader(opts.Stdin)
@@ -132,13 +131,30 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	if opts.TTY {
 		errOut = nil
 	}
-	streams = append(streams, cio.WithStreams(in, out, errOut), cio.WithFIFODir(filepath.Join(r.containerDir(id), "exec")))
-	if opts.TTY {
-		streams = append(streams, cio.WithTerminal)
-	}
 	execID := newID()[:32]
-	proc, err := task.Exec(ctx, execID, execProcessSpec(process, cmd, opts.TTY), cio.NewCreator(streams...))
+	fifoDir := filepath.Join(r.containerDir(id), "exec")
+	var pio cio.IO
+	var output *execOutput // copies once started; nil: cio copies already
+	if stdin == nil {
+		if output, err = newExecOutput(fifoDir, execID, opts.TTY, out, errOut); err != nil {
+			return 0, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+		pio = output
+	} else {
+		// stdin's FIFO needs a writer that opens once the shim has its
+		// read end: containerd's cio does that.
+		streams := []cio.Opt{cio.WithStreams(in, out, errOut), cio.WithFIFODir(fifoDir)}
+		if opts.TTY {
+			streams = append(streams, cio.WithTerminal)
+		}
+		if pio, err = cio.NewCreator(streams...)(execID); err != nil {
+			return 0, fmt.Errorf("exec in container %s: %w", id, err)
+		}
+	}
+	proc, err := r.createExec(ctx, id, rt, execID, execProcessSpec(rt.process, cmd, opts.TTY), pio)
 	if err != nil {
+		pio.Cancel()
+		_ = pio.Close()
 		return 0, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	// Deleted once the session ended, in the background: the caller has
@@ -148,26 +164,23 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 		r.execCleanup.Add(1)
 		go func() {
 			defer r.execCleanup.Done()
-			r.deleteExec(ctx, id, proc)
+			r.deleteExec(ctx, id, execID, proc, pio)
 		}()
 	}()
 
-	// Wait before Start, so a process that exits at once is not missed.
-	waitCtx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWait()
-	exitCh, err := proc.Wait(waitCtx)
-	if err != nil {
-		return 0, fmt.Errorf("exec in container %s: %w", id, err)
-	}
-	if err := proc.Start(ctx); err != nil {
+	if err := proc.start(ctx); err != nil {
 		return 0, fmt.Errorf("exec in container %s: start %q: %w", id, cmd[0], err)
 	}
-	klog.V(4).InfoS("Exec started", "container", id, "exec", execID, "cmd", cmd, "tty", opts.TTY)
+	if output != nil {
+		output.start()
+	}
+	_, direct := proc.(*shimExec)
+	klog.V(4).InfoS("Exec started", "container", id, "exec", execID, "cmd", cmd, "tty", opts.TTY, "direct", direct)
 
-	done := make(chan struct{})
-	defer close(done)
+	waitCtx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWait()
 	if opts.TTY && opts.Resize != nil {
-		go forwardResize(waitCtx, opts.Resize, done, proc.Resize)
+		go forwardResize(waitCtx, opts.Resize, waitCtx.Done(), proc.resize)
 	}
 	if stdin != nil {
 		go func() {
@@ -177,46 +190,137 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 				// close the process's stdin so the process reads EOF.
 				cctx, cancel := context.WithTimeout(waitCtx, 10*time.Second)
 				defer cancel()
-				if err := proc.CloseIO(cctx, containerd.WithStdinCloser); err != nil && !errdefs.IsNotFound(err) {
+				if err := proc.closeStdin(cctx); err != nil && !errdefs.IsNotFound(err) {
 					klog.V(4).InfoS("Close exec stdin", "container", id, "exec", execID, "err", err)
 				}
-			case <-done:
+			case <-waitCtx.Done():
 			}
 		}()
 	}
 
-	select {
-	case st := <-exitCh:
-		code, _, err := st.Result()
-		if err != nil {
-			return 0, fmt.Errorf("exec in container %s: wait: %w", id, err)
-		}
+	code, err := proc.wait(ctx)
+	if err == nil {
 		// The exit can be reported before the last output is copied.
-		waitIO(proc.IO(), execIODrainTimeout)
+		waitIO(pio, execIODrainTimeout)
 		klog.V(4).InfoS("Exec exited", "container", id, "exec", execID, "code", code)
 		return int32(code), nil
-	case <-ctx.Done():
-		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
-		defer cancel()
-		if err := proc.Kill(kctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
-			klog.ErrorS(err, "Kill exec process", "container", id, "exec", execID)
-		}
-		select {
-		case <-exitCh:
-		case <-kctx.Done():
-		}
-		return 0, fmt.Errorf("exec %q in container %s: %w", cmd[0], id, ctx.Err())
 	}
+	if ctx.Err() == nil {
+		return 0, fmt.Errorf("exec in container %s: wait: %w", id, err)
+	}
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
+	defer cancel()
+	if err := proc.kill(kctx); err != nil && !errdefs.IsNotFound(err) {
+		klog.ErrorS(err, "Kill exec process", "container", id, "exec", execID)
+	}
+	_, _ = proc.wait(kctx)
+	return 0, fmt.Errorf("exec %q in container %s: %w", cmd[0], id, ctx.Err())
+}
+
+// execProcess is an exec process in a container's shim, driven over the
+// shim's socket (shimExec) or through containerd (containerdExec).
+type execProcess interface {
+	start(ctx context.Context) error
+	// wait returns the exit code once the process exited, or ctx's error.
+	wait(ctx context.Context) (uint32, error)
+	kill(ctx context.Context) error
+	closeStdin(ctx context.Context) error
+	resize(ctx context.Context, w, h uint32) error
+	// delete removes the process, killing it first if it may still run.
+	delete(ctx context.Context) error
+}
+
+// createExec creates the exec process directly in the container's shim
+// when that can be done (directShimSocket), else through containerd.
+func (r *Runtime) createExec(ctx context.Context, id string, rt *runningTask, execID string, spec *runtimespec.Process, pio cio.IO) (execProcess, error) {
+	socket, err := rt.shimSocket(func() (string, error) {
+		c, err := r.store.container(id)
+		if err != nil {
+			return "", err
+		}
+		return r.directShimSocket(c)
+	})
+	if err == nil {
+		p, err := newShimExec(ctx, r.shims, socket, id, execID, spec, pio.Config())
+		if !errors.Is(err, errNoDirectShim) {
+			return p, err
+		}
+		klog.V(2).InfoS("Exec through containerd: the shim is not reachable directly", "container", id, "err", err)
+	} else {
+		klog.V(5).InfoS("Exec through containerd", "container", id, "reason", err)
+	}
+	return newContainerdExec(ctx, rt.task, execID, spec, pio)
 }
 
 // deleteExec removes an exec process from the shim, killing it if it still
-// runs; containerd's client then closes and removes its FIFOs.
-func (r *Runtime) deleteExec(ctx context.Context, id string, proc containerd.Process) {
+// runs, then closes and removes its FIFOs.
+func (r *Runtime) deleteExec(ctx context.Context, id, execID string, proc execProcess, pio cio.IO) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execDeleteTimeout)
 	defer cancel()
-	if _, err := proc.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		klog.ErrorS(err, "Delete exec process", "container", id, "exec", proc.ID())
+	if err := proc.delete(dctx); err != nil && !errdefs.IsNotFound(err) {
+		klog.ErrorS(err, "Delete exec process", "container", id, "exec", execID)
 	}
+	pio.Cancel()
+	pio.Wait()
+	logErr(pio.Close(), "Remove exec FIFOs", "container", id, "exec", execID)
+}
+
+// containerdExec is an exec process driven through containerd, for shims
+// accel-cri does not talk to directly.
+type containerdExec struct {
+	proc containerd.Process
+	exit <-chan containerd.ExitStatus
+	// stopWait ends the wait on containerd once the process is deleted.
+	stopWait context.CancelFunc
+}
+
+func newContainerdExec(ctx context.Context, task containerd.Task, execID string, spec *runtimespec.Process, pio cio.IO) (*containerdExec, error) {
+	proc, err := task.Exec(ctx, execID, spec, func(string) (cio.IO, error) { return pio, nil })
+	if err != nil {
+		return nil, err
+	}
+	// Wait before Start, so a process that exits at once is not missed.
+	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
+	exit, err := proc.Wait(waitCtx)
+	if err != nil {
+		stopWait()
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execDeleteTimeout)
+		defer cancel()
+		_, _ = proc.Delete(dctx)
+		return nil, err
+	}
+	return &containerdExec{proc: proc, exit: exit, stopWait: stopWait}, nil
+}
+
+func (p *containerdExec) start(ctx context.Context) error { return p.proc.Start(ctx) }
+
+func (p *containerdExec) wait(ctx context.Context) (uint32, error) {
+	select {
+	case st, ok := <-p.exit:
+		if !ok {
+			return 0, fmt.Errorf("%w: exit already reported", errdefs.ErrFailedPrecondition)
+		}
+		code, _, err := st.Result()
+		return code, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (p *containerdExec) kill(ctx context.Context) error { return p.proc.Kill(ctx, syscall.SIGKILL) }
+
+func (p *containerdExec) closeStdin(ctx context.Context) error {
+	return p.proc.CloseIO(ctx, containerd.WithStdinCloser)
+}
+
+func (p *containerdExec) resize(ctx context.Context, w, h uint32) error {
+	return p.proc.Resize(ctx, w, h)
+}
+
+func (p *containerdExec) delete(ctx context.Context) error {
+	defer p.stopWait()
+	_, err := p.proc.Delete(ctx, containerd.WithProcessKill)
+	return err
 }
 
 // execProcessSpec is the container's process with cmd as arguments: the
@@ -236,31 +340,32 @@ func execProcessSpec(process *runtimespec.Process, cmd []string, tty bool) *runt
 
 // execTarget returns a running container's task and process spec: cached
 // since Start, or read from containerd once after a restart of accel-cri.
-func (r *Runtime) execTarget(ctx context.Context, id string) (containerd.Task, *runtimespec.Process, error) {
+func (r *Runtime) execTarget(ctx context.Context, id string) (*runningTask, error) {
 	c, err := r.store.container(id)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if rt := c.running.Load(); rt != nil {
-		return rt.task, rt.process, nil
+		return rt, nil
 	}
 	ctr, err := r.client.LoadContainer(ctx, id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("exec in container %s: %w", id, err)
+		return nil, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	spec, err := ctr.Spec(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("exec in container %s: read spec: %w", id, err)
+		return nil, fmt.Errorf("exec in container %s: read spec: %w", id, err)
 	}
 	task, err := ctr.Task(ctx, nil)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("%w: container %s is not running", errdefs.ErrFailedPrecondition, id)
+			return nil, fmt.Errorf("%w: container %s is not running", errdefs.ErrFailedPrecondition, id)
 		}
-		return nil, nil, fmt.Errorf("exec in container %s: %w", id, err)
+		return nil, fmt.Errorf("exec in container %s: %w", id, err)
 	}
-	c.running.Store(&runningTask{task: task, process: spec.Process})
-	return task, spec.Process, nil
+	rt := &runningTask{task: task, process: spec.Process}
+	c.running.Store(rt)
+	return rt, nil
 }
 
 // waitIO waits until the output copy of a process ended, at most d (a

@@ -63,6 +63,8 @@ type Runtime struct {
 	// execCleanup counts exec processes being deleted after their session
 	// returned (their output was still held open); Close waits for them.
 	execCleanup sync.WaitGroup
+	// shims are the connections to shims that execs are driven over.
+	shims *shimClients
 
 	// cdi resolves the CDI devices containers ask for (nil: CDI off).
 	cdi CDIInjector
@@ -144,6 +146,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 		namespace:    "accel-cri",
 		layers:       newLayerUsages(),
 		statsPeriod:  DefaultStatsCollectionPeriod,
+		shims:        newShimClients(),
 	}
 	for _, o := range opts {
 		o(r)
@@ -209,6 +212,7 @@ func (r *Runtime) Close() {
 	r.events.close()
 	r.waitExecCleanup()
 	r.stats.close()
+	r.shims.close()
 	r.layers.close()
 }
 

@@ -131,6 +131,12 @@ func (c *Container) recovered() bool { return c.process == nil }
 type runningTask struct {
 	task    containerd.Task
 	process *runtimespec.Process
+
+	// The socket of the task's shim for direct execs, looked up once per
+	// task (shimSocket).
+	shimOnce    sync.Once
+	shimPath    string
+	shimPathErr error
 }
 
 func newContainer(m containerMeta) *Container {
