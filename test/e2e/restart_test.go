@@ -39,6 +39,7 @@ func TestRestartRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	podBefore, _ := e.Runtime.PodSandboxStatus(ctx, podID, false)
+	execIn(t, e, tid, "before")
 
 	killedAt := time.Now()
 	e.Kill(t)
@@ -71,6 +72,9 @@ func TestRestartRecovery(t *testing.T) {
 	// The ticker's output is attached again: new lines keep coming.
 	n := strings.Count(framework.LogContent(t, logPath(pod, ticker)), "tick ")
 	framework.WaitLog(t, logPath(pod, ticker), "tick "+strconv.Itoa(n+5), 20*time.Second)
+	// Execs reach the recovered container's shim (found anew from its task
+	// bundle, the old connection died with accel-cri).
+	execIn(t, e, tid, "after-kill")
 	// And the recovered container can be started, stopped and removed.
 	if err := e.Runtime.StartContainer(ctx, cid); err != nil {
 		t.Fatalf("start recovered created container: %v", err)
@@ -85,6 +89,7 @@ func TestRestartRecovery(t *testing.T) {
 	t2 := e.RunContainer(t, podID, pod, ticker2)
 	e.Restart(t)
 	e.WaitContainer(t, t2, running, 5*time.Second)
+	execIn(t, e, t2, "after-restart")
 	if err := e.Runtime.StopPodSandbox(ctx, podID); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +98,15 @@ func TestRestartRecovery(t *testing.T) {
 	}
 	if n := dirCount(t, filepath.Join(e.State, "sandbox", "netns")); n != 0 {
 		t.Errorf("%d network namespaces left", n)
+	}
+}
+
+// execIn runs echo word in container id and checks output and exit code.
+func execIn(t *testing.T, e podEnv, id, word string) {
+	t.Helper()
+	out, errOut, err := e.Runtime.ExecSync(ctxT(t, time.Minute), id, []string{"sh", "-c", "echo " + word + "; exit 4"}, 10*time.Second)
+	if execExitCode(err) != 4 || string(out) != word+"\n" || len(errOut) != 0 {
+		t.Fatalf("ExecSync in %s: stdout %q stderr %q err %v; want %q, exit 4", id, out, errOut, err, word)
 	}
 }
 
