@@ -279,7 +279,10 @@ func (p *shimExec) start(ctx context.Context) error {
 // killed and waited for again.
 func (p *shimExec) wait(ctx context.Context) (uint32, error) {
 	p.waitOnce.Do(func() {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execDeleteTimeout)
+		// No deadline: an interactive session may run for hours. The
+		// call ends with the process (killed at the latest by delete),
+		// the connection, or delete's stopWait.
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		p.stopWait = cancel
 		p.waitDone = make(chan struct{})
 		go func() {
