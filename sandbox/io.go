@@ -255,8 +255,13 @@ func (c *containerIO) copy(f *os.File, stream string, fan *fanout) {
 	}
 	// The shim closed its end (or close did): the descriptor is done.
 	_ = f.Close()
-	if err != nil && !errors.Is(err, os.ErrClosed) {
-		klog.ErrorS(err, "Reading container output", "stream", stream, "dir", c.dir)
+	if err != nil {
+		c.mu.Lock()
+		closed := c.closed // the read failed because close closed f
+		c.mu.Unlock()
+		if !closed {
+			klog.ErrorS(err, "Reading container output", "stream", stream, "dir", c.dir)
+		}
 	}
 }
 
@@ -281,8 +286,8 @@ var outputBufs = sync.Pool{New: func() any {
 // every chunk to out. An idle stream holds no buffer: it waits in a
 // one-byte read, and only once output arrives takes a pooled buffer, fills
 // it with whatever else is ready without waiting, and gives it back when
-// nothing more is. It returns nil at EOF, else the read error (os.ErrClosed
-// after close).
+// nothing more is. It returns nil at EOF, else the read error (also when f
+// was closed).
 func drain(f *os.File, out func([]byte)) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
