@@ -211,7 +211,6 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		cio.close()
 		return fmt.Errorf("start container %s: create task: %w", c.ID, err)
 	}
-	cio.follow(task.IO())
 	cio.setStdinCloser(stdinCloser(task))
 	c.io = cio
 	// The process starts during task.Start; taking the time before it keeps
@@ -224,6 +223,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		logErr(derr, "Delete task that failed to start", "container", c.ID)
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
+	cio.releaseHolds()
 	st.State = runtimeapi.ContainerState_CONTAINER_RUNNING
 	st.PID = task.Pid()
 	if c.process != nil {

@@ -3,53 +3,72 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/sandbox/crilog"
 )
 
-// containerIO connects a container's stdio FIFOs (held open by its shim) to
-// its CRI log file and to the clients attached to it. Output is always
-// drained, also without a log file, so a container never blocks on a full
-// pipe; attached clients get a copy through a fanout, which drops a client
-// that cannot keep up instead of waiting for it. The FIFOs outlive
-// accel-cri: after a restart the same FIFOs are attached again.
+// containerIO connects the stdio FIFOs of a container's main process to its
+// CRI log file and to the clients attached to it. accel-cri makes the FIFOs
+// itself, in the container's state directory, and hands their paths to
+// containerd in a cio.IO of its own, so containerd's client copies nothing:
+// each output FIFO is read by one goroutine, from a descriptor in the Go
+// poller, straight into the log and the fanout of attached clients. An
+// idle stream holds no buffer (see drain), so a running container costs a
+// goroutine and a few hundred bytes per stream.
+//
+// Output is always drained, also without a log file, so a container never
+// blocks on a full pipe; attached clients get a copy through a fanout,
+// which drops a client that cannot keep up instead of waiting for it. The
+// FIFOs outlive accel-cri (the shim holds them open): after a restart the
+// FIFOs containerd names for the task are opened again.
 type containerIO struct {
 	dir       string
 	log       *crilog.Writer
 	tty       bool
+	stdin     bool // the container has a stdin
 	stdinOnce bool
-	stdinR    *io.PipeReader
-	stdinW    *io.PipeWriter
-	stdoutR   *io.PipeReader
-	stdoutW   *io.PipeWriter
-	stderrR   *io.PipeReader
-	stderrW   *io.PipeWriter
 	stdoutFan *fanout
 	stderrFan *fanout
-	copiers   sync.WaitGroup
+	copiers   atomic.Int32  // output streams still being read
 	done      chan struct{} // closed when all output is drained and the log closed
-	closeErr  sync.Once
+
+	mu      sync.Mutex
+	closed  bool
+	opened  bool       // the FIFOs are open and their copiers run
+	config  cio.Config // the FIFOs given to containerd
+	outputs []*os.File // read ends of stdout and stderr
+	holds   []*os.File // write ends keeping a new task's output FIFOs from EOF until its shim has opened its own
 
 	stdinMu     sync.Mutex
-	stdinClosed bool         // stdin_once: the first attacher's stdin ended
+	stdinW      *os.File     // write end of the stdin FIFO; nil without stdin or once closed
 	stdinCloser func() error // tells the shim to close the process's stdin
 }
 
+// FIFO names in a container's state directory.
+const (
+	fifoStdin  = "stdin"
+	fifoStdout = "stdout"
+	fifoStderr = "stderr"
+)
+
 func newContainerIO(dir, logPath string, tty, stdin, stdinOnce bool) (*containerIO, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	c := &containerIO{
-		dir: dir, tty: tty, stdinOnce: stdinOnce, done: make(chan struct{}),
+		dir: dir, tty: tty, stdin: stdin, stdinOnce: stdinOnce, done: make(chan struct{}),
 		stdoutFan: newFanout("stdout"), stderrFan: newFanout("stderr"),
 	}
 	if logPath != "" {
@@ -61,82 +80,294 @@ func newContainerIO(dir, logPath string, tty, stdin, stdinOnce bool) (*container
 		}
 		c.log = w
 	}
-	if stdin {
-		c.stdinR, c.stdinW = io.Pipe()
-	}
-	c.stdoutR, c.stdoutW = io.Pipe()
-	c.stderrR, c.stderrW = io.Pipe()
-	c.copy("stdout", c.stdoutR, c.stdoutFan)
-	if !tty {
-		c.copy("stderr", c.stderrR, c.stderrFan)
-	} else {
-		c.stderrFan.close()
-	}
-	go func() {
-		c.copiers.Wait()
-		if c.log != nil {
-			logErr(c.log.Close(), "Close container log", "path", c.log.Path())
-		}
-		close(c.done)
-	}()
 	return c, nil
 }
 
-// copy drains one output pipe into the log, with a copy of every chunk to
-// the attached clients; at the end of the output it ends their sessions.
-func (c *containerIO) copy(stream string, r io.Reader, fan *fanout) {
-	c.copiers.Add(1)
-	r = io.TeeReader(r, fan)
-	go func() {
-		defer c.copiers.Done()
-		defer fan.close()
-		if c.log != nil {
-			_ = c.log.Copy(stream, r)
-			return
+// creator makes the FIFOs of a new task in the container's directory and
+// opens them before containerd asks the shim to: the shim's open of an
+// output FIFO for writing waits for a reader.
+func (c *containerIO) creator() cio.Creator {
+	return func(string) (cio.IO, error) {
+		cfg := cio.Config{Terminal: c.tty, Stdout: filepath.Join(c.dir, fifoStdout)}
+		if !c.tty {
+			cfg.Stderr = filepath.Join(c.dir, fifoStderr)
 		}
-		_, _ = io.Copy(io.Discard, r)
-	}()
+		if c.stdin {
+			cfg.Stdin = filepath.Join(c.dir, fifoStdin)
+		}
+		if err := os.MkdirAll(c.dir, 0o700); err != nil {
+			return nil, err
+		}
+		for _, p := range []string{cfg.Stdin, cfg.Stdout, cfg.Stderr} {
+			if p == "" {
+				continue
+			}
+			// A start that failed before left its FIFOs (and maybe a
+			// shim that still holds them): new ones share nothing.
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			if err := unix.Mkfifo(p, 0o600); err != nil {
+				return nil, fmt.Errorf("make FIFO %s: %w", p, err)
+			}
+		}
+		if err := c.open(cfg, true); err != nil {
+			return nil, err
+		}
+		return taskIO{c}, nil
+	}
 }
 
-func (c *containerIO) streams() cio.Opt {
-	var stdin io.Reader
-	if c.stdinR != nil {
-		stdin = c.stdinR
+// attacher opens the FIFOs of a running task (after a restart), wherever
+// the accel-cri that started it made them.
+func (c *containerIO) attacher() cio.Attach {
+	return func(fifos *cio.FIFOSet) (cio.IO, error) {
+		if fifos == nil {
+			return nil, errors.New("containerd names no FIFOs for the task")
+		}
+		if err := c.open(fifos.Config, false); err != nil {
+			return nil, err
+		}
+		return taskIO{c}, nil
 	}
-	stderr := io.Writer(c.stderrW)
-	opts := []cio.Opt{cio.WithStreams(stdin, c.stdoutW, stderr), cio.WithFIFODir(c.dir)}
-	if c.tty {
-		opts = append(opts, cio.WithTerminal)
+}
+
+// open opens the FIFOs of cfg and starts reading the output ones. For a new
+// task (hold) it also holds a write end of each output FIFO, so that the
+// reads do not end before the shim has opened its own: releaseHolds lets
+// them go once the task started. A running task's shim holds its write ends
+// already; if it has closed them, the reads end at once, as they should.
+func (c *containerIO) open(cfg cio.Config, hold bool) (retErr error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.opened {
+		return errors.New("container IO is closed or open already")
 	}
-	return func(s *cio.Streams) {
-		for _, o := range opts {
-			o(s)
+	var outputs, holds []*os.File
+	var stdinW *os.File
+	defer func() {
+		if retErr != nil {
+			for _, f := range slices.Concat(outputs, holds, []*os.File{stdinW}) {
+				if f != nil {
+					f.Close()
+				}
+			}
+		}
+	}()
+	type stream struct {
+		name string
+		path string
+		fan  *fanout
+	}
+	streams := []stream{{crilog.Stdout, cfg.Stdout, c.stdoutFan}}
+	if c.tty || cfg.Terminal {
+		c.stderrFan.close()
+	} else {
+		streams = append(streams, stream{crilog.Stderr, cfg.Stderr, c.stderrFan})
+	}
+	var reading []stream
+	for _, s := range streams {
+		if s.path == "" {
+			s.fan.close()
+			continue
+		}
+		// Non-blocking: the open does not wait for a writer, and the
+		// descriptor goes into the poller, so an idle read holds no thread.
+		f, err := os.OpenFile(s.path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+		if errors.Is(err, fs.ErrNotExist) && !hold {
+			// Nothing can write it any more: there is no output to drain.
+			klog.InfoS("Container output FIFO is gone", "path", s.path)
+			s.fan.close()
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open %s FIFO: %w", s.name, err)
+		}
+		outputs = append(outputs, f)
+		reading = append(reading, s)
+		if hold {
+			h, err := os.OpenFile(s.path, os.O_WRONLY|unix.O_NONBLOCK, 0)
+			if err != nil {
+				return fmt.Errorf("open %s FIFO: %w", s.name, err)
+			}
+			holds = append(holds, h)
+		}
+	}
+	if c.stdin && cfg.Stdin != "" {
+		w, err := openFIFOWriter(cfg.Stdin)
+		if err != nil {
+			return fmt.Errorf("open stdin FIFO: %w", err)
+		}
+		stdinW = w
+	}
+
+	c.config, c.opened, c.outputs, c.holds = cfg, true, outputs, holds
+	c.stdinMu.Lock()
+	c.stdinW = stdinW
+	c.stdinMu.Unlock()
+	if len(reading) == 0 {
+		c.finish()
+		return nil
+	}
+	c.copiers.Store(int32(len(reading)))
+	for i, s := range reading {
+		go c.copy(outputs[i], s.name, s.fan)
+	}
+	return nil
+}
+
+// openFIFOWriter opens the write end of a FIFO without waiting for its
+// reader (the shim may open it later): a read-write descriptor of its own
+// is the reader while the write-only one opens. Once that is closed, a
+// write without the shim's reader fails (EPIPE) instead of filling a pipe
+// nobody reads.
+func openFIFOWriter(path string) (*os.File, error) {
+	rw, err := os.OpenFile(path, os.O_RDWR|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rw.Close()
+	return os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0)
+}
+
+// copy drains one output FIFO into the log, with a copy of every chunk to
+// the attached clients; at the end of the output it ends their sessions,
+// and the last stream to end closes the log.
+func (c *containerIO) copy(f *os.File, stream string, fan *fanout) {
+	defer func() {
+		if c.copiers.Add(-1) == 0 {
+			c.finish()
+		}
+	}()
+	defer fan.close()
+	var log *crilog.StreamWriter
+	if c.log != nil {
+		log, _ = c.log.Stream(stream) // stream is Stdout or Stderr
+	}
+	err := drain(f, func(p []byte) {
+		_, _ = fan.Write(p) // never fails
+		if log != nil {
+			_, _ = log.Write(p) // never fails: errors go to the handler
+		}
+	})
+	if log != nil {
+		_ = log.Close() // its first error went to the handler
+	}
+	// The shim closed its end (or close did): the descriptor is done.
+	_ = f.Close()
+	if err != nil {
+		c.mu.Lock()
+		closed := c.closed // the read failed because close closed f
+		c.mu.Unlock()
+		if !closed {
+			klog.ErrorS(err, "Reading container output", "stream", stream, "dir", c.dir)
 		}
 	}
 }
 
-// creator makes new FIFOs for a new task.
-func (c *containerIO) creator() cio.Creator { return cio.NewCreator(c.streams()) }
-
-// attacher opens the FIFOs of an existing task (after a restart).
-func (c *containerIO) attacher() cio.Attach { return cio.NewAttach(c.streams()) }
-
-// follow closes the output pipes once containerd's copy from the FIFOs
-// ends (the task exited and its shim closed them), so the log is flushed.
-func (c *containerIO) follow(io cio.IO) {
-	if io == nil {
-		c.close()
-		return
+// finish closes the log and marks the output drained.
+func (c *containerIO) finish() {
+	if c.log != nil {
+		logErr(c.log.Close(), "Close container log", "path", c.log.Path())
 	}
-	go func() {
-		io.Wait()
-		c.closeOutput()
-	}()
+	close(c.done)
 }
 
-func (c *containerIO) closeOutput() {
-	c.stdoutW.Close()
-	c.stderrW.Close()
+// outputBufSize is the read size of an output stream with data. Buffers
+// are pooled and held only while output flows, so it can be large.
+const outputBufSize = 32 << 10
+
+var outputBufs = sync.Pool{New: func() any {
+	b := make([]byte, outputBufSize)
+	return &b
+}}
+
+// drain reads f, a non-blocking FIFO in the poller, until EOF and hands
+// every chunk to out. An idle stream holds no buffer: it waits in a
+// one-byte read, and only once output arrives takes a pooled buffer, fills
+// it with whatever else is ready without waiting, and gives it back when
+// nothing more is. It returns nil at EOF, else the read error (also when f
+// was closed).
+func drain(f *os.File, out func([]byte)) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var first [1]byte
+	for {
+		n, err := f.Read(first[:])
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue
+		}
+		bp := outputBufs.Get().(*[]byte)
+		b := *bp
+		b[0] = first[0]
+		k := 1
+		for {
+			m, rerr := readReady(rc, b[k:])
+			k += m
+			if (k == len(b) || m == 0 || rerr != nil) && k > 0 {
+				out(b[:k])
+				k = 0
+			}
+			if rerr != nil {
+				outputBufs.Put(bp)
+				if rerr == io.EOF {
+					return nil
+				}
+				return rerr
+			}
+			if m == 0 {
+				break
+			}
+		}
+		outputBufs.Put(bp)
+	}
+}
+
+// readReady reads what the descriptor has now, without waiting: 0, nil
+// when nothing is ready, io.EOF when no writer is left.
+func readReady(rc syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var err error
+	if cerr := rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = unix.Read(int(fd), p)
+			if err != unix.EINTR {
+				return true // never wait in the poller here
+			}
+		}
+	}); cerr != nil {
+		return 0, cerr
+	}
+	switch {
+	case err == unix.EAGAIN:
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// releaseHolds lets the output FIFOs of a new task end when its shim closes
+// them: called once the task started (the shim opened them when it created
+// the task).
+func (c *containerIO) releaseHolds() {
+	c.mu.Lock()
+	holds := c.holds
+	c.holds = nil
+	c.mu.Unlock()
+	for _, h := range holds {
+		h.Close()
+	}
 }
 
 // wait blocks until the output is drained, at most d.
@@ -149,14 +380,57 @@ func (c *containerIO) wait(d time.Duration) bool {
 	}
 }
 
-// close ends everything: stdin and the output pipes.
+// close ends everything: stdin, and the output streams where they are
+// (what the FIFOs still buffer is not read).
 func (c *containerIO) close() {
-	c.closeErr.Do(func() {
-		if c.stdinW != nil {
-			c.stdinW.Close()
-		}
-		c.closeOutput()
-	})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	files := slices.Concat(c.holds, c.outputs)
+	c.holds = nil
+	opened := c.opened
+	c.mu.Unlock()
+	c.stdinMu.Lock()
+	if c.stdinW != nil {
+		files = append(files, c.stdinW)
+		c.stdinW = nil
+	}
+	c.stdinMu.Unlock()
+	for _, f := range files {
+		_ = f.Close() // a copier may have closed its own at EOF
+	}
+	if !opened {
+		c.stdoutFan.close()
+		c.stderrFan.close()
+		c.finish()
+	}
+}
+
+// taskIO is the cio.IO containerd's client keeps for the task: the FIFO
+// paths, and none of the copying cio does.
+type taskIO struct{ c *containerIO }
+
+func (t taskIO) Config() cio.Config {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	return t.c.config
+}
+
+// Cancel is called when creating or starting the task failed, and before
+// Wait when the handle deletes the task: the output stops there, as
+// containerd's own cio closes its FIFOs.
+func (t taskIO) Cancel() { t.c.close() }
+
+func (t taskIO) Wait() { <-t.c.done }
+
+// Close releases the descriptors; the FIFOs go with the container's
+// directory when the container is removed.
+func (t taskIO) Close() error {
+	t.c.close()
+	return nil
 }
 
 // setStdinCloser sets how the shim is told to close the process's stdin:
@@ -173,23 +447,24 @@ func (c *containerIO) setStdinCloser(f func() error) {
 func (c *containerIO) claimStdin() io.Writer {
 	c.stdinMu.Lock()
 	defer c.stdinMu.Unlock()
-	if c.stdinW == nil || c.stdinClosed {
-		return nil
+	if c.stdinW == nil {
+		return nil // a nil *os.File would be a non-nil io.Writer
 	}
 	return c.stdinW
 }
 
 // closeStdin closes the container's stdin for good: the process reads EOF.
+// The shim holds a write end of its own (so that a restarted accel-cri can
+// reopen the FIFO): accel-cri's is closed first, then the shim is told.
 func (c *containerIO) closeStdin() {
 	c.stdinMu.Lock()
-	if c.stdinW == nil || c.stdinClosed {
-		c.stdinMu.Unlock()
+	w, closer := c.stdinW, c.stdinCloser
+	c.stdinW = nil
+	c.stdinMu.Unlock()
+	if w == nil {
 		return
 	}
-	c.stdinClosed = true
-	closer := c.stdinCloser
-	c.stdinMu.Unlock()
-	c.stdinW.Close()
+	w.Close()
 	select {
 	case <-c.done:
 		return // the container's output ended: its task is gone

@@ -172,7 +172,9 @@ func (r *Runtime) reattach(ctx context.Context, c *Container, ctr containerd.Con
 		cio.close()
 		return fmt.Errorf("attach: %w", err)
 	}
-	cio.follow(task.IO())
+	if task.IO() == nil {
+		cio.close() // containerd named no FIFOs (its status is unknown)
+	}
 	cio.setStdinCloser(stdinCloser(task))
 	c.io = cio
 	if c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {

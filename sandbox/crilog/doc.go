@@ -45,9 +45,12 @@
 // # Writing
 //
 // A container's stdout and stderr are copied by two Copy calls on one
-// Writer, each in a goroutine the caller runs. Every entry is built in the
-// copier's reused buffer and appended with one write(2) under the Writer's
-// lock, so entries of the two streams interleave but never mix. Reopen (for
+// Writer, each in a goroutine the caller runs; a caller that reads the
+// output itself writes the chunks it read to the Stream of each (Copy is
+// Stream with a read loop). Every entry is built in the stream's entry
+// buffer, held only while a line is unfinished, and appended with one
+// write(2) under the Writer's lock, so entries of the two streams
+// interleave but never mix. Reopen (for
 // kubelet's ReopenContainerLog after it renamed the file) swaps the file
 // between two entries. A failed write (disk full, EFBIG) never stops Copy:
 // it keeps draining its reader so the container never blocks on a full

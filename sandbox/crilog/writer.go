@@ -1,7 +1,7 @@
 package crilog
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -44,10 +44,12 @@ const (
 	// "2006-01-02T15:04:05.999999999Z stdout F " (40 bytes); a longer one
 	// (a year past 9999) takes a slow path.
 	headerRoom = 64
-	// defaultReadBufferSize is the bufio.Reader size per stream. Every
-	// running container holds two for its whole life, so it stays small: a
-	// line longer than it is assembled in the entry buffer anyway.
+	// defaultReadBufferSize is Copy's read size. A line longer than it is
+	// assembled in the entry buffer anyway.
 	defaultReadBufferSize = 8 * 1024
+	// maxPooledEntry is the largest entry buffer kept for reuse between
+	// lines (a default maximum line with its header fits).
+	maxPooledEntry = 64 << 10
 	// shrinkAbove is the entry buffer capacity above which the buffer is
 	// dropped after an entry, so that one huge line (no size limit) does not
 	// pin its memory for the life of the container.
@@ -93,8 +95,8 @@ func WithErrorHandler(fn func(error)) Option {
 	return func(o *options) { o.onError = fn }
 }
 
-// withReadBufferSize sets the per-stream read buffer (tests use tiny sizes to
-// exercise lines that span buffer refills). bufio enforces a minimum of 16.
+// withReadBufferSize sets Copy's read size (tests use tiny sizes to exercise
+// lines that span reads).
 func withReadBufferSize(n int) Option {
 	return func(o *options) { o.readBuf = n }
 }
@@ -237,7 +239,8 @@ func (w *Writer) write(entry []byte) (first bool, err error) {
 
 // Copy reads r until EOF (or a read error) and writes an entry for every
 // line to the log file, tagged with stream (Stdout or Stderr). It returns
-// when r is exhausted.
+// when r is exhausted. It is Stream with a read loop: the entries are the
+// same for the same bytes, however r splits them.
 //
 // A write failure never stops Copy: it keeps reading, so the container never
 // blocks on a full pipe because its log cannot be written. The first write
@@ -249,49 +252,114 @@ func (w *Writer) write(entry []byte) (first bool, err error) {
 // entries and a final F entry. Bytes after the last '\n' at EOF are written
 // as P entries (there is no F: the line never ended), as containerd does.
 func (w *Writer) Copy(stream string, r io.Reader) error {
-	if stream != Stdout && stream != Stderr {
-		return fmt.Errorf("copy to container log %q: invalid stream %q (want %q or %q)", w.path, stream, Stdout, Stderr)
+	s, err := w.Stream(stream)
+	if err != nil {
+		return err
 	}
-	c := copier{
-		w:      w,
-		stream: stream,
-		max:    w.opts.maxLine,
-		buf:    make([]byte, headerRoom, headerRoom+initialContentCap(w.opts.maxLine)+1),
-	}
-	br := bufio.NewReaderSize(r, w.opts.readBuf)
+	buf := make([]byte, max(w.opts.readBuf, 1))
 	for {
-		chunk, err := br.ReadSlice('\n')
-		switch {
-		case err == nil:
-			// A whole line (or the end of one) with its terminator.
-			chunk = chunk[:len(chunk)-1]
-			if n := len(chunk); n > 0 && chunk[n-1] == '\r' {
-				chunk = chunk[:n-1]
-			}
-			c.add(chunk)
-			c.emit(TagFull)
-			continue
-		case err == bufio.ErrBufferFull:
-			// The middle of a long line. Keep a trailing '\r' back: it may
-			// be the first half of a "\r\n" terminator. The buffer holds at
-			// least 16 bytes, so the chunk stays non-empty.
-			if chunk[len(chunk)-1] == '\r' {
-				_ = br.UnreadByte() // cannot fail right after ReadSlice
-				chunk = chunk[:len(chunk)-1]
-			}
-			c.add(chunk)
+		n, err := r.Read(buf)
+		_, _ = s.Write(buf[:n]) // never fails: write errors are kept for Close
+		if err == nil {
 			continue
 		}
-		// EOF or a read error: the unterminated rest is a partial line.
-		c.add(chunk)
-		if c.n() > 0 {
-			c.emit(TagPartial)
-		}
+		werr := s.Close()
 		if err == io.EOF {
-			return c.werr
+			return werr
 		}
-		return errors.Join(fmt.Errorf("read %s of container log %q: %w", stream, w.path, err), c.werr)
+		return errors.Join(fmt.Errorf("read %s of container log %q: %w", stream, w.path, err), werr)
 	}
+}
+
+// Stream returns the writer of one stream's entries (Stdout or Stderr): the
+// output written to it, in chunks of any size, becomes entries exactly as
+// Copy makes them, and Close ends the output (an unterminated rest becomes P
+// entries). It is for callers that read the output themselves, so that no
+// read buffer is held while the output is idle.
+//
+// Write never fails and never blocks on the chunk's consumer: a write error
+// goes to the error handler and is returned by Close. A StreamWriter holds
+// its entry buffer only while a line is unfinished: between lines it holds
+// no memory but itself. One goroutine writes a StreamWriter; the two
+// streams of a Writer may be written concurrently.
+func (w *Writer) Stream(stream string) (*StreamWriter, error) {
+	if stream != Stdout && stream != Stderr {
+		return nil, fmt.Errorf("copy to container log %q: invalid stream %q (want %q or %q)", w.path, stream, Stdout, Stderr)
+	}
+	return &StreamWriter{w: w, stream: stream, max: w.opts.maxLine}, nil
+}
+
+// StreamWriter builds the entries of one stream; see Writer.Stream.
+type StreamWriter struct {
+	w      *Writer
+	stream string
+	max    int
+	// buf is [headerRoom reserved bytes][content of the current entry],
+	// nil while no line is unfinished (it goes back to entryBufs).
+	buf *[]byte
+	// cr: the last chunk ended in a '\r' that is not in buf yet: content,
+	// or the first half of a "\r\n" terminator split across two chunks.
+	cr   bool
+	werr error
+}
+
+// entryBufs holds the entry buffers of streams between lines.
+var entryBufs = sync.Pool{New: func() any {
+	b := make([]byte, headerRoom, headerRoom+initialContentCap(DefaultMaxLineSize)+1)
+	return &b
+}}
+
+// Write turns p into entries: every line p ends is written, the start of an
+// unfinished line is kept (cut into P entries once it exceeds the maximum).
+// It always returns len(p), nil.
+func (s *StreamWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.cr && len(p) > 0 {
+		s.cr = false
+		if p[0] == '\n' {
+			s.emit(TagFull) // the held '\r' was half of the terminator
+			p = p[1:]
+		} else {
+			s.add([]byte{'\r'})
+		}
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			// The middle of a line. Keep a trailing '\r' back: it may be
+			// the first half of a "\r\n" terminator.
+			if p[len(p)-1] == '\r' {
+				s.cr = true
+				p = p[:len(p)-1]
+			}
+			s.add(p)
+			break
+		}
+		line := p[:i]
+		if k := len(line); k > 0 && line[k-1] == '\r' {
+			line = line[:k-1]
+		}
+		s.add(line)
+		s.emit(TagFull)
+		p = p[i+1:]
+	}
+	s.release()
+	return n, nil
+}
+
+// Close ends the stream: the unterminated rest of the output (a held '\r'
+// included: it is content) is written as P entries. It returns the first
+// write error of the stream. Writing after Close starts a new line.
+func (s *StreamWriter) Close() error {
+	if s.cr {
+		s.cr = false
+		s.add([]byte{'\r'})
+	}
+	if s.n() > 0 {
+		s.emit(TagPartial)
+	}
+	s.release()
+	return s.werr
 }
 
 func initialContentCap(max int) int {
@@ -301,71 +369,88 @@ func initialContentCap(max int) int {
 	return 512 // grows with the first long line
 }
 
-// copier is the state of one Copy call: the entry being built and the first
-// write error.
-type copier struct {
-	w      *Writer
-	stream string
-	max    int
-	// buf is [headerRoom reserved bytes][content of the current entry].
-	buf  []byte
-	werr error
+// n is the content length of the entry being built.
+func (s *StreamWriter) n() int {
+	if s.buf == nil {
+		return 0
+	}
+	return len(*s.buf) - headerRoom
 }
 
-// n is the content length of the entry being built.
-func (c *copier) n() int { return len(c.buf) - headerRoom }
+// grab makes sure an entry buffer is held.
+func (s *StreamWriter) grab() {
+	if s.buf == nil {
+		s.buf = entryBufs.Get().(*[]byte)
+		*s.buf = (*s.buf)[:headerRoom]
+	}
+}
+
+// release gives the entry buffer back while no line is unfinished, unless
+// one huge line grew it: that is left to the garbage collector.
+func (s *StreamWriter) release() {
+	if s.buf == nil || s.n() > 0 || s.cr {
+		return
+	}
+	if cap(*s.buf) <= maxPooledEntry {
+		entryBufs.Put(s.buf)
+	}
+	s.buf = nil
+}
 
 // add appends content of the current line, emitting a P entry each time the
 // entry holds max bytes and more content follows. An entry is only split
 // when its line is known to be longer than max, so a line of exactly max
 // bytes is a single F entry, as in containerd.
-func (c *copier) add(p []byte) {
-	if c.max <= 0 {
-		c.buf = append(c.buf, p...)
+func (s *StreamWriter) add(p []byte) {
+	s.grab()
+	if s.max <= 0 {
+		*s.buf = append(*s.buf, p...)
 		return
 	}
 	for len(p) > 0 {
-		room := c.max - c.n()
+		room := s.max - s.n()
 		if room == 0 {
-			c.emit(TagPartial)
-			room = c.max
+			s.emit(TagPartial)
+			room = s.max
 		}
 		take := min(room, len(p))
-		c.buf = append(c.buf, p[:take]...)
+		*s.buf = append(*s.buf, p[:take]...)
 		p = p[take:]
 	}
 }
 
 // emit writes the current entry with tag and starts an empty one.
-func (c *copier) emit(tag string) {
+func (s *StreamWriter) emit(tag string) {
+	s.grab()
 	var hb [headerRoom]byte
-	h := c.w.opts.clock().UTC().AppendFormat(hb[:0], time.RFC3339Nano)
+	h := s.w.opts.clock().UTC().AppendFormat(hb[:0], time.RFC3339Nano)
 	h = append(h, ' ')
-	h = append(h, c.stream...)
+	h = append(h, s.stream...)
 	h = append(h, ' ')
 	h = append(h, tag...)
 	h = append(h, ' ')
-	c.buf = append(c.buf, '\n')
+	buf := append(*s.buf, '\n')
 	var entry []byte
 	if start := headerRoom - len(h); start >= 0 {
-		copy(c.buf[start:], h)
-		entry = c.buf[start:]
+		copy(buf[start:], h)
+		entry = buf[start:]
 	} else {
-		entry = append(h, c.buf[headerRoom:]...)
+		entry = append(h, buf[headerRoom:]...)
 	}
-	first, err := c.w.write(entry)
+	first, err := s.w.write(entry)
 	if err != nil {
-		err = fmt.Errorf("write %s to container log %q: %w", c.stream, c.w.path, err)
-		if c.werr == nil {
-			c.werr = err
+		err = fmt.Errorf("write %s to container log %q: %w", s.stream, s.w.path, err)
+		if s.werr == nil {
+			s.werr = err
 		}
-		if first && c.w.opts.onError != nil {
-			c.w.opts.onError(err)
+		if first && s.w.opts.onError != nil {
+			s.w.opts.onError(err)
 		}
 	}
-	if cap(c.buf) > shrinkAbove {
-		c.buf = make([]byte, headerRoom, headerRoom+initialContentCap(c.max)+1)
+	if cap(buf) > shrinkAbove {
+		b := make([]byte, headerRoom, headerRoom+initialContentCap(s.max)+1)
+		s.buf = &b
 		return
 	}
-	c.buf = c.buf[:headerRoom]
+	*s.buf = buf[:headerRoom]
 }

@@ -720,11 +720,71 @@ func TestHugeLineBufferIsReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	c := copier{w: w, stream: Stdout, max: -1, buf: make([]byte, headerRoom)}
-	c.add(bytes.Repeat([]byte("x"), 4<<20))
-	c.emit(TagFull)
-	if cap(c.buf) > shrinkAbove {
-		t.Fatalf("entry buffer kept %d bytes after a huge line", cap(c.buf))
+	s, err := w.Stream(Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write(bytes.Repeat([]byte("x"), 4<<20))
+	s.Write([]byte("\n"))
+	if s.buf != nil && cap(*s.buf) > shrinkAbove {
+		t.Fatalf("entry buffer kept %d bytes after a huge line", cap(*s.buf))
+	}
+}
+
+// A stream holds an entry buffer only while a line is unfinished, so an
+// idle container's streams hold no memory.
+func TestStreamHoldsBufferOnlyMidLine(t *testing.T) {
+	path := logPath(t)
+	w, err := Open(path, WithClock(fixedClock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s, err := w.Stream(Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		write string
+		held  bool
+	}{
+		{"", false},
+		{"hello\n", false},
+		{"par", true},
+		{"tial\r", true}, // the '\r' may be half of "\r\n"
+		{"\n", false},
+		{"a\r", true},
+		{"b\n\n", false},
+	} {
+		if n, err := s.Write([]byte(step.write)); n != len(step.write) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", step.write, n, err)
+		}
+		if held := s.buf != nil || s.cr; held != step.held {
+			t.Fatalf("after Write(%q): buffer held %v, want %v", step.write, held, step.held)
+		}
+	}
+	s.Write([]byte("end\r"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.buf != nil {
+		t.Fatal("buffer held after Close")
+	}
+	want := entry("stderr", "F", "hello") + entry("stderr", "F", "partial") + entry("stderr", "F", "a\rb") +
+		entry("stderr", "F", "") + entry("stderr", "P", "end\r")
+	if got := readFile(t, path); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestStreamInvalid(t *testing.T) {
+	w, err := Open(logPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Stream("stdin"); err == nil {
+		t.Fatal("Stream(stdin) succeeded")
 	}
 }
 
