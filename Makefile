@@ -30,7 +30,7 @@ e2e:
 
 # A/B benchmark, accel-cri against containerd's own CRI (docs/benchmarks.md):
 # about 13 minutes on 2 cores; results.md, results.json, latency.svg in docs/bench.
-BENCH_ARGS ?= -pods 100 -concurrency 1,8 -rounds 3 -list-pods 100 -list-iterations 50
+BENCH_ARGS ?= -pods 100 -concurrency 1,8 -rounds 3 -list-pods 100 -list-iterations 200
 bench:
 	$(GO) test -tags bench -count=1 -v -timeout 90m ./test/bench -args $(BENCH_ARGS) -out $(CURDIR)/docs/bench
 

@@ -149,17 +149,24 @@ func (r *Runtime) containerStats(ctx context.Context, c *Container) (*runtimeapi
 // containerStatsOf reports a container with its task's usage u (nil: not
 // running) and its writable layer's use.
 func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *taskSample) (*runtimeapi.ContainerStats, error) {
-	out := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
-		Id: c.ID, Metadata: c.Config.GetMetadata(), Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
-	}}
-	if u != nil {
-		out.Cpu, out.Memory, out.Swap = cpuMemStats(*u)
-	}
 	wl, err := r.writableLayer(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("writable layer of container %s: %w", c.ID, err)
 	}
-	out.WritableLayer = wl
+	var at time.Time
+	if u != nil {
+		at = u.u.at
+	}
+	if out := r.stats.builtContainer(c.ID, at, wl); out != nil {
+		return out, nil
+	}
+	out := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
+		Id: c.ID, Metadata: c.Config.GetMetadata(), Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+	}, WritableLayer: wl}
+	if u != nil {
+		out.Cpu, out.Memory, out.Swap = cpuMemStats(*u)
+	}
+	r.stats.keepContainer(c.ID, builtContainerStats{sampleAt: at, layer: wl, out: out})
 	return out, nil
 }
 
@@ -234,15 +241,37 @@ func (r *Runtime) podTaskIDs(p *Pod) []string {
 
 // podStatsWith reports a pod from its tasks' usages (tasksUsage).
 func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]taskSample) (*runtimeapi.PodSandboxStats, error) {
-	out := &runtimeapi.PodSandboxStats{
-		Attributes: &runtimeapi.PodSandboxAttributes{
-			Id: p.ID, Metadata: p.Config.GetMetadata(), Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(),
-		},
-		Linux: &runtimeapi.LinuxPodSandboxStats{},
+	attrs := &runtimeapi.PodSandboxAttributes{
+		Id: p.ID, Metadata: p.Config.GetMetadata(), Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(),
 	}
 	if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return &runtimeapi.PodSandboxStats{Attributes: attrs, Linux: &runtimeapi.LinuxPodSandboxStats{}}, nil
+	}
+	ctrs := r.store.podContainers(p.ID)
+	var containers []*runtimeapi.ContainerStats
+	for _, c := range ctrs {
+		var cu *taskSample
+		if u, ok := usages[c.ID]; ok && r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			cu = &u
+		}
+		cs, err := r.containerStatsOf(ctx, c, cu)
+		if err != nil {
+			continue
+		}
+		containers = append(containers, cs)
+	}
+	var net *runtimeapi.NetworkUsage
+	if p.NetNSPath != "" {
+		var err error
+		if net, err = r.stats.network(p); err != nil {
+			return nil, fmt.Errorf("network stats of pod %s: %w", p.ID, err)
+		}
+	}
+	pause := usages[p.ID]
+	if out := r.stats.builtPod(p.ID, pause.u.at, net, containers); out != nil {
 		return out, nil
 	}
+	out := &runtimeapi.PodSandboxStats{Attributes: attrs, Linux: &runtimeapi.LinuxPodSandboxStats{Containers: containers, Network: net}}
 	// The pod's CPU rate is the sum of its tasks' rates: a total whose
 	// members come and go has no rate of its own.
 	var total taskSample
@@ -263,33 +292,20 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]ta
 		t.swap += u.swap
 		count += u.pids
 	}
-	if u, ok := usages[p.ID]; ok {
-		add(u)
+	if !pause.u.at.IsZero() {
+		add(pause)
 	}
-	for _, c := range r.store.podContainers(p.ID) {
-		var cu *taskSample
+	for _, c := range ctrs {
 		if u, ok := usages[c.ID]; ok && r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-			cu = &u
 			add(u)
 		}
-		cs, err := r.containerStatsOf(ctx, c, cu)
-		if err != nil {
-			continue
-		}
-		out.Linux.Containers = append(out.Linux.Containers, cs)
 	}
 	if total.u.at.IsZero() {
 		total.u.at = time.Now()
 	}
 	out.Linux.Cpu, out.Linux.Memory, _ = cpuMemStats(total)
 	out.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: total.u.at.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: count}}
-	if p.NetNSPath != "" {
-		net, err := r.stats.network(p)
-		if err != nil {
-			return nil, fmt.Errorf("network stats of pod %s: %w", p.ID, err)
-		}
-		out.Linux.Network = net
-	}
+	r.stats.keepPod(p.ID, builtPodStats{pauseAt: pause.u.at, net: net, containers: containers, out: out})
 	return out, nil
 }
 

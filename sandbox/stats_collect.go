@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,6 +42,13 @@ type statsCollector struct {
 	nets    map[string]*runtimeapi.NetworkUsage // pod id
 	pending map[string]struct{}                 // started, not sampled yet
 
+	// built holds answers already built from the current samples, shared
+	// (never changed) by every call until a sample or layer figure
+	// changes: kubelet polls more often than samples change, and each
+	// answer is dozens of small protobuf objects.
+	builtCtrs map[string]builtContainerStats
+	builtPods map[string]builtPodStats
+
 	kick     chan struct{}
 	stop     chan struct{}
 	done     chan struct{} // closed when loop returns
@@ -71,6 +79,7 @@ func newStatsCollector(r *Runtime, period time.Duration) *statsCollector {
 		cg:     &cgroupReader{root: cgroupRoot, v2: r.cgroupV2, swap: r.swapAccounting, driver: r.cgroupDriver},
 		period: period, renewLayer: r.renewLayer,
 		tasks: map[string]taskSample{}, nets: map[string]*runtimeapi.NetworkUsage{}, pending: map[string]struct{}{},
+		builtCtrs: map[string]builtContainerStats{}, builtPods: map[string]builtPodStats{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -138,6 +147,62 @@ func (s *statsCollector) forget(id string) {
 	delete(s.tasks, id)
 	delete(s.nets, id)
 	delete(s.pending, id)
+	delete(s.builtCtrs, id)
+	delete(s.builtPods, id)
+	s.mu.Unlock()
+}
+
+// builtContainerStats is a container's answer and what it was built from.
+type builtContainerStats struct {
+	sampleAt time.Time // zero: built without usage (not running)
+	layer    *runtimeapi.FilesystemUsage
+	out      *runtimeapi.ContainerStats
+}
+
+// builtPodStats is a ready pod's answer and what it was built from.
+type builtPodStats struct {
+	pauseAt    time.Time
+	net        *runtimeapi.NetworkUsage
+	containers []*runtimeapi.ContainerStats
+	out        *runtimeapi.PodSandboxStats
+}
+
+func (s *statsCollector) builtContainer(id string, sampleAt time.Time, layer *runtimeapi.FilesystemUsage) *runtimeapi.ContainerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.builtCtrs[id]; ok && b.sampleAt.Equal(sampleAt) && b.layer == layer {
+		return b.out
+	}
+	return nil
+}
+
+// keepContainer remembers an answer unless the container went away
+// meanwhile (forget ran).
+func (s *statsCollector) keepContainer(id string, b builtContainerStats) {
+	if s.r.store.containerExact(id) == nil {
+		return
+	}
+	s.mu.Lock()
+	s.builtCtrs[id] = b
+	s.mu.Unlock()
+}
+
+func (s *statsCollector) builtPod(id string, pauseAt time.Time, net *runtimeapi.NetworkUsage, containers []*runtimeapi.ContainerStats) *runtimeapi.PodSandboxStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.builtPods[id]
+	if !ok || !b.pauseAt.Equal(pauseAt) || b.net != net || !slices.Equal(b.containers, containers) {
+		return nil
+	}
+	return b.out
+}
+
+func (s *statsCollector) keepPod(id string, b builtPodStats) {
+	if s.r.store.podExact(id) == nil {
+		return
+	}
+	s.mu.Lock()
+	s.builtPods[id] = b
 	s.mu.Unlock()
 }
 
@@ -212,6 +277,18 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 		for id := range s.nets {
 			if _, ok := nets[id]; !ok {
 				delete(s.nets, id)
+			}
+		}
+		// Answers of containers and pods removed between a keep and
+		// their forget.
+		for id := range s.builtCtrs {
+			if s.r.store.containerExact(id) == nil {
+				delete(s.builtCtrs, id)
+			}
+		}
+		for id := range s.builtPods {
+			if s.r.store.podExact(id) == nil {
+				delete(s.builtPods, id)
 			}
 		}
 	}

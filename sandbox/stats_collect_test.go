@@ -148,3 +148,43 @@ func TestStatsCollectorFirstSampleAfterStart(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Answers are built once per sample and shared until one changes.
+func TestStatsAnswersReusedUntilSampleChanges(t *testing.T) {
+	ctx := context.Background()
+	f := newStatsFixture(t, 10*time.Second, time.Now().Add(-time.Second))
+	f.r.layers = newLayerUsages()
+	t.Cleanup(f.r.layers.close)
+	f.r.layers.entries["c1"] = &layerUsage{usage: &runtimeapi.FilesystemUsage{Timestamp: 1}, at: time.Now()}
+	f.setCPU(t, 1000)
+
+	first, err := f.r.ListContainerStats(ctx, ContainerFilter{})
+	if err != nil || len(first) != 1 || first[0].GetCpu().GetUsageCoreNanoSeconds().GetValue() != 1000 {
+		t.Fatalf("ListContainerStats = %v, %v", first, err)
+	}
+	pods1, err := f.r.ListPodStats(ctx, PodFilter{})
+	if err != nil || len(pods1) != 1 || len(pods1[0].GetLinux().GetContainers()) != 1 {
+		t.Fatalf("ListPodStats = %v, %v", pods1, err)
+	}
+	again, _ := f.r.ListContainerStats(ctx, ContainerFilter{})
+	pods2, _ := f.r.ListPodStats(ctx, PodFilter{})
+	if again[0] != first[0] || pods2[0] != pods1[0] || pods1[0].Linux.Containers[0] != first[0] {
+		t.Error("answers were rebuilt without a new sample")
+	}
+	time.Sleep(5 * time.Millisecond)
+	f.setCPU(t, 2000)
+	f.s.collect(nil)
+	next, _ := f.r.ListContainerStats(ctx, ContainerFilter{})
+	pods3, _ := f.r.ListPodStats(ctx, PodFilter{})
+	if next[0] == first[0] || next[0].GetCpu().GetUsageCoreNanoSeconds().GetValue() != 2000 {
+		t.Errorf("after a new sample: %v", next[0])
+	}
+	if pods3[0] == pods1[0] || pods3[0].GetLinux().GetCpu().GetUsageCoreNanoSeconds().GetValue() != 2000 {
+		t.Errorf("pod after a new sample: %v", pods3[0].GetLinux().GetCpu())
+	}
+	f.r.store.deleteContainer("c1")
+	f.s.forget("c1")
+	if len(f.s.builtCtrs) != 0 {
+		t.Errorf("a removed container's answer is kept: %v", f.s.builtCtrs)
+	}
+}
