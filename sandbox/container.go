@@ -337,8 +337,12 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if err := r.deleteContainerd(ctx, c.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
-	if c.recovered() {
-		if r.store.containerStatusOf(c).StartedAt.IsZero() {
+	// A start cut short, by accel-cri's death or by containerd's in the
+	// middle of the task's creation, can leave a task, an OCI runtime
+	// container and its cgroup behind.
+	neverStarted := r.store.containerStatusOf(c).StartedAt.IsZero()
+	if c.recovered() || neverStarted {
+		if neverStarted {
 			if err := r.clearStaleTask(ctx, c); err != nil {
 				return fmt.Errorf("remove container %s: %w", c.ID, err)
 			}

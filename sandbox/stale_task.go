@@ -55,32 +55,30 @@ func (r *Runtime) clearStaleTask(ctx context.Context, c *Container) error {
 		}
 		return nil
 	}
-	if r.bundleRoot == "" {
+	bundle := ""
+	if r.bundleRoot != "" {
+		bundle = filepath.Join(r.bundleRoot, r.namespace, c.ID)
+		if _, err := os.Lstat(bundle); errors.Is(err, fs.ErrNotExist) {
+			bundle = ""
+		}
+	}
+	if bundle != "" {
+		klog.InfoS("Cleaning the task of a container whose creation was cut short", "container", c.ID, "bundle", bundle)
+		// The shim is the pod's (tasks are grouped by sandbox id) or, for a
+		// handler with a sandbox per container, the container's own.
+		for _, group := range []string{c.PodID, c.ID} {
+			if r.deleteInShim(ctx, group, c.ID) {
+				break
+			}
+		}
+	}
+	// Also without a bundle: when containerd went away during the create
+	// and cleaned its dead shim on restart, the OCI runtime's create may
+	// still have finished, leaving a container whose init waits in its
+	// cgroup (seen in the chaos suite).
+	r.deleteOCIState(ctx, c)
+	if bundle == "" {
 		return nil
-	}
-	bundle := filepath.Join(r.bundleRoot, r.namespace, c.ID)
-	if _, err := os.Lstat(bundle); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	klog.InfoS("Cleaning the task of a container whose creation was cut short", "container", c.ID, "bundle", bundle)
-	// The shim is the pod's (tasks are grouped by sandbox id) or, for a
-	// handler with a sandbox per container, the container's own.
-	for _, group := range []string{c.PodID, c.ID} {
-		if r.deleteInShim(ctx, group, c.ID) {
-			break
-		}
-	}
-	if h, err := r.handlerOf(r.podHandlerName(c.PodID)); err == nil && h.root != "" {
-		bin := h.binary
-		if bin == "" {
-			bin = "runc"
-		}
-		rctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
-		out, err := exec.CommandContext(rctx, bin, "--root", h.root, "delete", "--force", c.ID).CombinedOutput()
-		cancel()
-		if err != nil {
-			klog.V(2).InfoS("OCI runtime delete of a stale container", "container", c.ID, "err", err, "output", string(out))
-		}
 	}
 	work, werr := os.Readlink(filepath.Join(bundle, "work"))
 	if err := unmountUnder(bundle); err != nil {
@@ -93,6 +91,30 @@ func (r *Runtime) clearStaleTask(ctx context.Context, c *Container) error {
 		_ = os.RemoveAll(work)
 	}
 	return nil
+}
+
+// deleteOCIState force-deletes container c in its runc-style OCI runtime
+// when the runtime still keeps state for it (the runc.v2 shim runs the
+// runtime with --root <handler root>/<namespace>).
+func (r *Runtime) deleteOCIState(ctx context.Context, c *Container) {
+	h, err := r.handlerOf(r.podHandlerName(c.PodID))
+	if err != nil || h.root == "" {
+		return
+	}
+	root := filepath.Join(h.root, r.namespace)
+	if _, err := os.Lstat(filepath.Join(root, c.ID)); err != nil {
+		return
+	}
+	bin := h.binary
+	if bin == "" {
+		bin = "runc"
+	}
+	klog.InfoS("Deleting an OCI runtime container left by a cut-short start", "container", c.ID, "root", root)
+	rctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(rctx, bin, "--root", root, "delete", "--force", c.ID).CombinedOutput(); err != nil {
+		klog.V(2).InfoS("OCI runtime delete of a stale container", "container", c.ID, "err", err, "output", string(out))
+	}
 }
 
 // deleteInShim asks the shim of group to kill and delete task id, then to
