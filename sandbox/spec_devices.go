@@ -43,11 +43,11 @@ func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
 			return nil, fmt.Errorf("%w: %s: permissions %q may only hold r, w and m", errdefs.ErrInvalidArgument, field, d.GetPermissions())
 		}
 		ctrPath := d.GetContainerPath()
-		if !filepath.IsAbs(ctrPath) {
-			return nil, fmt.Errorf("%w: %s: container_path %q must be absolute", errdefs.ErrInvalidArgument, field, ctrPath)
+		if !filepath.IsAbs(ctrPath) || strings.ContainsRune(ctrPath, 0) {
+			return nil, fmt.Errorf("%w: %s: container_path %q must be an absolute path without NUL", errdefs.ErrInvalidArgument, field, ctrPath)
 		}
-		if !filepath.IsAbs(d.GetHostPath()) {
-			return nil, fmt.Errorf("%w: %s: host_path %q must be absolute", errdefs.ErrInvalidArgument, field, d.GetHostPath())
+		if !filepath.IsAbs(d.GetHostPath()) || strings.ContainsRune(d.GetHostPath(), 0) {
+			return nil, fmt.Errorf("%w: %s: host_path %q must be an absolute path without NUL", errdefs.ErrInvalidArgument, field, d.GetHostPath())
 		}
 		host, err := filepath.EvalSymlinks(d.GetHostPath())
 		if err != nil {
