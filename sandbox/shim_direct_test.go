@@ -224,15 +224,24 @@ func serveFakeShim(t *testing.T, socket string, f *fakeShim) (stop func()) {
 
 func newFakeShim() *fakeShim { return &fakeShim{killed: make(chan struct{})} }
 
-func TestShimExecLifecycle(t *testing.T) {
+// startFakeShim serves f (configured before, so its fields are not
+// written while it serves) on a socket of the test's own, with a client
+// cache closed at the test's end.
+func startFakeShim(t *testing.T, f *fakeShim) (context.Context, string, *shimClients) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	socket := filepath.Join(t.TempDir(), "shim.sock")
-	f := newFakeShim()
-	f.code = 3
 	serveFakeShim(t, socket, f)
 	shims := newShimClients()
-	defer shims.close()
+	t.Cleanup(shims.close)
+	return ctx, socket, shims
+}
+
+func TestShimExecLifecycle(t *testing.T) {
+	f := newFakeShim()
+	f.code = 3
+	ctx, socket, shims := startFakeShim(t, f)
 
 	spec := &runtimespec.Process{Args: []string{"echo", "hi"}, Cwd: "/"}
 	stdio := cio.Config{Stdout: "/x/out", Stderr: "/x/err"}
@@ -272,14 +281,9 @@ func TestShimExecLifecycle(t *testing.T) {
 }
 
 func TestShimExecTimeoutKills(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	socket := filepath.Join(t.TempDir(), "shim.sock")
 	f := newFakeShim()
 	f.block = true
-	serveFakeShim(t, socket, f)
-	shims := newShimClients()
-	defer shims.close()
+	ctx, socket, shims := startFakeShim(t, f)
 
 	p, err := newShimExec(ctx, shims, socket, "ctr", "exec1", &runtimespec.Process{Args: []string{"sleep", "1d"}}, cio.Config{})
 	if err != nil {
@@ -312,14 +316,9 @@ func TestShimExecTimeoutKills(t *testing.T) {
 // A process that may still run is killed and waited for before its
 // delete (the shim refuses to delete a running process).
 func TestShimExecDeleteKillsRunning(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	socket := filepath.Join(t.TempDir(), "shim.sock")
 	f := newFakeShim()
 	f.block = true
-	serveFakeShim(t, socket, f)
-	shims := newShimClients()
-	defer shims.close()
+	ctx, socket, shims := startFakeShim(t, f)
 	p, err := newShimExec(ctx, shims, socket, "ctr", "exec1", &runtimespec.Process{}, cio.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -383,14 +382,9 @@ func TestShimExecReconnects(t *testing.T) {
 // A shim's refusal is the exec's error (no fallback: containerd would get
 // the same answer), as an errdefs class.
 func TestShimExecRefusal(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	socket := filepath.Join(t.TempDir(), "shim.sock")
 	f := newFakeShim()
 	f.exitErr = errgrpc.ToGRPCf(errdefs.ErrNotFound, "container ctr")
-	serveFakeShim(t, socket, f)
-	shims := newShimClients()
-	defer shims.close()
+	ctx, socket, shims := startFakeShim(t, f)
 	_, err := newShimExec(ctx, shims, socket, "ctr", "e1", &runtimespec.Process{}, cio.Config{})
 	if !errdefs.IsNotFound(err) || errors.Is(err, errNoDirectShim) {
 		t.Fatalf("exec refused by the shim = %v, want NotFound", err)
