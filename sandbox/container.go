@@ -198,7 +198,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		return err
 	}
 	if c.recovered() {
-		if err := r.clearStaleTask(ctx, c); err != nil {
+		if err := r.clearStaleTask(ctx, c, false); err != nil {
 			return fmt.Errorf("start container %s: %w", c.ID, err)
 		}
 	}
@@ -343,7 +343,7 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	neverStarted := r.store.containerStatusOf(c).StartedAt.IsZero()
 	if c.recovered() || neverStarted {
 		if neverStarted {
-			if err := r.clearStaleTask(ctx, c); err != nil {
+			if err := r.clearStaleTask(ctx, c, true); err != nil {
 				return fmt.Errorf("remove container %s: %w", c.ID, err)
 			}
 		}

@@ -44,7 +44,12 @@ const shimCallTimeout = 5 * time.Second
 // clearStaleTask removes what an interrupted task creation of container c
 // left, if anything. It is called only for containers that never started
 // (StartContainer, or removing one in CREATED state).
-func (r *Runtime) clearStaleTask(ctx context.Context, c *Container) error {
+//
+// removing also force-deletes what the OCI runtime still holds of c. Not
+// before a retried start: the shim may still track the stale init, and
+// the exit it would publish for that kill is indistinguishable from the
+// new task's (seen in the chaos suite).
+func (r *Runtime) clearStaleTask(ctx context.Context, c *Container, removing bool) error {
 	// A task containerd knows for a container accel-cri never recorded as
 	// started was made by a StartContainer that containerd finished after
 	// accel-cri died: delete it, so the retried start makes it afresh.
@@ -76,7 +81,9 @@ func (r *Runtime) clearStaleTask(ctx context.Context, c *Container) error {
 	// and cleaned its dead shim on restart, the OCI runtime's create may
 	// still have finished, leaving a container whose init waits in its
 	// cgroup (seen in the chaos suite).
-	r.deleteOCIState(ctx, c)
+	if removing {
+		r.deleteOCIState(ctx, c)
+	}
 	if bundle == "" {
 		return nil
 	}
