@@ -568,12 +568,25 @@ func (r *Runtime) ListPods(f PodFilter) []*runtimeapi.PodSandbox {
 		if !matchID(p.ID, f.ID) || (f.State != nil && st.State != *f.State) || !matchLabels(p.Config.GetLabels(), f.LabelSelector) {
 			continue
 		}
-		out = append(out, &runtimeapi.PodSandbox{
-			Id: p.ID, Metadata: p.Config.GetMetadata(), State: st.State, CreatedAt: p.CreatedAt.UnixNano(),
-			Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(), RuntimeHandler: p.RuntimeHandler,
-		})
+		out = append(out, p.listItem(st.State))
 	}
 	return out
+}
+
+// listItem is the pod's ListPodSandbox entry in state st. Entries are
+// shared by all callers and never changed: a new one is made when the state
+// changes, so the CRI server can keep each entry's encoding for as long as
+// the entry lives.
+func (p *Pod) listItem(st runtimeapi.PodSandboxState) *runtimeapi.PodSandbox {
+	if it := p.item.Load(); it != nil && it.State == st {
+		return it
+	}
+	it := &runtimeapi.PodSandbox{
+		Id: p.ID, Metadata: p.Config.GetMetadata(), State: st, CreatedAt: p.CreatedAt.UnixNano(),
+		Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(), RuntimeHandler: p.RuntimeHandler,
+	}
+	p.item.Store(it)
+	return it
 }
 
 func matchID(id, want string) bool {

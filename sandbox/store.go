@@ -67,6 +67,8 @@ type Pod struct {
 	status   podStatus
 	exited   chan struct{} // closed when the pause task's exit is recorded
 	exitOnce sync.Once
+	// item is the pod's last ListPodSandbox entry (listItem).
+	item atomic.Pointer[runtimeapi.PodSandbox]
 }
 
 func newPod(m podMeta) *Pod { return &Pod{podMeta: m, exited: make(chan struct{})} }
@@ -121,6 +123,8 @@ type Container struct {
 	// process is the spec's process, known from Create (nil after a
 	// restart of accel-cri: read from containerd on first use).
 	process *runtimespec.Process
+	// item is the container's last ListContainers entry (listItem).
+	item atomic.Pointer[runtimeapi.Container]
 }
 
 // recovered reports whether the container was created before accel-cri's

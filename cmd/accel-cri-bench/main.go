@@ -37,7 +37,7 @@ type options struct {
 	endpoint, label              string
 	cfg                          bench.Config
 	jsonOut, mdOut, svgOut       string
-	timeout                      time.Duration
+	timeout, hold                time.Duration
 	concurrency, pids, shimMatch stringList
 }
 
@@ -69,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.mdOut, "markdown", "", "write the Markdown tables to this file (always printed to stdout)")
 	fs.StringVar(&o.svgOut, "svg", "", "write the latency chart (SVG) to this file")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound for the whole run")
+	fs.DurationVar(&o.hold, "hold", 0, "keep the steady-state pods running this long before the polling, to profile the runtime with them")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -146,6 +147,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer im.Close(context.Background())
 	o.cfg.Logf = func(format string, args ...any) {
 		fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	if o.hold > 0 {
+		o.cfg.Hold = func(ctx context.Context) error {
+			fmt.Fprintf(stderr, "%s holding %d pods for %s (interrupt to end the run)\n", time.Now().Format("15:04:05"), o.cfg.ListPods, o.hold)
+			select {
+			case <-time.After(o.hold):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	}
 	res, err := bench.Run(ctx, rt, im, o.cfg)
 	if err != nil {

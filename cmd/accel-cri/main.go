@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 
@@ -41,7 +42,15 @@ Flags:
 // memory is the node's, so it collects at 50% growth instead of Go's 100%.
 const leanGOGC = 50
 
+// defaultMemProfileRate is Go's heap sampling rate, restored when the
+// debug socket can serve heap profiles.
+const defaultMemProfileRate = 512 << 10
+
 func main() {
+	// Heap sampling costs a 1.4 MiB table and a stack walk per sample;
+	// nobody can read the samples unless the debug socket is on (serve
+	// turns it back on then). Set first, before anything allocates much.
+	runtime.MemProfileRate = 0
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(leanGOGC)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -62,6 +63,7 @@ func serve(cfg config.Config) error {
 	}
 	defer lis.Close()
 	if cfg.DebugSocket != "" {
+		runtime.MemProfileRate = defaultMemProfileRate
 		dbg, err := debugserver.Start(cfg.DebugSocket)
 		if err != nil {
 			return err
@@ -214,6 +216,7 @@ func serve(cfg config.Config) error {
 		// metrics first: it sees the codes cri's interceptor maps errors to.
 		grpc.ChainUnaryInterceptor(m.UnaryInterceptor, cri.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(m.StreamInterceptor, cri.StreamInterceptor),
+		cri.ServerCodec(),
 		grpc.MaxRecvMsgSize(maxMsgSize),
 		grpc.MaxSendMsgSize(maxMsgSize),
 		// Stop returns only when every handler has returned, so no

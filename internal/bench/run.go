@@ -100,6 +100,11 @@ type Config struct {
 	Procs []ProcGroup
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
+	// Hold, when set, is called with the steady-state pods running, after
+	// their memory is sampled and before the polling: profiling (pprof,
+	// smaps) sees the runtime exactly as the report does. Its error ends
+	// the run.
+	Hold func(ctx context.Context) error
 }
 
 // Result is one run's measurements.
@@ -462,6 +467,11 @@ func (r *runner) steady(ctx context.Context) (*SteadyResult, error) {
 	}
 	sr.StartSeconds = time.Since(start).Seconds()
 	mem := snapshot(r.cfg.Procs)
+	if r.cfg.Hold != nil {
+		if err := r.cfg.Hold(ctx); err != nil {
+			return nil, fmt.Errorf("hold: %w", err)
+		}
+	}
 	ops := []func() (int, error){
 		func() (int, error) { l, err := r.rt.ListPodSandbox(ctx, nil); return len(l), err },
 		func() (int, error) { l, err := r.rt.ListContainers(ctx, nil); return len(l), err },

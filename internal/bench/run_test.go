@@ -266,6 +266,41 @@ func TestRunMeasuresEveryPhase(t *testing.T) {
 	}
 }
 
+// Hold sees all steady-state pods running and none polled yet; its error
+// ends the run, which still removes its pods.
+func TestRunHold(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		f := newFake()
+		held := 0
+		cfg := Config{Image: "busybox", Pods: 2, Concurrency: []int{1}, ListPods: 5, ListIterations: 3, LogDir: t.TempDir(),
+			Hold: func(context.Context) error {
+				held++
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				if len(f.pods) != 5 {
+					t.Errorf("%d pods running while held, want 5", len(f.pods))
+				}
+				if fail {
+					return errors.New("stop here")
+				}
+				return nil
+			}}
+		res, err := Run(context.Background(), f, f, cfg)
+		switch {
+		case fail && (err == nil || !strings.Contains(err.Error(), "hold: stop here")):
+			t.Errorf("hold failed: err %v, want it reported", err)
+		case !fail && (err != nil || res.Steady == nil || res.Steady.Ops[0].N != 3):
+			t.Errorf("hold passed: err %v, result %+v", err, res)
+		}
+		if held != 1 {
+			t.Errorf("held %d times, want 1", held)
+		}
+		if n := f.left(); n != 0 {
+			t.Errorf("%d pods left", n)
+		}
+	}
+}
+
 // Whatever fails, Run removes every pod it made and reports the error;
 // pods of others on the same runtime stay.
 func TestRunCleansUp(t *testing.T) {
