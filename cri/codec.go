@@ -41,13 +41,7 @@ type listCodec struct {
 	podStats   itemCache[runtimeapi.PodSandboxStats]
 }
 
-func newListCodec() *listCodec {
-	c := &listCodec{proto: encoding.GetCodecV2("proto")}
-	for _, ic := range []interface{ init() }{&c.pods, &c.containers, &c.ctrStats, &c.podStats} {
-		ic.init()
-	}
-	return c
-}
+func newListCodec() *listCodec { return &listCodec{proto: encoding.GetCodecV2("proto")} }
 
 // Name is the codec's content subtype: it speaks plain protobuf.
 func (c *listCodec) Name() string { return "proto" }
@@ -149,13 +143,11 @@ func appendEncoded(b []byte, encs [][]byte) []byte {
 
 // itemCache maps live items to their encoding. Keys are weak: the cache
 // never keeps an item alive, and a cleanup removes the entry once the item
-// is collected.
+// is collected. The zero value is an empty cache.
 type itemCache[T any] struct {
 	mu  sync.Mutex
 	enc map[weak.Pointer[T]][]byte
 }
-
-func (c *itemCache[T]) init() { c.enc = map[weak.Pointer[T]][]byte{} }
 
 // get returns p's cached encoding, encoding it with encode on first use.
 func (c *itemCache[T]) get(p *T, encode func() ([]byte, error)) ([]byte, error) {
@@ -174,6 +166,9 @@ func (c *itemCache[T]) get(p *T, encode func() ([]byte, error)) ([]byte, error) 
 	defer c.mu.Unlock()
 	if cached, ok := c.enc[key]; ok {
 		return cached, nil
+	}
+	if c.enc == nil {
+		c.enc = map[weak.Pointer[T]][]byte{}
 	}
 	c.enc[key] = b
 	runtime.AddCleanup(p, c.forget, key)

@@ -79,6 +79,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.endpoint == "" || o.cfg.Image == "" {
 		return nil, errors.New("--endpoint and --image are required")
 	}
+	if o.hold > 0 && o.cfg.ListPods == 0 {
+		return nil, errors.New("--hold needs --list-pods > 0: it holds the steady-state pods")
+	}
 	if o.cfg.Label == "" {
 		o.cfg.Label = o.endpoint
 	}

@@ -48,6 +48,12 @@ func TestParseFlags(t *testing.T) {
 		{desc: "bad pid", args: []string{"--endpoint", "e", "--image", "i", "--pids", "x=abc"}, wantErr: `bad pid "abc"`},
 		{desc: "pids without name", args: []string{"--endpoint", "e", "--image", "i", "--pids", "123"}, wantErr: "NAME=PID"},
 		{desc: "shims without substring", args: []string{"--endpoint", "e", "--image", "i", "--shims", "s="}, wantErr: "NAME=SUBSTRING"},
+		{desc: "hold", args: []string{"--endpoint", "e", "--image", "i", "--hold", "90s"}, check: func(t *testing.T, o *options) {
+			if o.hold != 90*time.Second {
+				t.Errorf("hold %s", o.hold)
+			}
+		}},
+		{desc: "hold without steady-state pods", args: []string{"--endpoint", "e", "--image", "i", "--hold", "1m", "--list-pods", "0"}, wantErr: "--hold needs --list-pods"},
 		{desc: "stray argument", args: []string{"--endpoint", "e", "--image", "i", "extra"}, wantErr: "unexpected arguments"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
