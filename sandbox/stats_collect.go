@@ -60,7 +60,16 @@ type statsCollector struct {
 type taskSample struct {
 	u         usage
 	nanoCores uint64
+	// base is the usage the rate was taken against.
+	base usage
 }
+
+// minRateWindow is the shortest window a CPU rate is taken over. Two
+// samples can come close together (a stats call samples a task just
+// before the collector's first pass does); a rate over a few milliseconds
+// says whether the task happened to be on a CPU then, so such a sample
+// keeps its predecessor's base instead.
+const minRateWindow = time.Second
 
 // statTask says how to sample one task.
 type statTask struct {
@@ -346,10 +355,13 @@ func (s *statsCollector) record(t statTask, u usage) taskSample {
 	defer s.mu.Unlock()
 	prev, ok := s.tasks[t.id]
 	from := prev.u
-	if !ok {
+	switch {
+	case !ok:
 		from = usage{at: t.startedAt}
+	case u.at.Sub(prev.u.at) < minRateWindow && !prev.base.at.IsZero():
+		from = prev.base
 	}
-	ts := taskSample{u: u}
+	ts := taskSample{u: u, base: from}
 	if !from.at.IsZero() && u.at.After(from.at) && u.cpuNanos >= from.cpuNanos {
 		ts.nanoCores = uint64(float64(u.cpuNanos-from.cpuNanos) / float64(u.at.Sub(from.at).Nanoseconds()) * 1e9)
 	}

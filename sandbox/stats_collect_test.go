@@ -188,3 +188,33 @@ func TestStatsAnswersReusedUntilSampleChanges(t *testing.T) {
 		t.Errorf("a removed container's answer is kept: %v", f.s.builtCtrs)
 	}
 }
+
+// Two samples close together (a stats call sampling a task just before the
+// collector's pass) do not make a rate out of the few milliseconds between
+// them: the later one keeps the earlier one's base.
+func TestStatsRateNotOverASliver(t *testing.T) {
+	ctx := context.Background()
+	f := newStatsFixture(t, 10*time.Second, time.Now().Add(-2*time.Second))
+	f.setCPU(t, 1_000_000_000) // half a core since the start
+	task, ok := f.r.statTaskOf("c1")
+	if !ok {
+		t.Fatal("no task")
+	}
+	first := f.s.sample(ctx, []statTask{task})["c1"]
+	second := f.s.sample(ctx, []statTask{task})["c1"] // no CPU used in between
+	for i, ts := range []taskSample{first, second} {
+		if ts.nanoCores < 400_000_000 || ts.nanoCores > 500_000_000 {
+			t.Errorf("sample %d: %d nanocores, want about half a core", i+1, ts.nanoCores)
+		}
+	}
+
+	// A window long enough is a window of its own.
+	f.s.mu.Lock()
+	ts := f.s.tasks["c1"]
+	ts.u.at = ts.u.at.Add(-minRateWindow)
+	f.s.tasks["c1"] = ts
+	f.s.mu.Unlock()
+	if third := f.s.sample(ctx, []statTask{task})["c1"]; third.nanoCores != 0 {
+		t.Errorf("idle for %s: %d nanocores, want 0", minRateWindow, third.nanoCores)
+	}
+}
