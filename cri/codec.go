@@ -53,42 +53,32 @@ func (c *listCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.prot
 // with one field, the repeated items, number 1: TestListCodecAnswers holds
 // cri-api to that) and everything else as protobuf does.
 func (c *listCodec) Marshal(v any) (mem.BufferSlice, error) {
-	var (
-		b   mem.BufferSlice
-		err error
-		ok  = true
-	)
 	switch m := v.(type) {
 	case *runtimeapi.ListPodSandboxResponse:
-		b, err = appendItems(&c.pods, m.GetItems())
+		return appendItems(&c.pods, m.GetItems())
 	case *runtimeapi.StreamPodSandboxesResponse:
-		b, err = appendItems(&c.pods, m.GetPodSandboxes())
+		return appendItems(&c.pods, m.GetPodSandboxes())
 	case *runtimeapi.ListContainersResponse:
-		b, err = appendItems(&c.containers, m.GetContainers())
+		return appendItems(&c.containers, m.GetContainers())
 	case *runtimeapi.StreamContainersResponse:
-		b, err = appendItems(&c.containers, m.GetContainers())
+		return appendItems(&c.containers, m.GetContainers())
 	case *runtimeapi.ListContainerStatsResponse:
-		b, err = appendItems(&c.ctrStats, m.GetStats())
+		return appendItems(&c.ctrStats, m.GetStats())
 	case *runtimeapi.StreamContainerStatsResponse:
-		b, err = appendItems(&c.ctrStats, m.GetContainerStats())
+		return appendItems(&c.ctrStats, m.GetContainerStats())
 	case *runtimeapi.ListPodSandboxStatsResponse:
-		b, err = appendItems(&c.podStats, m.GetStats())
+		return appendItems(&c.podStats, m.GetStats())
 	case *runtimeapi.StreamPodSandboxStatsResponse:
-		b, err = appendItems(&c.podStats, m.GetPodSandboxStats())
-	default:
-		ok = false
+		return appendItems(&c.podStats, m.GetPodSandboxStats())
 	}
-	if !ok {
-		return c.proto.Marshal(v)
-	}
-	return b, err
+	return c.proto.Marshal(v)
 }
 
 // listField is the field number of the items in every list answer.
 const listField protowire.Number = 1
 
 // appendItems encodes items as the repeated field 1 of a message, into a
-// buffer from gRPC's pool (gRPC returns it once the answer is written).
+// buffer from answerBuffers (gRPC returns it once the answer is written).
 func appendItems[T any, P interface {
 	*T
 	proto.Message
