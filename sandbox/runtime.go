@@ -36,7 +36,7 @@ type Runtime struct {
 	sandboxImage string
 	snapshotter  string
 	rootDir      string // persistent: checkpoints
-	stateDir     string // volatile: netns, pod files, fifos, runc root
+	stateDir     string // volatile: netns, pod files, fifos, runc root, temp mounts
 	shmSize      int64
 	appArmor     bool
 	cgroupV2     bool
@@ -78,6 +78,10 @@ type Runtime struct {
 	// image and snapshot lookups.
 	unpacked sync.Map // snapshotter + "\x00" + image id -> rootfsImage
 	layers   *layerUsages
+
+	// warm shortens the OCI runtime's first cgroup migration after an
+	// idle spell (nil: not needed or not possible here).
+	warm *migrationWarmer
 
 	// bundleRoot and containerdAddress locate task bundles and shim
 	// sockets of the managed containerd (WithTaskBundles).
@@ -165,9 +169,13 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
+	if err := useTempMounts(r.stateDir); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
 	r.appArmor = appArmorEnabled()
 	r.cgroupV2 = cgroupV2()
 	r.swapAccounting, r.hugetlb = cgroupControllers(r.cgroupV2)
+	r.warm = hostMigrationWarmer()
 	if r.handlerConfigs == nil {
 		r.handlerConfigs, r.defaultHandler = map[string]HandlerConfig{"runc": {Type: RuntimeTypeRunc}}, "runc"
 	}

@@ -607,11 +607,15 @@ func countIPs(a *framework.AccelCRI) int {
 	return n
 }
 
+// countMounts counts the mounts below dir and those elsewhere made of
+// dir's files (an overlay whose layers are there: the client's temp mounts
+// of an image were in /tmp before they moved under the state dir).
 func countMounts(dir string) int {
 	b, _ := os.ReadFile("/proc/self/mounts")
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/")) {
+		f := strings.Fields(line)
+		if len(f) > 3 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/") || strings.Contains(f[3], dir+"/")) {
 			n++
 		}
 	}

@@ -111,6 +111,9 @@ func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// If this process is killed, SweepStale of a later run removes the
+	// instance and all it started.
+	MarkOwned(t, dir)
 	a := &AccelCRI{
 		t: t, opts: opts, Dir: dir,
 		Socket:          filepath.Join(dir, "cri.sock"),

@@ -18,10 +18,19 @@ import (
 var instanceName = regexp.MustCompile(`^acri-([0-9]+)$`)
 
 // SweepStale removes what e2e runs that were killed (and so never ran their
-// cleanup) left behind: bridges, cgroups, CNI cache entries and nat rules
-// named after an instance whose temp root is gone. Nothing of a live run,
-// and nothing not named by this suite, is touched. Call it from TestMain.
+// cleanup) left behind. An instance's temp root whose owner process is gone
+// goes with everything the instance started: its accel-cri, containerd and
+// shims, its containers (their cgroups), mounts, nat rules and CNI cache.
+// Then bridges, cgroups, CNI cache entries and nat rules named after an
+// instance whose temp root is gone are removed. Nothing of a live run, and
+// nothing not named by this suite, is touched. Call it from TestMain.
 func SweepStale(t hostnet.T) {
+	roots, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-e2e-*"))
+	for _, dir := range roots {
+		if ownerGone(dir) {
+			reapInstance(t, dir)
+		}
+	}
 	owned := func(name string) bool {
 		m := instanceName.FindStringSubmatch(name)
 		if m == nil {
@@ -72,6 +81,40 @@ func SweepStale(t hostnet.T) {
 		if _, err := os.Stat("/proc/" + strings.TrimSpace(string(owner))); os.IsNotExist(err) {
 			os.RemoveAll(b)
 		}
+	}
+}
+
+// ownerGone reports whether dir was marked by a process that no longer
+// runs. A dir without a mark is being set up, or was made before marks
+// existed: it is left alone.
+func ownerGone(dir string) bool {
+	owner, err := os.ReadFile(filepath.Join(dir, "owner"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(owner)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	_, err = os.Stat("/proc/" + strconv.Itoa(pid))
+	return os.IsNotExist(err)
+}
+
+// reapInstance does for an AccelCRI instance whose test process died what
+// its cleanup would have done. Every process it started names dir in its
+// command line (accel-cri's config, containerd's and the shims' sockets).
+func reapInstance(t hostnet.T, dir string) {
+	a := &AccelCRI{Dir: dir, State: filepath.Join(dir, "state"), NetworkName: "acri-" + strings.TrimPrefix(filepath.Base(dir), "acri-e2e-")}
+	t.Logf("sweep: removing %s, left by a killed run", dir)
+	// dir + "/": /tmp/acri-e2e-12 must not match a live /tmp/acri-e2e-123.
+	killProcsWithArg(dir + "/")
+	a.killCgroupProcs()
+	unmountUnder(dir)
+	a.removeCgroups()
+	hostnet.RemoveNetworkRules(t, "iptables", a.NetworkName)
+	hostnet.RemoveCNICache(a.NetworkName)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Errorf("sweep: remove %s: %v", dir, err)
 	}
 }
 

@@ -1,0 +1,114 @@
+package framework
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/accel-cri/accel-cri/internal/fsutil"
+)
+
+// TestSweepStaleReapsKilledRuns plays a run killed mid-test (its temp root
+// marked by a process that is gone, with a process, a mount and a cgroup
+// with a process of its own) beside a live run whose root name starts with
+// the dead one's, and checks that the sweep removes all of the first and
+// nothing of the second.
+func TestSweepStaleReapsKilledRuns(t *testing.T) {
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := os.MkdirTemp("", "acri-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := dead + "7" // a live instance's root that dead's name is a prefix of
+	if err := os.Mkdir(live, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unmountUnder(dead)
+		os.RemoveAll(dead)
+		os.RemoveAll(live)
+	})
+	for dir, pid := range map[string]int{dead: gone.Process.Pid, live: os.Getpid()} {
+		if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "log"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// start runs a process until the test ends, unless something kills it;
+	// the channel is closed when it exited.
+	type proc struct {
+		pid    int
+		exited chan struct{}
+	}
+	start := func(name string, args ...string) proc {
+		cmd := exec.Command(name, args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := proc{cmd.Process.Pid, make(chan struct{})}
+		go func() { _ = cmd.Wait(); close(p.exited) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.exited })
+		return p
+	}
+	deadDaemon := start("tail", "-f", filepath.Join(dead, "log"))
+	liveDaemon := start("tail", "-f", filepath.Join(live, "log"))
+	container := start("sleep", "1000")
+
+	mnt := filepath.Join(dead, "state", "shm")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	bases := fsutil.CgroupMounts()
+	if len(bases) == 0 {
+		t.Fatal("no cgroup mount")
+	}
+	deadCgroupRoot := filepath.Join(bases[0], "acri-"+filepath.Base(dead)[len("acri-e2e-"):])
+	cg := filepath.Join(deadCgroupRoot, "pod1", "ctr")
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Rmdir(cg)
+		_ = syscall.Rmdir(filepath.Dir(cg))
+		_ = syscall.Rmdir(deadCgroupRoot)
+	})
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(container.pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	SweepStale(t)
+
+	for name, p := range map[string]proc{"the dead run's daemon": deadDaemon, "the dead run's container": container} {
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s (pid %d) still runs", name, p.pid)
+		}
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("dead run's root %s still there: %v", dead, err)
+	}
+	if _, err := os.Stat(deadCgroupRoot); !os.IsNotExist(err) {
+		t.Errorf("dead run's cgroups %s still there: %v", deadCgroupRoot, err)
+	}
+	select {
+	case <-liveDaemon.exited:
+		t.Error("the live run's daemon was killed")
+	default:
+	}
+	if _, err := os.Stat(filepath.Join(live, "owner")); err != nil {
+		t.Errorf("the live run's root was touched: %v", err)
+	}
+}
