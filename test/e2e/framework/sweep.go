@@ -74,11 +74,7 @@ func SweepStale(t hostnet.T) {
 	bins, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-bin-*"))
 	kubelets, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-kubelet-*"))
 	for _, b := range append(bins, kubelets...) {
-		owner, err := os.ReadFile(filepath.Join(b, "owner"))
-		if err != nil {
-			continue // being set up by a live run
-		}
-		if _, err := os.Stat("/proc/" + strings.TrimSpace(string(owner))); os.IsNotExist(err) {
+		if ownerGone(b) {
 			os.RemoveAll(b)
 		}
 	}
