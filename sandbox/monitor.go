@@ -93,7 +93,7 @@ func (m *monitor) handle(ev any) {
 		if e.ID != e.ContainerID {
 			return // an exec process, not the container's init
 		}
-		exit := exitInfo{code: int32(e.ExitStatus), at: e.ExitedAt.AsTime()}
+		exit := exitInfo{code: int32(e.ExitStatus), at: e.ExitedAt.AsTime(), pid: e.Pid}
 		if p := m.r.store.podExact(e.ContainerID); p != nil {
 			if !p.Infraless {
 				m.async(func(ctx context.Context) { m.r.reapPause(ctx, p) })
@@ -167,7 +167,21 @@ func (r *Runtime) taskGone(ctx context.Context, id string) (bool, error) {
 type exitInfo struct {
 	code    int32
 	at      time.Time
-	unknown bool // nobody saw the exit and containerd kept no status
+	unknown bool   // nobody saw the exit and containerd kept no status
+	pid     uint32 // the process that exited, when an event said (else 0)
+}
+
+// staleExit says whether an exit event is for a process that is not the
+// container's recorded task: the init of an earlier, cut-short start of
+// the same container, which the start's retry killed (clearStaleTask) and
+// whose shim reports its exit under the container's id, possibly after
+// the new task started. Taken for the new task's exit, it deleted that
+// task and recorded 137 (seen in the chaos suite).
+func staleExit(st containerStatus, exit *exitInfo) bool {
+	if exit == nil || exit.pid == 0 {
+		return false
+	}
+	return st.State != runtimeapi.ContainerState_CONTAINER_RUNNING || (st.PID != 0 && st.PID != exit.pid)
 }
 
 // handleContainerExit waits for Start to finish (an exit can be reported
@@ -177,6 +191,10 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 	select {
 	case <-c.startDone:
 	case <-ctx.Done():
+		return
+	}
+	if st := r.store.containerStatusOf(c); staleExit(st, exit) {
+		klog.V(2).InfoS("Ignoring the exit of a process that is not the container's task", "container", c.ID, "pid", exit.pid, "taskPid", st.PID, "state", st.State)
 		return
 	}
 	// Deleting the task deletes containerd's only record of the exit, and

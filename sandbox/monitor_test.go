@@ -59,3 +59,53 @@ func TestPersistExitCheckpointsBeforePublishing(t *testing.T) {
 		t.Errorf("published status %s, want still running until the exit is recorded", got.State)
 	}
 }
+
+func TestStaleExit(t *testing.T) {
+	running := containerStatus{State: runtimeapi.ContainerState_CONTAINER_RUNNING, PID: 42}
+	for _, tc := range []struct {
+		desc string
+		st   containerStatus
+		exit *exitInfo
+		want bool
+	}{
+		{desc: "the task's exit", st: running, exit: &exitInfo{code: 27, pid: 42}},
+		{desc: "an earlier init's exit after the new task started", st: running, exit: &exitInfo{code: 137, pid: 41}, want: true},
+		{desc: "an exit while the start is retried", st: containerStatus{State: runtimeapi.ContainerState_CONTAINER_CREATED}, exit: &exitInfo{code: 137, pid: 41}, want: true},
+		{desc: "an exit after the exit was recorded", st: containerStatus{State: runtimeapi.ContainerState_CONTAINER_EXITED, ExitCode: 27}, exit: &exitInfo{code: 137, pid: 41}, want: true},
+		{desc: "no pid in the event", st: running, exit: &exitInfo{code: 3}},
+		{desc: "no recorded pid (an old checkpoint)", st: containerStatus{State: runtimeapi.ContainerState_CONTAINER_RUNNING}, exit: &exitInfo{code: 3, pid: 7}},
+		{desc: "only containerd knows the exit", st: running},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if got := staleExit(tc.st, tc.exit); got != tc.want {
+				t.Errorf("staleExit = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A stale init's exit reported for a running container changes nothing:
+// no exit checkpointed, none recorded, the task left alone (the Runtime
+// has no containerd client: touching the task would panic).
+func TestHandleContainerExitIgnoresStaleInit(t *testing.T) {
+	r := &Runtime{store: newStore(t.TempDir())}
+	c := newContainer(containerMeta{ID: "c1"})
+	running := containerStatus{State: runtimeapi.ContainerState_CONTAINER_RUNNING, PID: 42, StartedAt: time.Now()}
+	if err := r.store.setContainerStatus(c, running); err != nil {
+		t.Fatal(err)
+	}
+	c.markStartDone()
+	r.handleContainerExit(t.Context(), c, &exitInfo{code: 137, at: time.Now(), pid: 41})
+	if got := r.store.containerStatusOf(c); got.State != runtimeapi.ContainerState_CONTAINER_RUNNING || got.PID != 42 {
+		t.Errorf("status after a stale exit = %+v, want running pid 42", got)
+	}
+	var disk containerStatus
+	if ok, err := readJSON(r.store.containerStatusPath(c.ID), &disk); err != nil || !ok || disk.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("checkpoint after a stale exit: %+v (%v, %v), want running", disk, ok, err)
+	}
+	select {
+	case <-c.exited:
+		t.Error("exit recorded")
+	default:
+	}
+}
