@@ -202,7 +202,6 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 	}
 	c := newContainer(*meta)
 	c.status = st
-	c.markStartDone()
 
 	task, terr := ctr.Task(ctx, nil)
 	var ts containerd.Status
@@ -250,6 +249,12 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 	}
 	if c.status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
 		c.exitOnce.Do(func() { close(c.exited) })
+	}
+	// A container still created has its start to come: exit events for
+	// it (a cut-short earlier start's init) wait for that start's outcome,
+	// as for a container created by this run.
+	if c.status.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		c.markStartDone()
 	}
 	if err := writeJSON(r.store.containerStatusPath(c.ID), c.status); err != nil {
 		return err
