@@ -2,15 +2,18 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
 	"github.com/moby/sys/signal"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -202,14 +205,24 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 			return fmt.Errorf("start container %s: %w", c.ID, err)
 		}
 	}
-	cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce())
+	var cio *containerIO
+	var task containerd.Task
+	err = retryShimGone(ctx, time.Now().Add(killWait), func() error {
+		var err error
+		if cio, err = newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce()); err != nil {
+			return err
+		}
+		if task, err = ctr.NewTask(ctx, cio.creator()); err != nil {
+			cio.close()
+			return fmt.Errorf("create task: %w", err)
+		}
+		return nil
+	}, func(err error) error {
+		klog.V(2).InfoS("The pod's shim went away during the task's create; retrying", "container", c.ID, "err", err)
+		return r.clearStaleTask(ctx, c, false)
+	})
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
-	}
-	task, err := ctr.NewTask(ctx, cio.creator())
-	if err != nil {
-		cio.close()
-		return fmt.Errorf("start container %s: create task: %w", c.ID, err)
 	}
 	cio.setStdinCloser(stdinCloser(task))
 	c.io = cio
@@ -285,6 +298,36 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) e
 		return fmt.Errorf("stop container %s: kill: %w", c.ID, err)
 	}
 	return awaitExit(ctx, c.exited, func() { r.reapContainer(ctx, c) })
+}
+
+// retryShimGone runs create, and again after cleanup (at most every 100
+// ms, until deadline) while it fails because the shim went away. A pod's
+// containers share one shim, which containerd shuts down once the pod's
+// last task is deleted: a container started just as its pod's only other
+// one exited and was deleted (an init container, then the next) can pick
+// the shim containerd is closing and fail with "ttrpc: closed" (seen in
+// the e2e suite). A new create gets a new shim.
+func retryShimGone(ctx context.Context, deadline time.Time, create func() error, cleanup func(error) error) error {
+	for {
+		err := create()
+		if err == nil || !shimGone(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+		if cerr := cleanup(err); cerr != nil {
+			return fmt.Errorf("%w (and cleaning up for a retry: %v)", err, cerr)
+		}
+	}
+}
+
+// shimGone reports whether err says containerd's connection to a shim
+// closed. Through containerd's API only the error's text is left.
+func shimGone(err error) bool {
+	return errors.Is(err, ttrpc.ErrClosed) || strings.Contains(err.Error(), ttrpc.ErrClosed.Error())
 }
 
 // killAll SIGKILLs every process of a container's task. The kill can fail
