@@ -2,17 +2,16 @@ package sandbox
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 
+	"github.com/moby/sys/mountinfo"
 	"k8s.io/klog/v2"
 )
 
@@ -193,22 +192,15 @@ func (m cgroupMount) holds(key string) bool {
 // cgroupMountsOf lists the cgroup mounts of a mountinfo, the unified ones
 // first, and whether any of them has favordynmods.
 func cgroupMountsOf(r io.Reader) ([]cgroupMount, bool, error) {
+	infos, err := mountinfo.GetMountsFromReader(r, mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return nil, false, fmt.Errorf("read mountinfo: %w", err)
+	}
 	var unified, v1 []cgroupMount
 	favor := false
-	s := bufio.NewScanner(r)
-	for s.Scan() {
-		// id parent major:minor root point options [optional...] - fstype source superoptions
-		pre, post, ok := bytes.Cut(s.Bytes(), []byte(" - "))
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(string(pre)), strings.Fields(string(post))
-		if len(f) < 5 || len(g) < 3 || (g[0] != "cgroup" && g[0] != "cgroup2") {
-			continue
-		}
-		m := cgroupMount{v2: g[0] == "cgroup2", options: map[string]bool{},
-			root: unescapeMountField(f[3]), point: unescapeMountField(f[4])}
-		for _, o := range strings.Split(g[2], ",") {
+	for _, i := range infos {
+		m := cgroupMount{v2: i.FSType == "cgroup2", options: map[string]bool{}, root: i.Root, point: i.Mountpoint}
+		for _, o := range strings.Split(i.VFSOptions, ",") {
 			favor = favor || o == "favordynmods"
 			m.options[o] = true
 		}
@@ -218,27 +210,5 @@ func cgroupMountsOf(r io.Reader) ([]cgroupMount, bool, error) {
 			v1 = append(v1, m)
 		}
 	}
-	if err := s.Err(); err != nil {
-		return nil, false, fmt.Errorf("read mountinfo: %w", err)
-	}
 	return append(unified, v1...), favor, nil
-}
-
-// unescapeMountField undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountField(s string) string {
-	if !strings.Contains(s, `\`) {
-		return path.Clean(s)
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return path.Clean(b.String())
 }

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -324,10 +323,11 @@ func retryShimGone(ctx context.Context, deadline time.Time, create func() error,
 	}
 }
 
-// shimGone reports whether err says containerd's connection to a shim
-// closed. Through containerd's API only the error's text is left.
+// shimGone reports whether err says the connection to a shim closed:
+// isConnError, or its text once it crossed containerd's API, which keeps
+// only the text.
 func shimGone(err error) bool {
-	return errors.Is(err, ttrpc.ErrClosed) || strings.Contains(err.Error(), ttrpc.ErrClosed.Error())
+	return isConnError(err) || strings.Contains(err.Error(), ttrpc.ErrClosed.Error())
 }
 
 // killAll SIGKILLs every process of a container's task. The kill can fail
