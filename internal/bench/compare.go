@@ -45,8 +45,10 @@ type Target struct {
 
 // Comparison is the A/B result of alternating rounds.
 type Comparison struct {
-	A       string   `json:"a"`
-	B       string   `json:"b"`
+	A string `json:"a"`
+	B string `json:"b"`
+	// Own is A's own daemon's process group (its RSS target).
+	Own     string   `json:"own"`
 	Rounds  []Round  `json:"rounds"`
 	Metrics []Metric `json:"metrics"`
 	Targets []Target `json:"targets"`
@@ -62,6 +64,11 @@ func OpKey(op, pct string) string    { return "steady/" + op + "/" + pct }
 func RSSKey(group string) string     { return "steady/rss_mib/" + group }
 func PSSKey(group string) string     { return "steady/pss_mib/" + group }
 func PollCPUKey(group string) string { return "steady/cpu_seconds/" + group }
+
+// Floor keys: the ideal server's List latencies and its process's RSS.
+func FloorOpKey(op, pct string) string { return "steady/floor/" + op + "/" + pct }
+
+const FloorRSSKey = "steady/floor/rss_mib"
 
 // Group names that sum a runtime's processes in the metrics.
 const (
@@ -141,6 +148,18 @@ func metrics(r *Result) (keys []string, units map[string]string, vals map[string
 			add(PSSKey(g), "MiB", cmpOr(pss[g], math.NaN()))
 			add(PollCPUKey(g), "s", cpu[g])
 		}
+		if f := s.Floor; f != nil {
+			for _, op := range ListOps {
+				for _, p := range percentiles {
+					add(FloorOpKey(op, p), "ms", pct(f.Op(op), p))
+				}
+			}
+			rss := 0.0
+			for _, u := range f.Procs {
+				rss += float64(u.RSSBytes) / (1 << 20)
+			}
+			add(FloorRSSKey, "MiB", rss)
+		}
 	}
 	return keys, units, vals
 }
@@ -150,7 +169,7 @@ func metrics(r *Result) (keys []string, units map[string]string, vals map[string
 // the targets. own is the process group of A's own daemon (its RSS
 // target).
 func Compare(rounds []Round, own string) *Comparison {
-	c := &Comparison{Rounds: rounds}
+	c := &Comparison{Rounds: rounds, Own: own}
 	if len(rounds) == 0 {
 		return c
 	}
@@ -332,6 +351,7 @@ func WriteComparisonMarkdown(w io.Writer, c *Comparison) error {
 		}
 	}
 	b.WriteString("\nLatencies in ms.\n\n")
+	writeFloor(&b, c, val)
 	if s := first.Steady; s != nil {
 		fmt.Fprintf(&b, "| processes with %d pods | %s RSS MiB | %s PSS MiB | %s RSS MiB | %s PSS MiB | RSS A/B |\n|---|---:|---:|---:|---:|---:|\n", s.Pods, c.A, c.A, c.B, c.B)
 		for _, m := range c.Metrics {
@@ -353,6 +373,24 @@ func WriteComparisonMarkdown(w io.Writer, c *Comparison) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeFloor writes the floor table when the rounds measured one: A's List
+// latencies next to the ideal server's, polled with the same client and
+// pods, and the two processes' RSS.
+func writeFloor(b *strings.Builder, c *Comparison, val func(string) Metric) {
+	s := c.Rounds[0].A.Steady
+	if s == nil || s.Floor == nil {
+		return
+	}
+	fmt.Fprintf(b, "Floor: the same polling of an ideal CRI server (cri-floor) that answers with %s's answers encoded in advance and does nothing else; no runtime can be faster.\n\n", c.A)
+	fmt.Fprintf(b, "| %d pods | %[2]s p50 | %[2]s p90 | %[2]s p99 | floor p50 | floor p90 | floor p99 |\n|---|---:|---:|---:|---:|---:|---:|\n", s.Pods, c.A)
+	for _, op := range ListOps {
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", op,
+			num(val(OpKey(op, "p50")).MedianA), num(val(OpKey(op, "p90")).MedianA), num(val(OpKey(op, "p99")).MedianA),
+			num(val(FloorOpKey(op, "p50")).MedianA), num(val(FloorOpKey(op, "p90")).MedianA), num(val(FloorOpKey(op, "p99")).MedianA))
+	}
+	fmt.Fprintf(b, "| RSS MiB (%s's own process) | %s | | | %s | | |\n\n", c.A, num(val(RSSKey(c.Own)).MedianA), num(val(FloorRSSKey).MedianA))
 }
 
 // JSON has no NaN: a value a runtime does not have is written as null.

@@ -222,3 +222,47 @@ func TestNum(t *testing.T) {
 		}
 	}
 }
+
+// A floor measured in A's rounds is a median over them, printed next to
+// A's List latencies and own RSS; B has none.
+func TestComparisonFloor(t *testing.T) {
+	var rounds []Round
+	for i, list := range []float64{1, 3, 2} {
+		a := result("accel-cri", 80, 5, list, map[string]uint64{"accel-cri": 40 * MiB, "containerd": 30 * MiB, "shims": MiB})
+		f := &FloorResult{Procs: []ProcUsage{{Name: "cri-floor", Procs: 1, RSSBytes: uint64(20+i) * MiB}}}
+		for _, op := range ListOps {
+			f.Ops = append(f.Ops, Named{Name: op, Summary: Summary{N: 10, P50Ms: list / 4, P90Ms: list / 3, P99Ms: list / 2}})
+		}
+		a.Steady.Floor = f
+		rounds = append(rounds, Round{A: a, B: result("containerd CRI", 100, 4, 3, map[string]uint64{"containerd": 60 * MiB, "shims": MiB})})
+	}
+	c := Compare(rounds, "accel-cri")
+	m, ok := c.Metric(FloorOpKey(OpListPodSandboxStats, "p99"))
+	if !ok || !near(m.MedianA, 1) || !math.IsNaN(m.MedianB) {
+		t.Errorf("floor p99: %+v (found %v), want median 1 for A and none for B", m, ok)
+	}
+	if m, ok := c.Metric(FloorRSSKey); !ok || !near(m.MedianA, 21) {
+		t.Errorf("floor RSS: %+v (found %v), want 21", m, ok)
+	}
+	var b strings.Builder
+	if err := WriteComparisonMarkdown(&b, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| 100 pods | accel-cri p50 | accel-cri p90 | accel-cri p99 | floor p50 | floor p90 | floor p99 |",
+		"| ListPodSandboxStats | 1.00 | 1.33 | 2.00 | 0.500 | 0.667 | 1.00 |",
+		"| RSS MiB (accel-cri's own process) | 40.0 | | | 21.0 | | |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+	// Without a floor there is no floor table.
+	b.Reset()
+	if err := WriteComparisonMarkdown(&b, Compare([]Round{{A: result("accel-cri", 80, 5, 1, nil), B: result("containerd CRI", 100, 4, 3, nil)}}, "accel-cri")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "floor p50") {
+		t.Errorf("floor table without a floor:\n%s", b.String())
+	}
+}

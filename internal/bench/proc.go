@@ -251,8 +251,8 @@ func (m *phaseMeter) finish() []ProcUsage {
 	return out
 }
 
-// snapshot reads the groups' memory now (CPU zero).
-func snapshot(groups []ProcGroup) []ProcUsage {
+// Snapshot reads the groups' memory now (CPU zero).
+func Snapshot(groups []ProcGroup) []ProcUsage {
 	u, _ := measure(context.Background(), groups, func() error { return nil })
 	for i := range u {
 		u[i].CPUSeconds = 0

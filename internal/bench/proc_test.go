@@ -79,7 +79,7 @@ func TestMeasureOwnProcess(t *testing.T) {
 	if n := u[1]; n.Procs != 0 || n.RSSBytes != 0 || n.CPUSeconds != 0 {
 		t.Errorf("empty group has usage %+v", n)
 	}
-	if snap := snapshot(groups); snap[0].CPUSeconds != 0 || snap[0].RSSBytes == 0 {
+	if snap := Snapshot(groups); snap[0].CPUSeconds != 0 || snap[0].RSSBytes == 0 {
 		t.Errorf("snapshot %+v: want memory, no CPU", snap[0])
 	}
 }

@@ -15,21 +15,20 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/internal/bench/floor"
 )
 
 // Runtime is the part of kubelet's CRI runtime client the benchmark uses;
 // k8s.io/cri-client's RuntimeService satisfies it.
 type Runtime interface {
+	floor.Lister
 	RunPodSandbox(ctx context.Context, config *runtimeapi.PodSandboxConfig, runtimeHandler string) (string, error)
 	StopPodSandbox(ctx context.Context, podSandboxID string) error
 	RemovePodSandbox(ctx context.Context, podSandboxID string) error
-	ListPodSandbox(ctx context.Context, filter *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error)
 	CreateContainer(ctx context.Context, podSandboxID string, config *runtimeapi.ContainerConfig, sandboxConfig *runtimeapi.PodSandboxConfig) (string, error)
 	StartContainer(ctx context.Context, containerID string) error
 	ExecSync(ctx context.Context, containerID string, cmd []string, timeout time.Duration) (stdout []byte, stderr []byte, err error)
-	ListContainers(ctx context.Context, filter *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error)
-	ListContainerStats(ctx context.Context, filter *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error)
-	ListPodSandboxStats(ctx context.Context, filter *runtimeapi.PodSandboxStatsFilter) ([]*runtimeapi.PodSandboxStats, error)
 }
 
 // Images is the part of kubelet's CRI image client the benchmark uses.
@@ -105,6 +104,11 @@ type Config struct {
 	// smaps) sees the runtime exactly as the report does. Its error ends
 	// the run.
 	Hold func(ctx context.Context) error
+	// Floor, when set, is called with the steady-state pods running, after
+	// Hold, with the four List answers captured from the runtime. It polls
+	// an ideal server answering them (package floor) and reports the
+	// floor beneath the runtime's List latency. Its error ends the run.
+	Floor func(ctx context.Context, answers *floor.Answers) (*FloorResult, error)
 }
 
 // Result is one run's measurements.
@@ -140,6 +144,23 @@ type SteadyResult struct {
 	// Procs is memory with all pods running and CPU during the polling.
 	Procs []ProcUsage `json:"procs"`
 	Ops   []Named     `json:"ops"`
+	// Floor is the same polling of an ideal server with the same answers.
+	Floor *FloorResult `json:"floor,omitempty"`
+}
+
+// FloorResult is the polling of the ideal server (Config.Floor): its List
+// latencies and its process's memory after the polling.
+type FloorResult struct {
+	Ops   []Named     `json:"ops"`
+	Procs []ProcUsage `json:"procs"`
+}
+
+// Op returns the summary of one List call.
+func (f *FloorResult) Op(name string) Summary {
+	if f == nil {
+		return Summary{}
+	}
+	return find(f.Ops, name)
 }
 
 // Named is a Summary with the name of what it measures.
@@ -240,7 +261,7 @@ func Run(ctx context.Context, rt Runtime, im Images, cfg Config) (res *Result, e
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	res.Idle = snapshot(cfg.Procs)
+	res.Idle = Snapshot(cfg.Procs)
 	for _, c := range cfg.Concurrency {
 		r.logf("%s: %d pod lifecycles at concurrency %d", cfg.Label, cfg.Pods, c)
 		lr, err := r.lifecycles(ctx, c)
@@ -466,36 +487,25 @@ func (r *runner) steady(ctx context.Context) (*SteadyResult, error) {
 		return nil, err
 	}
 	sr.StartSeconds = time.Since(start).Seconds()
-	mem := snapshot(r.cfg.Procs)
+	mem := Snapshot(r.cfg.Procs)
 	if r.cfg.Hold != nil {
 		if err := r.cfg.Hold(ctx); err != nil {
 			return nil, fmt.Errorf("hold: %w", err)
 		}
 	}
-	ops := []func() (int, error){
-		func() (int, error) { l, err := r.rt.ListPodSandbox(ctx, nil); return len(l), err },
-		func() (int, error) { l, err := r.rt.ListContainers(ctx, nil); return len(l), err },
-		func() (int, error) { l, err := r.rt.ListContainerStats(ctx, nil); return len(l), err },
-		func() (int, error) { l, err := r.rt.ListPodSandboxStats(ctx, nil); return len(l), err },
-	}
-	took := make([][]time.Duration, len(ops))
-	cpu, err := measure(ctx, r.cfg.Procs, func() error {
-		for range r.cfg.ListIterations {
-			for oi, op := range ops {
-				t := time.Now()
-				n, err := op()
-				if err != nil {
-					return fmt.Errorf("%s: %w", ListOps[oi], err)
-				}
-				took[oi] = append(took[oi], time.Since(t))
-				// Other pods on the runtime may add to the list, never
-				// take from ours.
-				if n < r.cfg.ListPods {
-					return fmt.Errorf("%s listed %d, want at least %d", ListOps[oi], n, r.cfg.ListPods)
-				}
-			}
+	if r.cfg.Floor != nil {
+		answers, err := floor.Capture(ctx, r.rt)
+		if err != nil {
+			return nil, fmt.Errorf("floor: capture the answers: %w", err)
 		}
-		return nil
+		if sr.Floor, err = r.cfg.Floor(ctx, answers); err != nil {
+			return nil, fmt.Errorf("floor: %w", err)
+		}
+	}
+	cpu, err := measure(ctx, r.cfg.Procs, func() error {
+		var err error
+		sr.Ops, err = Poll(ctx, r.rt, r.cfg.ListIterations, r.cfg.ListPods)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -504,13 +514,42 @@ func (r *runner) steady(ctx context.Context) (*SteadyResult, error) {
 		mem[i].CPUSeconds = cpu[i].CPUSeconds
 	}
 	sr.Procs = mem
-	for oi, name := range ListOps {
-		sr.Ops = append(sr.Ops, Named{Name: name, Summary: Summarize(took[oi])})
-	}
 	if err := r.cleanup(); err != nil {
 		return nil, err
 	}
 	return sr, nil
+}
+
+// Poll makes the four List calls in turn, iterations times, as kubelet's
+// relist and stats provider would, and summarizes each call's latency.
+// Every answer must list at least minItems items: other pods on the runtime
+// may add to a list, never take from ours.
+func Poll(ctx context.Context, l floor.Lister, iterations, minItems int) ([]Named, error) {
+	ops := []func() (int, error){
+		func() (int, error) { x, err := l.ListPodSandbox(ctx, nil); return len(x), err },
+		func() (int, error) { x, err := l.ListContainers(ctx, nil); return len(x), err },
+		func() (int, error) { x, err := l.ListContainerStats(ctx, nil); return len(x), err },
+		func() (int, error) { x, err := l.ListPodSandboxStats(ctx, nil); return len(x), err },
+	}
+	took := make([][]time.Duration, len(ops))
+	for range iterations {
+		for oi, op := range ops {
+			t := time.Now()
+			n, err := op()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ListOps[oi], err)
+			}
+			took[oi] = append(took[oi], time.Since(t))
+			if n < minItems {
+				return nil, fmt.Errorf("%s listed %d, want at least %d", ListOps[oi], n, minItems)
+			}
+		}
+	}
+	var out []Named
+	for oi, name := range ListOps {
+		out = append(out, Named{Name: name, Summary: Summarize(took[oi])})
+	}
+	return out, nil
 }
 
 // startPods starts n pods (untimed) with c in flight.

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/internal/bench/floor"
 )
 
 // fakeRuntime is an in-memory CRI runtime: pods with one container each,
@@ -393,5 +396,69 @@ func TestPodConfigIsKubeletShaped(t *testing.T) {
 	q, _ := r.podConfig("c1-0")
 	if q.Metadata.Uid == p.Metadata.Uid {
 		t.Errorf("two pods share uid %s", p.Metadata.Uid)
+	}
+}
+
+// Config.Floor gets the runtime's answers with the pods running, and its
+// result lands in the steady state; its error ends the run.
+func TestRunFloor(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		f := newFake()
+		calls := 0
+		cfg := Config{Image: "busybox", Pods: 1, Concurrency: []int{1}, ListPods: 4, ListIterations: 2, LogDir: t.TempDir(),
+			Floor: func(ctx context.Context, a *floor.Answers) (*FloorResult, error) {
+				calls++
+				var pods runtimeapi.ListPodSandboxResponse
+				if err := proto.Unmarshal(a.PodSandboxes, &pods); err != nil || len(pods.Items) != 4 {
+					t.Errorf("floor got %d pods (%v), want the 4 running", len(pods.Items), err)
+				}
+				if fail {
+					return nil, errors.New("no floor")
+				}
+				ops, err := Poll(ctx, f, 3, 4)
+				return &FloorResult{Ops: ops}, err
+			}}
+		res, err := Run(context.Background(), f, f, cfg)
+		switch {
+		case fail && (err == nil || !strings.Contains(err.Error(), "floor: no floor")):
+			t.Errorf("floor failed: err %v, want it reported", err)
+		case !fail && (err != nil || res.Steady.Floor.Op(OpListPodSandboxStats).N != 3 || res.Steady.Op(OpListPodSandbox).N != 2):
+			t.Errorf("floor passed: err %v, result %+v", err, res)
+		}
+		if calls != 1 {
+			t.Errorf("floor called %d times, want 1", calls)
+		}
+		if n := f.left(); n != 0 {
+			t.Errorf("%d pods left", n)
+		}
+	}
+}
+
+func TestPoll(t *testing.T) {
+	f := newFake()
+	ctx := context.Background()
+	f.mu.Lock()
+	for i := range 3 {
+		pod := fmt.Sprint("pod", i)
+		f.pods[pod] = &runtimeapi.PodSandbox{Id: pod, Metadata: &runtimeapi.PodSandboxMetadata{Name: pod}}
+		f.ctrs[fmt.Sprint("ctr", i)] = pod
+	}
+	f.mu.Unlock()
+	ops, err := Poll(ctx, f, 5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != len(ListOps) {
+		t.Fatalf("%d summaries, want %d", len(ops), len(ListOps))
+	}
+	for i, op := range ops {
+		if op.Name != ListOps[i] || op.N != 5 {
+			t.Errorf("summary %d: %s with %d calls, want %s with 5", i, op.Name, op.N, ListOps[i])
+		}
+	}
+	// Fewer items than the pods polled for is an error (here every call
+	// lists 3 pods' worth, and 4 are asked for).
+	if _, err := Poll(ctx, f, 1, 4); err == nil || !strings.Contains(err.Error(), "ListPodSandbox listed 3, want at least 4") {
+		t.Errorf("Poll with too few items: %v", err)
 	}
 }

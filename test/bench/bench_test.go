@@ -122,6 +122,10 @@ func TestAccelCRIVersusContainerdCRI(t *testing.T) {
 		{Name: "containerd", Pids: bench.Pids(a.ContainerdPID())},
 		{Name: "shims", Shims: true, Pids: bench.PidsMatching("containerd-shim", a.State)},
 	}
+	// The floor under accel-cri's List latencies, measured in each of its
+	// rounds with its pods running (docs/benchmarks.md).
+	fl := newFloorRunner(t, a.ContainerdAddress(), "accel-cri", *listIterations, *listPods)
+	accel.cfg.Floor = fl.run
 	cri := side{rt: ctrd.Runtime, im: ctrd.Images, cfg: base}
 	cri.cfg.Label = "containerd CRI"
 	cri.cfg.CgroupParent = a.CgroupRoot() + "/bench-containerd-cri"
