@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
 
 	"github.com/accel-cri/accel-cri/internal/bench"
@@ -72,8 +71,10 @@ func (f *floorRunner) run(ctx context.Context, answers *floor.Answers) (*bench.F
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// waitErr is written before exited is closed.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	stopped := false
 	stop := func() error {
 		if stopped {
@@ -82,8 +83,8 @@ func (f *floorRunner) run(ctx context.Context, answers *floor.Answers) (*bench.F
 		stopped = true
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-exited:
-			return err
+		case <-exited:
+			return waitErr
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
 			<-exited
@@ -93,9 +94,12 @@ func (f *floorRunner) run(ctx context.Context, answers *floor.Answers) (*bench.F
 	// Also when the polling fails or the test is cut short.
 	f.t.Cleanup(func() { _ = stop() })
 
-	rt, err := f.connect(ctx, sock, exited)
+	if err := framework.WaitCRI(sock, 20*time.Second, exited, func() error { return waitErr }); err != nil {
+		return nil, fmt.Errorf("cri-floor: %w (log %s)", err, logPath)
+	}
+	rt, err := remote.NewRemoteRuntimeService(ctx, "unix://"+sock, 2*time.Minute, nil, false)
 	if err != nil {
-		return nil, fmt.Errorf("%w (log %s)", err, logPath)
+		return nil, err
 	}
 	defer rt.Close(ctx)
 	// Warm, as accel-cri is by the lifecycle phases before its polling:
@@ -112,40 +116,4 @@ func (f *floorRunner) run(ctx context.Context, answers *floor.Answers) (*bench.F
 		return nil, fmt.Errorf("cri-floor: %w (log %s)", err, logPath)
 	}
 	return res, nil
-}
-
-// floorClient is kubelet's CRI client, closable.
-type floorClient interface {
-	floor.Lister
-	Version(ctx context.Context, apiVersion string) (*runtimeapi.VersionResponse, error)
-	Close(ctx context.Context) error
-}
-
-// connect waits for the floor's socket to answer Version.
-func (f *floorRunner) connect(ctx context.Context, sock string, exited <-chan error) (floorClient, error) {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("cri-floor exited: %v", err)
-		default:
-		}
-		if _, err := os.Stat(sock); err == nil {
-			rt, err := remote.NewRemoteRuntimeService(ctx, "unix://"+sock, 2*time.Minute, nil, false)
-			if err == nil {
-				c, ok := rt.(floorClient)
-				if !ok {
-					return nil, fmt.Errorf("cri-client's %T has no Close", rt)
-				}
-				if _, err = c.Version(ctx, "v1"); err == nil {
-					return c, nil
-				}
-				_ = c.Close(ctx)
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, errors.New("cri-floor's socket did not answer in 20s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

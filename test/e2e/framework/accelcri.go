@@ -258,27 +258,40 @@ func (a *AccelCRI) start(bin string) {
 
 // waitReady waits for the CRI socket to answer Version, or for the process to exit.
 func (a *AccelCRI) waitReady(timeout time.Duration) error {
+	// exitErr is written before exited is closed.
+	return WaitCRI(a.Socket, timeout, a.exited, func() error { return a.exitErr })
+}
+
+// WaitCRI waits up to timeout for the CRI server on socket to answer
+// Version, or until exited is closed: the server's process is gone, and
+// exitErr says how.
+func WaitCRI(socket string, timeout time.Duration, exited <-chan struct{}, exitErr func() error) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
-		case <-a.exited:
-			return fmt.Errorf("accel-cri exited: %v", a.exitErr)
+		case <-exited:
+			return fmt.Errorf("the server exited: %v", exitErr())
 		default:
 		}
-		if _, err := os.Stat(a.Socket); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			rs, err := remote.NewRemoteRuntimeService(ctx, "unix://"+a.Socket, 2*time.Second, nil, false)
-			if err == nil {
-				_, err = rs.Version(ctx, "v1")
-			}
-			cancel()
-			if err == nil {
-				return nil
-			}
+		if _, err := os.Stat(socket); err == nil && answersVersion(socket) == nil {
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("socket %s not answering after %s", a.Socket, timeout)
+	return fmt.Errorf("socket %s not answering after %s", socket, timeout)
+}
+
+// answersVersion makes one Version call on a connection of its own.
+func answersVersion(socket string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rs, err := remote.NewRemoteRuntimeService(ctx, "unix://"+socket, 2*time.Second, nil, false)
+	if err != nil {
+		return err
+	}
+	defer rs.Close(ctx)
+	_, err = rs.Version(ctx, "v1")
+	return err
 }
 
 // Signal sends sig to the accel-cri process.

@@ -100,36 +100,16 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 		close(c.exited)
 	}()
 	t.Cleanup(func() { c.cleanup(t) })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		rs, err := remote.NewRemoteRuntimeService(ctx, "unix://"+c.Socket, 2*time.Second, nil, false)
-		if err == nil {
-			_, err = rs.Version(ctx, "v1")
-		}
-		cancel()
-		if err == nil {
-			// The probe's client has a 2s call timeout; a loaded run
-			// needs kubelet's usual 2 minutes.
-			_ = rs.Close(context.Background())
-			if c.Runtime, err = remote.NewRemoteRuntimeService(context.Background(), "unix://"+c.Socket, 2*time.Minute, nil, false); err != nil {
-				t.Fatal(err)
-			}
-			if c.Images, err = remote.NewRemoteImageService(context.Background(), "unix://"+c.Socket, 2*time.Minute, nil, false); err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
-		select {
-		case <-c.exited:
-			t.Fatalf("containerd exited: %s", tailLines(c.LogPath, 30))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd CRI not answering: %v\n%s", err, tailLines(c.LogPath, 30))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := WaitCRI(c.Socket, 60*time.Second, c.exited, func() error { return nil }); err != nil {
+		t.Fatalf("containerd CRI: %v\n%s", err, tailLines(c.LogPath, 30))
 	}
+	if c.Runtime, err = remote.NewRemoteRuntimeService(context.Background(), "unix://"+c.Socket, 2*time.Minute, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if c.Images, err = remote.NewRemoteImageService(context.Background(), "unix://"+c.Socket, 2*time.Minute, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // PID is the containerd process's pid.
