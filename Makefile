@@ -4,7 +4,7 @@ PKG     := github.com/accel-cri/accel-cri
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
-export PATH := /usr/local/go/bin:/usr/local/bin:$(PATH)
+export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$(PATH)
 
 .PHONY: all build deps run test unit e2e fuzz chaos chaos-ci soak docs bench bench-small clean
 
@@ -14,7 +14,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/accel-cri ./cmd/accel-cri
 
 deps:
-	bash hack/install-deps.sh
+	bash hack/install-deps.sh --test
 
 run:
 	bash hack/run.sh

@@ -90,7 +90,7 @@ func Default() Config {
 		CgroupDriver:     "auto",
 		LogLevel:         "info",
 		DefaultRuntime:   "runc",
-		Runtimes:         map[string]RuntimeConfig{"runc": {Type: RuntimeTypeRunc}},
+		Runtimes:         map[string]RuntimeConfig{"runc": {Type: RuntimeTypeRunc, BinaryName: DefaultRuncBinary}},
 		Devices:          DefaultDevices(),
 	}
 }

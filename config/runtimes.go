@@ -18,11 +18,18 @@ const (
 	RuntimeTypeKata  = "io.containerd.kata.v2"
 )
 
+// DefaultRuncBinary is the OCI runtime a runc.v2 handler runs when its
+// binary_name is empty: runc >= 1.2 with seccomp, built by
+// hack/install-deps.sh (runc 1.5). Distribution packages of runc may be older
+// (Debian bookworm's 1.1 has no idmapped mounts, so no user namespaces, and
+// known container escapes); `accel-cri check` reports the version.
+const DefaultRuncBinary = "/usr/local/sbin/runc"
+
 // RuntimeConfig is one runtime handler: how containerd starts the pods
 // that name it (Kubernetes RuntimeClass .handler).
 type RuntimeConfig struct {
 	Type                         string   `toml:"type" json:"type" comment:"containerd runtime type (shim): \"io.containerd.runc.v2\" (runc and other runc-compatible OCI\nruntimes such as crun, or runsc without its own shim), \"io.containerd.runsc.v1\" (gVisor's shim),\n\"io.containerd.kata.v2\" (Kata Containers), or another io.containerd.<name>.v<N>. Empty: runc.v2."`
-	BinaryName                   string   `toml:"binary_name" json:"binary_name" comment:"runc.v2 only: the OCI runtime binary the shim runs (name in PATH or absolute path). Empty: runc."`
+	BinaryName                   string   `toml:"binary_name" json:"binary_name" comment:"runc.v2 only: the OCI runtime binary the shim runs (name in PATH or absolute path). Empty:\n/usr/local/sbin/runc, where hack/install-deps.sh builds runc 1.5 (docs/install.md)."`
 	Root                         string   `toml:"root" json:"root" comment:"runc.v2 only: the OCI runtime's state directory. Empty: <state>/sandbox/runtimes/<handler>."`
 	ConfigPath                   string   `toml:"config_path" json:"config_path" comment:"Shims other than runc.v2: the shim's own config file (Kata's configuration.toml,\ngVisor's runsc.toml), passed as containerd's CRI runtime options. Empty: the shim's default."`
 	PrivilegedWithoutHostDevices bool     `toml:"privileged_without_host_devices" json:"privileged_without_host_devices" comment:"Privileged containers of this handler get no host devices (only those the container asks for).\nSet it for VM handlers: the host's /dev means nothing inside the guest."`
@@ -30,6 +37,19 @@ type RuntimeConfig struct {
 	PodAnnotations               []string `toml:"pod_annotations" json:"pod_annotations" comment:"Pod annotations (keys, or prefixes ending in \"*\" such as \"io.katacontainers.*\") copied into the OCI spec of\nthe pod's sandbox and of its containers, where the runtime reads them. Others are not passed."`
 	ContainerAnnotations         []string `toml:"container_annotations" json:"container_annotations" comment:"Container annotations (keys or prefixes ending in \"*\") copied into that container's OCI spec."`
 	Snapshotter                  string   `toml:"snapshotter" json:"snapshotter" comment:"containerd snapshotter for this handler's root filesystems (and for images pulled for it,\nImageSpec.runtime_handler). Empty: the global snapshotter."`
+}
+
+// OCIBinary is the OCI runtime binary the runc.v2 shim runs for this
+// handler: binary_name, or DefaultRuncBinary when that is empty. Other
+// runtime types choose their own binary: "".
+func (rc RuntimeConfig) OCIBinary() string {
+	if rc.Type != "" && rc.Type != RuntimeTypeRunc {
+		return ""
+	}
+	if rc.BinaryName == "" {
+		return DefaultRuncBinary
+	}
+	return rc.BinaryName
 }
 
 // dnsLabel is what Kubernetes accepts as a RuntimeClass handler.

@@ -37,14 +37,14 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 // StopContainer stops a container with its stop signal, then SIGKILL after
 // timeout seconds. Stopping a stopped or unknown container succeeds.
 func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
-	if err := requireID("container_id", req.GetContainerId()); err != nil {
-		return nil, err
-	}
 	if req.GetTimeout() < 0 {
 		return nil, invalid("timeout %d: must not be negative", req.GetTimeout())
 	}
-	err := s.runtime.StopContainer(ctx, req.GetContainerId(), req.GetTimeout())
-	if err != nil && !isNotFound(err) {
+	err := requireID("container_id", req.GetContainerId())
+	if err == nil {
+		err = s.runtime.StopContainer(ctx, req.GetContainerId(), req.GetTimeout())
+	}
+	if err := ignoreNotFound(err); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StopContainerResponse{}, nil
@@ -52,10 +52,11 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 
 // RemoveContainer removes a container (stopping it first); idempotent.
 func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
-	if err := requireID("container_id", req.GetContainerId()); err != nil {
-		return nil, err
+	err := requireID("container_id", req.GetContainerId())
+	if err == nil {
+		err = s.runtime.RemoveContainer(ctx, req.GetContainerId())
 	}
-	if err := s.runtime.RemoveContainer(ctx, req.GetContainerId()); err != nil {
+	if err := ignoreNotFound(err); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil

@@ -96,7 +96,7 @@ func TestExecValidation(t *testing.T) {
 		{"ok", &runtimeapi.ExecRequest{ContainerId: runningID, Cmd: []string{"sh"}, Stdin: true, Stdout: true}, codes.OK},
 		{"prefix resolves to the full id", &runtimeapi.ExecRequest{ContainerId: runningID[:12], Cmd: []string{"sh"}, Stdout: true, Tty: true}, codes.OK},
 		{"no container id", &runtimeapi.ExecRequest{Cmd: []string{"sh"}, Stdout: true}, codes.InvalidArgument},
-		{"container id not hex", &runtimeapi.ExecRequest{ContainerId: "../etc", Cmd: []string{"sh"}, Stdout: true}, codes.InvalidArgument},
+		{"container id not hex", &runtimeapi.ExecRequest{ContainerId: "../etc", Cmd: []string{"sh"}, Stdout: true}, codes.NotFound},
 		{"unknown container", &runtimeapi.ExecRequest{ContainerId: "cccc", Cmd: []string{"sh"}, Stdout: true}, codes.NotFound},
 		{"stopped container", &runtimeapi.ExecRequest{ContainerId: stoppedID, Cmd: []string{"sh"}, Stdout: true}, codes.FailedPrecondition},
 		{"empty command", &runtimeapi.ExecRequest{ContainerId: runningID, Stdout: true}, codes.InvalidArgument},

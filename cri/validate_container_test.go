@@ -28,7 +28,7 @@ func validContainer() *runtimeapi.ContainerConfig {
 		Labels:      map[string]string{"io.kubernetes.container.name": "app"},
 		Annotations: map[string]string{"io.kubernetes.container.hash": "abc"},
 		LogPath:     "app/2.log",
-		StopSignal:  runtimeapi.Signal_SIGTERM,
+		StopSignal:  runtimeapi.Signal_SIGNAL_SIGTERM,
 		Linux: &runtimeapi.LinuxContainerConfig{
 			Resources: &runtimeapi.LinuxContainerResources{
 				CpuPeriod: 100000, CpuQuota: -1, CpuShares: 2, MemoryLimitInBytes: 64 << 20, OomScoreAdj: 1000,

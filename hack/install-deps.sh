@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Installs what accel-cri's builds and tests need on Debian bookworm, as root.
+# Installs what accel-cri needs to build and run on Debian bookworm, as root;
+# with --test, also what its tests need.
+#
+#   hack/install-deps.sh          # running: hack/run.sh
+#   hack/install-deps.sh --test   # every test: hack/test.sh
 #
 # Idempotent: it only does what is missing. A second run changes nothing and
 # takes a second or two.
 #
 #   - Debian packages (apt-get update only when one is missing):
-#     runc, crun, runsc (gVisor), CNI plugins, docker-registry, busybox-static, iptables, iproute2, ...
-#   - containerd + containerd-shim-runc-v2 $CONTAINERD_VERSION (go install)
-#   - crictl $CRICTL_VERSION (go install)
-#   - kubelet (hack/build-kubelet.sh: hack/tools/go.mod's version, cached in
-#     /var/cache/accel-cri) for the kubelet end-to-end suite (test/e2e/kubelet)
+#     crun, runsc (gVisor), CNI plugins, docker-registry, busybox-static, iptables, iproute2, ...
+#   - runc $RUNC_VERSION, built from the Go module proxy (cgo, libseccomp, tag
+#     seccomp) into $RUNC_BINARY, the OCI runtime accel-cri's default config
+#     names. Debian's runc (1.1) may stay installed; pods do not run on it.
+#   - containerd + containerd-shim-runc-v2 $CONTAINERD_VERSION (go install),
+#     the same version as accel-cri's containerd Go client (go.mod)
+#   - crictl $CRI_TOOLS_VERSION (go install)
+#   - --test only: critest $CRI_TOOLS_VERSION (the CRI conformance suite,
+#     hack/critest.sh) and kubelet (hack/build-kubelet.sh: hack/tools/go.mod's
+#     version, cached in /var/cache/accel-cri) for the kubelet end-to-end
+#     suite (test/e2e/kubelet)
 #
 # Go >= 1.26 must already be installed (/usr/local/go/bin is added to PATH).
 #
@@ -18,13 +28,26 @@
 # hack/testimages), so the service is kept from starting and disabled.
 set -euo pipefail
 
-CONTAINERD_VERSION=2.2.9
-CRICTL_VERSION=1.36.0 # newest v1.36.x the Go module proxy serves
-GO_MIN_MINOR=26       # Go 1.26
+CONTAINERD_VERSION=2.4.2 # keep equal to github.com/containerd/containerd/v2 in go.mod
+CRI_TOOLS_VERSION=1.37.0 # crictl and critest
+RUNC_VERSION=1.5.3
+RUNC_BINARY=/usr/local/sbin/runc # config.DefaultRuncBinary
+GO_MIN_MINOR=26                  # Go 1.26
 BIN_DIR=/usr/local/bin
 
+with_tests=false
+case ${1:-} in
+--test) with_tests=true ;;
+"") ;;
+*)
+	echo "usage: $0 [--test]" >&2
+	exit 2
+	;;
+esac
+
 APT_PACKAGES=(
-	runc
+	libseccomp-dev # runc's seccomp support (cgo)
+	pkg-config     # finds libseccomp for runc's build
 	crun  # second OCI runtime handler (e2e: handler routing)
 	runsc # gVisor, a sandboxed runtime handler (e2e); no containerd-shim-runsc-v1 in Debian
 	containernetworking-plugins
@@ -137,16 +160,54 @@ if has_version containerd-shim-runc-v2 "$CONTAINERD_VERSION" -v; then
 else
 	go_install github.com/containerd/containerd/v2 "v$CONTAINERD_VERSION" cmd/containerd-shim-runc-v2
 fi
-if has_version crictl "$CRICTL_VERSION" --version; then
-	log "crictl $CRICTL_VERSION: installed"
+if has_version crictl "$CRI_TOOLS_VERSION" --version; then
+	log "crictl $CRI_TOOLS_VERSION: installed"
 else
-	CGO_ENABLED=0 go_install sigs.k8s.io/cri-tools "v$CRICTL_VERSION" cmd/crictl \
-		"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+	CGO_ENABLED=0 go_install sigs.k8s.io/cri-tools "v$CRI_TOOLS_VERSION" cmd/crictl \
+		"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+fi
+
+# runc: built as runc's Makefile does (cgo, libseccomp, tags seccomp and
+# urfave_cli_no_docs; libpathrs needs a Rust library Debian bookworm lacks),
+# its version from the module's VERSION file. runc --version must also report
+# the libseccomp it links: a runc built without seccomp would run every pod
+# unconfined.
+if has_version "$RUNC_BINARY" "$RUNC_VERSION" --version && "$RUNC_BINARY" --version | grep -q '^libseccomp:'; then
+	log "runc $RUNC_VERSION: installed ($RUNC_BINARY)"
+else
+	log "building runc $RUNC_VERSION into $RUNC_BINARY"
+	dir=$(GOWORK=off go mod download -json "github.com/opencontainers/runc@v$RUNC_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[[ -n $dir && -f $dir/go.mod ]] || die "go mod download github.com/opencontainers/runc@v$RUNC_VERSION failed"
+	mkdir -p "$(dirname "$RUNC_BINARY")"
+	tmp=$(mktemp "$RUNC_BINARY.XXXXXX")
+	(cd "$dir" && CGO_ENABLED=1 GOWORK=off GOFLAGS=-mod=readonly go build -trimpath -buildmode=pie \
+		-tags "seccomp urfave_cli_no_docs" -ldflags "-X main.gitCommit=v$RUNC_VERSION" -o "$tmp" .) ||
+		{ rm -f "$tmp"; die "building runc $RUNC_VERSION failed"; }
+	chmod 755 "$tmp"
+	mv -f "$tmp" "$RUNC_BINARY"
 fi
 
 has_version containerd "$CONTAINERD_VERSION" --version || die "containerd --version does not report $CONTAINERD_VERSION"
 has_version containerd-shim-runc-v2 "$CONTAINERD_VERSION" -v || die "containerd-shim-runc-v2 -v does not report $CONTAINERD_VERSION"
-has_version crictl "$CRICTL_VERSION" --version || die "crictl --version does not report $CRICTL_VERSION"
+has_version crictl "$CRI_TOOLS_VERSION" --version || die "crictl --version does not report $CRI_TOOLS_VERSION"
+has_version "$RUNC_BINARY" "$RUNC_VERSION" --version || die "$RUNC_BINARY --version does not report $RUNC_VERSION"
+"$RUNC_BINARY" --version | grep -q '^libseccomp:' || die "$RUNC_BINARY was built without seccomp"
+
+if ! $with_tests; then
+	log "done"
+	exit 0
+fi
+
+# --- What only the tests need ----------------------------------------------------
+# critest, the CRI conformance suite (hack/critest.sh runs it).
+if has_version critest "$CRI_TOOLS_VERSION" --version; then
+	log "critest $CRI_TOOLS_VERSION: installed"
+else
+	CGO_ENABLED=0 go_install sigs.k8s.io/cri-tools "v$CRI_TOOLS_VERSION" cmd/critest \
+		"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+fi
+has_version critest "$CRI_TOOLS_VERSION" --version || die "critest --version does not report $CRI_TOOLS_VERSION"
+
 # The kubelet of the kubelet end-to-end suite (test/e2e/kubelet): built from
 # the Go module proxy into a cache dir; about 4-5 minutes cold, instant cached.
 kubelet=$(bash "$(dirname "$0")/build-kubelet.sh") || die "hack/build-kubelet.sh failed"

@@ -3,7 +3,7 @@
 # it with a demo (hack/demo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH=/usr/local/go/bin:/usr/local/bin:$PATH
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$PATH
 
 bash hack/install-deps.sh
 version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)

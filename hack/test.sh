@@ -4,9 +4,9 @@
 # integration against a real containerd, and end-to-end over the CRI socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH=/usr/local/go/bin:/usr/local/bin:$PATH
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$PATH
 
-bash hack/install-deps.sh
+bash hack/install-deps.sh --test
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*'))
 if [ -n "$unformatted" ]; then

@@ -98,11 +98,49 @@ func runtimeType(rc config.RuntimeConfig) string {
 }
 
 // ociBinary is the OCI runtime a runc.v2 handler runs.
-func ociBinary(rc config.RuntimeConfig) string {
-	if rc.BinaryName == "" {
-		return "runc"
+func ociBinary(rc config.RuntimeConfig) string { return rc.OCIBinary() }
+
+// runcVersionLine matches the first line of `runc --version`:
+// "runc version 1.5.3" (also "1.4.0-rc.2", "1.1.5+ds1").
+var runcVersionLine = regexp.MustCompile(`^runc version (\d+)\.(\d+)\.(\d+)(-rc\.?(\d+))?`)
+
+// runcProblem reads `runc --version` and says what is wrong with that runc,
+// or "" when nothing is (or the binary is not runc: crun and runsc print
+// their own versions). The fixes it looks for:
+//   - CVE-2025-31133, CVE-2025-52565, CVE-2025-52881 (container escapes
+//     through masked paths, /dev/console and procfs writes): fixed in 1.2.8,
+//     1.3.3 and 1.4.0-rc.3;
+//   - CVE-2024-21626 (leaked fd to the host's cgroupfs): fixed in 1.1.12;
+//   - idmapped mounts, which user-namespaced pods need: 1.2.0.
+func runcProblem(versionOut []byte) string {
+	m := runcVersionLine.FindSubmatch(versionOut)
+	if m == nil {
+		return ""
 	}
-	return rc.BinaryName
+	num := func(b []byte) int { n, _ := strconv.Atoi(string(b)); return n }
+	major, minor, patch := num(m[1]), num(m[2]), num(m[3])
+	rc := -1 // not a release candidate
+	if len(m[4]) > 0 {
+		rc = num(m[5])
+	}
+	v := fmt.Sprintf("%d.%d.%d", major, minor, patch)
+	if rc >= 0 {
+		v += fmt.Sprintf("-rc.%d", rc)
+	}
+	escapes := "CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (container escapes; fixed in 1.2.8, 1.3.3, 1.4.0)"
+	switch {
+	case major != 1:
+		return ""
+	case minor < 2:
+		p := "runc " + v + " has " + escapes
+		if minor < 1 || patch < 12 {
+			p += " and CVE-2024-21626 (fixed in 1.1.12)"
+		}
+		return p + ", and no idmapped mounts (user-namespaced pods fail)"
+	case minor == 2 && patch < 8, minor == 3 && patch < 3, minor == 4 && patch == 0 && rc >= 0 && rc < 3:
+		return "runc " + v + " has " + escapes
+	}
+	return ""
 }
 
 // checkRuntimes checks each runtime handler's shim and, for runc.v2
@@ -140,6 +178,11 @@ func checkRuntimes(ctx context.Context, c *checker) []Result {
 		ver, err := c.run(ctx, binPath, "--version")
 		if err != nil {
 			out = append(out, bad(item, fmt.Sprintf("reinstall %s", bin), "%s: %s --version failed: %v", role, binPath, err))
+			continue
+		}
+		if p := runcProblem(ver); p != "" {
+			out = append(out, warn(item, "install runc 1.5 (hack/install-deps.sh builds it into "+config.DefaultRuncBinary+", the default binary_name)",
+				"%s: %s", binPath, p))
 			continue
 		}
 		out = append(out, ok(item, "%s with %s (%s), shim %s", typ, binPath, firstLine(ver), shimPath))

@@ -94,13 +94,13 @@ func goodHost() *fakeHost {
 		path: map[string]string{
 			"containerd":              "/usr/local/bin/containerd",
 			"containerd-shim-runc-v2": "/usr/local/bin/containerd-shim-runc-v2",
-			"runc":                    "/usr/sbin/runc",
+			"/usr/local/sbin/runc":    "/usr/local/sbin/runc",
 			"crun":                    "/usr/bin/crun",
 		},
 		cmds: map[string]string{
 			"/usr/local/bin/containerd --version": "containerd github.com/containerd/containerd/v2 2.2.9 abc\n",
-			"/usr/sbin/runc --version":            "runc version 1.2.5\ncommit: v1.2.5\nspec: 1.2.0\ngo: go1.22\nlibseccomp: 2.5.5\n",
-			"/usr/sbin/runc features":             runcIDMap,
+			"/usr/local/sbin/runc --version":      "runc version 1.5.3\ncommit: v1.5.3\nspec: 1.3.0\ngo: go1.26.8\nlibseccomp: 2.5.4\n",
+			"/usr/local/sbin/runc features":       runcIDMap,
 			"/usr/bin/crun --version":             "crun version 1.8.1\ncommit: f8a0\n",
 			"/usr/bin/crun features":              runcNoIDMap,
 		},
@@ -162,7 +162,7 @@ func TestChecks(t *testing.T) {
 			h.fsys["run/containerd/containerd.sock"] = &fstest.MapFile{Mode: fs.ModeSocket}
 		}, cfg: func(c *config.Config) { c.ContainerdAddr = "/run/containerd/containerd.sock" }, item: "containerd", status: OK, detail: "uses the containerd at"},
 		{desc: "external containerd absent", cfg: func(c *config.Config) { c.ContainerdAddr = "/run/containerd/containerd.sock" }, item: "containerd", status: Fail, detail: "not a socket"},
-		{desc: "default runtime binary missing", host: func(h *fakeHost) { delete(h.path, "runc") }, item: "runtime runc", status: Fail, detail: "default handler"},
+		{desc: "default runtime binary missing", host: func(h *fakeHost) { delete(h.path, "/usr/local/sbin/runc") }, item: "runtime runc", status: Fail, detail: "default handler"},
 		{desc: "shim missing", host: func(h *fakeHost) { delete(h.path, "containerd-shim-runc-v2") }, item: "runtime runc", status: Fail, detail: "containerd-shim-runc-v2 not found"},
 		{desc: "optional runtime missing", cfg: func(c *config.Config) {
 			c.Runtimes["runsc"] = config.RuntimeConfig{BinaryName: "runsc"}
@@ -213,11 +213,14 @@ func TestChecks(t *testing.T) {
 		{desc: "no seccomp", host: func(h *fakeHost) {
 			h.fsys["proc/self/status"] = &fstest.MapFile{Data: []byte("Name:\tx\n")}
 		}, item: "seccomp", status: Warn, detail: "no seccomp"},
-		{desc: "runc without libseccomp", host: func(h *fakeHost) { h.cmds["/usr/sbin/runc --version"] = "runc version 1.2.5\n" }, item: "seccomp", status: Warn, detail: "no libseccomp"},
-		{desc: "userns ok", item: "user namespaces", status: OK, detail: "runc (runc version 1.2.5)"},
+		{desc: "runc without libseccomp", host: func(h *fakeHost) { h.cmds["/usr/local/sbin/runc --version"] = "runc version 1.5.3\n" }, item: "seccomp", status: Warn, detail: "no libseccomp"},
+		{desc: "userns ok", item: "user namespaces", status: OK, detail: "runc (runc version 1.5.3)"},
+		{desc: "runc with known escapes", host: func(h *fakeHost) {
+			h.cmds["/usr/local/sbin/runc --version"] = "runc version 1.2.5\ncommit: v1.2.5\nlibseccomp: 2.5.5\n"
+		}, item: "runtime runc", status: Warn, detail: "CVE-2025-31133"},
 		{desc: "runc without idmap", host: func(h *fakeHost) {
-			h.cmds["/usr/sbin/runc --version"] = "runc version 1.1.5+ds1\nlibseccomp: 2.5.4\n"
-			h.cmds["/usr/sbin/runc features"] = runcNoIDMap
+			h.cmds["/usr/local/sbin/runc --version"] = "runc version 1.1.5+ds1\nlibseccomp: 2.5.4\n"
+			h.cmds["/usr/local/sbin/runc features"] = runcNoIDMap
 		}, item: "user namespaces", status: Warn, detail: "runc (runc version 1.1.5+ds1) have no idmapped mounts"},
 		{desc: "old kernel", host: func(h *fakeHost) {
 			h.fsys["proc/sys/kernel/osrelease"] = &fstest.MapFile{Data: []byte("5.10.0-28-amd64\n")}
@@ -357,6 +360,36 @@ func TestKernelAtLeast(t *testing.T) {
 		if got := kernelAtLeast(tc.rel, 6, 3); got != tc.want {
 			t.Errorf("kernelAtLeast(%q) = %v, want %v", tc.rel, got, tc.want)
 		}
+	}
+}
+
+func TestRuncProblem(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		want string // a part of the problem; "" for none
+	}{
+		{"runc version 1.5.3\ncommit: v1.5.3\n", ""},
+		{"runc version 1.4.0\n", ""},
+		{"runc version 1.4.0-rc.3\n", ""},
+		{"runc version 1.4.0-rc.2\n", "1.4.0-rc.2 has CVE-2025-31133"},
+		{"runc version 1.3.3\n", ""},
+		{"runc version 1.3.2\n", "1.3.2 has CVE-2025-31133"},
+		{"runc version 1.2.8\n", ""},
+		{"runc version 1.2.7\n", "CVE-2025-52881"},
+		{"runc version 1.1.15\n", "no idmapped mounts"},
+		{"runc version 1.1.5+ds1\nlibseccomp: 2.5.4\n", "CVE-2024-21626"},
+		{"runc version 1.0.3\n", "CVE-2024-21626"},
+		{"runc version 2.0.0\n", ""},
+		{"crun version 1.8.1\n", ""},
+		{"", ""},
+	} {
+		got := runcProblem([]byte(tc.out))
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("runcProblem(%q) = %q, want %q", tc.out, got, tc.want)
+		}
+	}
+	if p := runcProblem([]byte("runc version 1.1.15\n")); strings.Contains(p, "CVE-2024-21626") {
+		t.Errorf("1.1.15 has the 1.1.12 fix: %q", p)
 	}
 }
 

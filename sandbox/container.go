@@ -13,9 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
-	"github.com/moby/sys/signal"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
@@ -153,8 +151,8 @@ func imageRef(img images.Image) string {
 // stopSignalOf picks the signal that stops the container gracefully: the
 // CRI's (from the pod spec's lifecycle), else the image's, else SIGTERM.
 func stopSignalOf(cfg *runtimeapi.ContainerConfig, imageSignal string) string {
-	if s := cfg.GetStopSignal(); s != runtimeapi.Signal_RUNTIME_DEFAULT {
-		return s.String()
+	if s := cfg.GetStopSignal(); s != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		return ociSignalName(s)
 	}
 	if imageSignal != "" {
 		return imageSignal
@@ -277,7 +275,7 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) e
 		}
 	}
 	if timeout > 0 {
-		sig, err := signal.ParseSignal(c.StopSignal)
+		sig, err := parseSignal(c.StopSignal)
 		if err != nil {
 			sig = syscall.SIGTERM
 		}
@@ -455,11 +453,7 @@ func (r *Runtime) containerStatus(c *Container) *runtimeapi.ContainerStatus {
 	if st.Resources != nil {
 		out.Resources = &runtimeapi.ContainerResources{Linux: st.Resources}
 	}
-	if s, err := signal.ParseSignal(c.StopSignal); err == nil {
-		if v, ok := runtimeapi.Signal_value[unix.SignalName(s)]; ok {
-			out.StopSignal = runtimeapi.Signal(v)
-		}
-	}
+	out.StopSignal = criSignal(c.StopSignal)
 	return out
 }
 

@@ -130,7 +130,7 @@ func newHandler(name string, cfg HandlerConfig, stateDir, snapshotter string, sy
 		}
 		// The OCI runtime keeps its state under accel-cri's state dir,
 		// never in the host's /run/runc.
-		h.options = &options.Options{BinaryName: cfg.BinaryName, Root: h.root, SystemdCgroup: systemdCgroup}
+		h.options = &options.Options{BinaryName: h.binary, Root: h.root, SystemdCgroup: systemdCgroup}
 		f, err := probeFeatures(h.binary)
 		if err != nil {
 			klog.InfoS("OCI runtime features unknown; optional features off", "handler", name, "err", err)

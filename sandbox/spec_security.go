@@ -269,22 +269,23 @@ func securityProfile(field string, sp *runtimeapi.SecurityProfile, deprecated st
 // none. RuntimeDefault is containerd's default profile (it depends on the
 // capabilities, so the option must come after them); Localhost loads the
 // JSON profile (OCI LinuxSeccomp form) from the absolute path now, so a
-// missing or bad file fails the request. Privileged processes run without
-// seccomp unless they name a Localhost profile: Kubernetes documents that
-// privileged containers run Unconfined even when the RuntimeDefault
-// default is on.
+// missing or bad file fails the request.
+//
+// Privileged processes run without seccomp whatever profile they name (the
+// profile's form is still checked): Kubernetes documents that privileged
+// containers run Unconfined, containerd's CRI (generateSeccompSpecOpts) and
+// CRI-O ignore the profile of a privileged container, and critest's
+// "should ignore a seccomp profile that blocks setting hostname when
+// privileged" holds runtimes to it.
 func seccompOpt(field string, sp *runtimeapi.SecurityProfile, deprecated string, privileged bool) (oci.SpecOpts, error) {
 	sp, err := securityProfile(field, sp, deprecated)
-	if err != nil || sp == nil {
+	if err != nil || sp == nil || privileged {
 		return nil, err
 	}
 	switch sp.GetProfileType() {
 	case runtimeapi.SecurityProfile_Unconfined:
 		return nil, nil
 	case runtimeapi.SecurityProfile_RuntimeDefault:
-		if privileged {
-			return nil, nil
-		}
 		return seccomp.WithDefaultProfile(), nil
 	}
 	profile, err := loadSeccompProfile(field, strings.TrimPrefix(sp.GetLocalhostRef(), profileLocalhost))

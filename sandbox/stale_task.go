@@ -113,9 +113,6 @@ func (r *Runtime) deleteOCIState(ctx context.Context, c *Container) {
 		return
 	}
 	bin := h.binary
-	if bin == "" {
-		bin = "runc"
-	}
 	klog.InfoS("Deleting an OCI runtime container left by a cut-short start", "container", c.ID, "root", root)
 	rctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
 	defer cancel()

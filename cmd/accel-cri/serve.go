@@ -275,7 +275,7 @@ func handlerConfigs(rts map[string]config.RuntimeConfig) map[string]sandbox.Hand
 	for name, rc := range rts {
 		out[name] = sandbox.HandlerConfig{
 			Type:                         rc.Type,
-			BinaryName:                   rc.BinaryName,
+			BinaryName:                   rc.OCIBinary(),
 			Root:                         rc.Root,
 			ConfigPath:                   rc.ConfigPath,
 			PrivilegedWithoutHostDevices: rc.PrivilegedWithoutHostDevices,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -115,13 +116,22 @@ type Writer struct {
 	reported bool     // onError was called for f
 }
 
+// DirMode is the mode of log directories Open creates.
+const DirMode = 0o755
+
 // Open opens (creating it if needed, mode FileMode) the log file at path for
-// appending. The parent directory must exist: kubelet creates the pod log
-// directory, and Open does not create directories on its behalf.
+// appending, and creates its missing parent directories (DirMode). kubelet
+// makes the pod's log directory before it starts a container, but other CRI
+// clients (crictl with a log_directory it did not create, critest) need not:
+// containerd's CRI (openLogFile) and CRI-O create it too, so a missing
+// directory never fails StartContainer.
 func Open(path string, opts ...Option) (*Writer, error) {
 	o := options{maxLine: DefaultMaxLineSize, clock: time.Now, readBuf: defaultReadBufferSize}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
+		return nil, fmt.Errorf("open container log %q: %w", path, err)
 	}
 	f, err := openFile(path)
 	if err != nil {

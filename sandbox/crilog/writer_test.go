@@ -625,13 +625,41 @@ func TestFileMode(t *testing.T) {
 	}
 }
 
+// A missing log directory is made (as containerd and CRI-O do): a CRI
+// client other than kubelet need not have made it.
+func TestOpenMakesMissingDirectories(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pod", "ctr", "0.log")
+	w, err := Open(path, WithClock(fixedClock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Copy(Stdout, strings.NewReader("hi\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readFile(t, path), entry("stdout", "F", "hi"); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, d := range []string{filepath.Join(dir, "pod"), filepath.Join(dir, "pod", "ctr")} {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm() != DirMode {
+			t.Errorf("%s: %v, mode %v, want %v", d, err, fi.Mode().Perm(), os.FileMode(DirMode))
+		}
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		desc string
 		path string
 	}{
-		{desc: "missing directory", path: filepath.Join(dir, "nope", "0.log")},
+		{desc: "a file where a directory must be", path: filepath.Join(file, "0.log")},
 		{desc: "directory", path: dir},
 	} {
 		t.Run(tt.desc, func(t *testing.T) {
