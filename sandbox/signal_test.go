@@ -35,7 +35,7 @@ func TestParseSignal(t *testing.T) {
 		{in: "TERM", want: syscall.SIGTERM},
 		{in: "9", want: syscall.SIGKILL},
 		{in: "SIGRTMIN+1", want: 35},
-		{in: "SIGRTMINPLUS1", want: 35},        // a pre-1.37 checkpoint
+		{in: "SIGRTMINPLUS1", want: 35},         // a pre-1.37 checkpoint
 		{in: "SIGNAL_SIGRTMAXMINUS1", want: 63}, // the 1.37 enum name
 		{in: "SIGNAL_SIGQUIT", want: syscall.SIGQUIT},
 		{in: "SIGNOPE", wantErr: true},
