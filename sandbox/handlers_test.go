@@ -21,10 +21,10 @@ func TestNewHandler(t *testing.T) {
 		wantSnapshotter string
 		check           func(*testing.T, *handler)
 	}{
-		{desc: "runc default: state under the handler's own root", cfg: HandlerConfig{}, wantType: RuntimeTypeRunc, wantSnapshotter: "overlayfs",
+		{desc: "runc default: state under the handler's own root, the binary the features were probed of", cfg: HandlerConfig{}, wantType: RuntimeTypeRunc, wantSnapshotter: "overlayfs",
 			check: func(t *testing.T, h *handler) {
 				o, ok := h.options.(*options.Options)
-				if !ok || o.Root != filepath.Join(state, "runtimes", "h") || o.BinaryName != "" || !o.SystemdCgroup || h.binary != "runc" {
+				if !ok || o.Root != filepath.Join(state, "runtimes", "h") || o.BinaryName != "runc" || !o.SystemdCgroup || h.binary != "runc" {
 					t.Errorf("options %+v binary %q", h.options, h.binary)
 				}
 			}},

@@ -263,7 +263,8 @@ func TestBadPodAndContainerInput(t *testing.T) {
 		code   codes.Code
 	}{
 		{"unknown pod", strings.Repeat("a", 64), func(*runtimeapi.ContainerConfig) {}, codes.NotFound},
-		{"malformed pod id", "../../etc", func(*runtimeapi.ContainerConfig) {}, codes.InvalidArgument},
+		// An id accel-cri never hands out names nothing that exists.
+		{"malformed pod id", "../../etc", func(*runtimeapi.ContainerConfig) {}, codes.NotFound},
 		{"empty name", podID, func(c *runtimeapi.ContainerConfig) { c.Metadata.Name = "" }, codes.InvalidArgument},
 		{"log path escaping the log directory", podID, func(c *runtimeapi.ContainerConfig) { c.LogPath = "../../escape.log" }, codes.InvalidArgument},
 		{"absolute log path", podID, func(c *runtimeapi.ContainerConfig) { c.LogPath = "/etc/passwd" }, codes.InvalidArgument},
@@ -436,7 +437,7 @@ func TestBadPodAndContainerInput(t *testing.T) {
 		{"exec sync with a path as id", func() error {
 			_, _, err := e.Runtime.ExecSync(ctx, "../../etc", []string{"true"}, time.Second)
 			return err
-		}, codes.InvalidArgument},
+		}, codes.NotFound},
 		{"exec sync without a command", func() error { _, _, err := e.Runtime.ExecSync(ctx, existingID, nil, time.Second); return err }, codes.InvalidArgument},
 		{"port forward to port 0", func() error {
 			_, err := e.Runtime.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: podID, Port: []int32{0}})
@@ -447,10 +448,28 @@ func TestBadPodAndContainerInput(t *testing.T) {
 			return err
 		}, codes.InvalidArgument},
 		{"reopen log of unknown container", func() error { return e.Runtime.ReopenContainerLog(ctx, unknown) }, codes.NotFound},
+		{"status of a container id that is a path", func() error { _, err := e.Runtime.ContainerStatus(ctx, "../../etc", false); return err }, codes.NotFound},
+		{"start a container id that is a UUID", func() error { return e.Runtime.StartContainer(ctx, "0b9e7ff2-5a4c-4a39-9c3e-1a5f0f3a1c7e") }, codes.NotFound},
 	} {
 		t.Run("ids/"+tc.desc, func(t *testing.T) {
 			if err := tc.call(); status.Code(err) != tc.code {
 				t.Fatalf("%v, want %v", err, tc.code)
+			}
+		})
+	}
+	// Stop and remove of ids that name nothing, whatever their shape,
+	// succeed and change nothing (CRI contract; critest "Idempotence").
+	for _, id := range []string{unknown, "0b9e7ff2-5a4c-4a39-9c3e-1a5f0f3a1c7e", "../../etc", "UPPER", strings.Repeat("z", 4096)} {
+		t.Run("ids/stop and remove of unknown "+truncateName(id), func(t *testing.T) {
+			for name, call := range map[string]func() error{
+				"StopContainer":    func() error { return e.Runtime.StopContainer(ctx, id, 0) },
+				"RemoveContainer":  func() error { return e.Runtime.RemoveContainer(ctx, id) },
+				"StopPodSandbox":   func() error { return e.Runtime.StopPodSandbox(ctx, id) },
+				"RemovePodSandbox": func() error { return e.Runtime.RemovePodSandbox(ctx, id) },
+			} {
+				if err := call(); err != nil {
+					t.Errorf("%s(%q): %v, want success", name, truncateName(id), err)
+				}
 			}
 		})
 	}
@@ -461,6 +480,14 @@ func TestBadPodAndContainerInput(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(outside, "created-through-link")); err == nil {
 		t.Error("a rejected mount created the target of a dangling symlink")
 	}
+}
+
+// truncateName keeps subtest names short.
+func truncateName(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
 
 // rawRunPodSandbox sends a RunPodSandbox request whose metadata name is
