@@ -37,7 +37,7 @@ func checkRoot(_ context.Context, c *checker) []Result {
 }
 
 // containerdVersion matches `containerd --version`:
-// "containerd github.com/containerd/containerd/v2 2.2.9+unknown <commit>".
+// "containerd github.com/containerd/containerd/v2 2.4.2+unknown <commit>".
 var containerdVersion = regexp.MustCompile(`\bv?(\d+)\.(\d+)\.(\d+)\S*`)
 
 func checkContainerd(ctx context.Context, c *checker) []Result {

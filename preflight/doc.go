@@ -11,7 +11,7 @@
 //
 // prints lines like
 //
-//	[OK] containerd: /usr/local/bin/containerd v2.2.9 (expected v2.2.9)
+//	[OK] containerd: /usr/local/bin/containerd v2.4.2 (expected v2.4.2)
 //	[WARN] oom_score_adj: lowering is not permitted (no CAP_SYS_RESOURCE) ...
 //	  fix: run accel-cri with CAP_SYS_RESOURCE ...
 package preflight

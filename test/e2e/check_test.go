@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accel-cri/accel-cri/config"
 	"github.com/accel-cri/accel-cri/sandbox"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
@@ -91,8 +92,21 @@ func TestCheckOnThisNode(t *testing.T) {
 			t.Errorf("%q is not OK but has no fix line", item)
 		}
 	}
-	if l, _ := line(report, "containerd"); !strings.Contains(l, "v2.2.9 (expected v2.2.9)") {
-		t.Errorf("containerd line: %q", l)
+	// The containerd installed is the one accel-cri's client was built
+	// with (`accel-cri version` reads it from its module graph).
+	verOut, err := exec.Command(framework.Binary(t), "version").Output()
+	if err != nil {
+		t.Fatalf("accel-cri version: %v", err)
+	}
+	_, want, _ := strings.Cut(string(verOut), "containerd: ")
+	want = strings.TrimSpace(want)
+	if l, _ := line(report, "containerd"); want == "" || !strings.Contains(l, want+" (expected "+want+")") {
+		t.Errorf("containerd line: %q, want %q installed and expected", l, want)
+	}
+	// The runc hack/install-deps.sh builds is the default and has no known
+	// escapes.
+	if l, _ := line(report, "runtime runc"); !strings.HasPrefix(l, "[OK]") || !strings.Contains(l, config.DefaultRuncBinary) {
+		t.Errorf("runtime runc line: %q, want OK with %s", l, config.DefaultRuncBinary)
 	}
 	if l, _ := line(report, "cni"); !strings.HasPrefix(l, "[OK]") || !strings.Contains(l, `network "check"`) {
 		t.Errorf("cni line: %q", l)
@@ -114,7 +128,7 @@ func TestCheckOnThisNode(t *testing.T) {
 	}
 
 	// User namespaces: does runc do idmapped mounts?
-	features, err := exec.Command("runc", "features").Output()
+	features, err := exec.Command(config.DefaultRuncBinary, "features").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +138,7 @@ func TestCheckOnThisNode(t *testing.T) {
 	}
 	l, _ = line(report, "user namespaces")
 	if !f.UserNamespaces {
-		ver, _ := exec.Command("runc", "--version").Output()
+		ver, _ := exec.Command(config.DefaultRuncBinary, "--version").Output()
 		first, _, _ := strings.Cut(string(ver), "\n")
 		t.Logf("runc here has no idmapped mounts (%s)", first)
 		if !strings.HasPrefix(l, "[WARN]") || !strings.Contains(l, "no idmapped mounts") || !strings.Contains(l, first) {

@@ -14,6 +14,8 @@ import (
 
 	internalapi "k8s.io/cri-api/pkg/apis"
 	remote "k8s.io/cri-client/pkg"
+
+	"github.com/accel-cri/accel-cri/config"
 )
 
 // ContainerdCRI is the pinned containerd with its own CRI plugin enabled,
@@ -73,11 +75,16 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['/usr/lib/cni']
       conf_dir = %q
+    # The same OCI runtime accel-cri's default handler runs.
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = %q
   [plugins.'io.containerd.grpc.v1.cri']
     stream_server_address = '127.0.0.1'
     stream_server_port = '0'
 `, root, filepath.Join(dir, "state"), c.Socket, c.Socket+".ttrpc", filepath.Join(root, "opt"),
-		filepath.Join(root, "image-verifier", "bin"), pause, certs, cniConfDir)
+		filepath.Join(root, "image-verifier", "bin"), pause, certs, cniConfDir, config.DefaultRuncBinary)
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ import (
 )
 
 // KubeletVersion is the kubelet hack/build-kubelet.sh builds (hack/tools/go.mod).
-const KubeletVersion = "v1.36.3"
+const KubeletVersion = "v1.37.2"
 
 // NodeName is the kubelet's --hostname-override; static pods are named <name>-<NodeName>.
 const NodeName = "acri-node"
