@@ -17,7 +17,7 @@ func TestCommands(t *testing.T) {
 		want    []string
 		wantErr string
 	}{
-		{desc: "version", args: []string{"version"}, want: []string{"accel-cri ", "commit: ", "containerd: v2.2.9"}},
+		{desc: "version", args: []string{"version"}, want: []string{"accel-cri ", "commit: ", "containerd: v2.4.2"}},
 		{desc: "config default", args: []string{"config", "default"}, want: []string{"socket = '/run/accel-cri/accel-cri.sock'", "# Unix socket", "image_pull_progress_timeout = '5m0s'"}},
 		{desc: "config without default", args: []string{"config"}, wantErr: "usage: accel-cri config default"},
 		{desc: "help", args: []string{"help"}, want: []string{"--containerd-address", "--registry-config-dir", "--metrics-address", "accel-cri config default", "accel-cri check"}},
