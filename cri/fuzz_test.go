@@ -122,6 +122,9 @@ func FuzzValidateContainerConfig(f *testing.F) {
 	f.Add(mustMarshal(f, validContainer()), mustMarshal(f, validPod()))
 	f.Add(mustMarshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"}, LogPath: "a/0.log"}),
 		mustMarshal(f, &runtimeapi.PodSandboxConfig{LogDirectory: "/var/log/pods/x"}))
+	f.Add(mustMarshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+		Mounts: []*runtimeapi.Mount{{ContainerPath: "/m", HostPath: "/srv/m", MountOptions: []string{"noexec", "nodev", "nosuid"}}, {ContainerPath: "/n", HostPath: "/srv/n", MountOptions: []string{"exec", "noexec"}}}}),
+		[]byte{})
 	f.Add([]byte{}, []byte{})
 	f.Fuzz(func(t *testing.T, data, podData []byte) {
 		if len(data)+len(podData) > maxFuzzInput {
@@ -150,6 +153,20 @@ func FuzzValidateContainerConfig(f *testing.F) {
 			}
 			if !privileged && !m.GetReadonly() && m.GetHostPath() != "" && sandbox.IsSensitiveHostPath(m.GetHostPath()) {
 				t.Fatalf("accepted a writable mount of host %q in an unprivileged container", m.GetHostPath())
+			}
+			// Bind mount options may only take away from what the volume
+			// allows: exactly these three, each once, never on an image
+			// volume. The set is spelled out here, not taken from the
+			// validator.
+			seen := map[string]bool{}
+			for _, o := range m.GetMountOptions() {
+				if (o != "nodev" && o != "noexec" && o != "nosuid") || seen[o] {
+					t.Fatalf("accepted mount options %q", m.GetMountOptions())
+				}
+				seen[o] = true
+			}
+			if len(m.GetMountOptions()) > 0 && m.GetHostPath() == "" {
+				t.Fatalf("accepted mount options %q on an image volume", m.GetMountOptions())
 			}
 		}
 		for _, d := range c.GetDevices() {

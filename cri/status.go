@@ -42,17 +42,28 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	runtimeCond := condition(runtimeapi.RuntimeReady, s.runtime.RuntimeReady(ctx), ReasonRuntimeNotReady)
 	networkCond := condition(runtimeapi.NetworkReady, s.runtime.NetworkReady(ctx), ReasonNetworkNotReady)
 	var handlers []*runtimeapi.RuntimeHandler
+	// RuntimeFeatures are the node's, not a handler's: kubelet turns
+	// mount_options into the node's declared feature
+	// VolumeBindMountOptions, and the scheduler then sends pods with
+	// bindMountOptions of any RuntimeClass. So it is reported only when
+	// every handler applies them; a container of a handler that does not
+	// is refused (Unimplemented), never run without them.
+	mountOptions := true
 	// kubelet reads the default handler's features under the name "".
 	for _, h := range s.runtime.Handlers() {
 		handlers = append(handlers, &runtimeapi.RuntimeHandler{Name: h.Name, Features: &runtimeapi.RuntimeHandlerFeatures{
 			RecursiveReadOnlyMounts: h.Features.RecursiveReadOnlyMounts,
 			UserNamespaces:          h.Features.UserNamespaces,
 		}})
+		mountOptions = mountOptions && h.Features.MountOptions
 	}
 	resp := &runtimeapi.StatusResponse{
 		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, networkCond}},
 		RuntimeHandlers: handlers,
-		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
+		Features: &runtimeapi.RuntimeFeatures{
+			SupplementalGroupsPolicy: true,
+			MountOptions:             mountOptions && len(handlers) > 0,
+		},
 	}
 	if req.GetVerbose() && s.info != nil {
 		info, err := verboseInfo(s.info())

@@ -59,6 +59,39 @@ func TestStatusHandlers(t *testing.T) {
 	}
 }
 
+// RuntimeFeatures.mount_options is the node's promise: reported only when
+// every handler applies bind mount options.
+func TestStatusMountOptions(t *testing.T) {
+	runc := sandbox.HandlerInfo{Name: "runc", Type: sandbox.RuntimeTypeRunc, Features: sandbox.HandlerFeatures{MountOptions: true}}
+	def := runc
+	def.Name = ""
+	for _, tc := range []struct {
+		desc     string
+		handlers []sandbox.HandlerInfo
+		want     bool
+	}{
+		{desc: "runc only", handlers: []sandbox.HandlerInfo{def, runc}, want: true},
+		{desc: "runc and crun", handlers: []sandbox.HandlerInfo{def, {Name: "crun", Type: sandbox.RuntimeTypeRunc, Features: sandbox.HandlerFeatures{MountOptions: true}}, runc}, want: true},
+		{desc: "runc and gVisor", handlers: []sandbox.HandlerInfo{def, runc, {Name: "runsc", Type: sandbox.RuntimeTypeRunc}}},
+		{desc: "runc and Kata", handlers: []sandbox.HandlerInfo{def, {Name: "kata", Type: sandbox.RuntimeTypeKata}, runc}},
+		{desc: "default without", handlers: []sandbox.HandlerInfo{{Name: "", Type: sandbox.RuntimeTypeKata}, {Name: "kata", Type: sandbox.RuntimeTypeKata}}},
+		{desc: "no handlers"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			resp, err := NewServer(&fakeImages{}, &fakeHandlers{handlers: tc.handlers}).Status(context.Background(), &runtimeapi.StatusRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.GetFeatures().GetMountOptions(); got != tc.want {
+				t.Errorf("features.mount_options = %v, want %v", got, tc.want)
+			}
+			if !resp.GetFeatures().GetSupplementalGroupsPolicy() {
+				t.Error("features.supplemental_groups_policy lost")
+			}
+		})
+	}
+}
+
 func TestPullImageRuntimeHandler(t *testing.T) {
 	rt := &fakeHandlers{snapshotters: map[string]string{"kata": "devmapper"}}
 	imgs := &snapshotterImages{}

@@ -179,6 +179,56 @@ func checkMounts(mounts []*runtimeapi.Mount, privileged bool) error {
 		if sub := m.GetImageSubPath(); sub != "" && (path.IsAbs(sub) || hasDotDot(sub) || strings.ContainsRune(sub, 0)) {
 			return invalid("%s.image_sub_path: %q must be relative without \"..\"", field, sub)
 		}
+		if err := checkMountOptions(field, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wideningMountOptions are mount options that would give a volume more
+// than its mount has (the mount(8) opposites of the allowed ones and their
+// recursive forms; defaults is rw,suid,dev,exec), named in the error as
+// such.
+var wideningMountOptions = []string{"dev", "suid", "exec", "rdev", "rsuid", "rexec", "defaults"}
+
+// checkMountOptions checks a mount's mount_options (CRI 1.37): each one of
+// sandbox.BindMountOptions (nodev, noexec, nosuid, exactly so spelled),
+// each at most once, and only on a host path mount (Kubernetes refuses
+// bindMountOptions on image volumes). Duplicates are refused rather than
+// merged: the API server rejects them in bindMountOptions, so kubelet
+// never sends one, and a request that has them did not come through it.
+// An empty string, an option with data ('=') or white space, and any
+// other mount option (dev, suid, exec, rw, ro, bind, shared, remount...)
+// is refused: the volume's read-only state and propagation have fields of
+// their own, and nothing here may widen what the volume allows.
+func checkMountOptions(field string, m *runtimeapi.Mount) error {
+	opts := m.GetMountOptions()
+	if len(opts) == 0 {
+		return nil
+	}
+	if m.GetHostPath() == "" && m.GetImage().GetImage() != "" {
+		return invalid("%s.mount_options: not supported on image volumes", field)
+	}
+	allowed := strings.Join(sandbox.BindMountOptions(), ", ")
+	for i, o := range opts {
+		f := fmt.Sprintf("%s.mount_options[%d]", field, i)
+		switch {
+		case o == "":
+			return invalid("%s: empty (want one of %s)", f, allowed)
+		case sandbox.IsBindMountOption(o):
+			if j := slices.Index(opts, o); j < i {
+				return invalid("%s: %q is also mount_options[%d]", f, o, j)
+			}
+		case slices.Contains(wideningMountOptions, o):
+			return invalid("%s: %q would widen what the volume allows (want one of %s)", f, o, allowed)
+		case (o == "rw" || o == "rrw") && m.GetReadonly():
+			return invalid("%s: %q would make the read-only volume writable (want one of %s)", f, o, allowed)
+		case strings.ContainsRune(o, '=') || hasSpaceOrControl(o):
+			return invalid("%s: %.64q is not a flag (want one of %s)", f, o, allowed)
+		default:
+			return invalid("%s: %.64q is not one of %s", f, o, allowed)
+		}
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ func validContainer() *runtimeapi.ContainerConfig {
 			{ContainerPath: "/etc/hosts", HostPath: "/var/lib/kubelet/pods/uid/etc-hosts"},
 			{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/uid/containers/app/abc"},
 			{ContainerPath: "/data/", HostPath: "/srv/data/", Readonly: true, RecursiveReadOnly: true},
-			{ContainerPath: "/mnt/shared", HostPath: "/mnt/shared", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
+			{ContainerPath: "/mnt/shared", HostPath: "/mnt/shared", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL, MountOptions: []string{"nosuid", "nodev"}},
 			{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "registry.local/data:1"}, ImageSubPath: "sub/dir"},
 		},
 		Devices:     []*runtimeapi.Device{{ContainerPath: "/dev/dri/renderD128", HostPath: "/dev/dri/renderD128", Permissions: "rw"}},
@@ -136,6 +136,72 @@ func TestValidateContainerConfig(t *testing.T) {
 			c.Mounts[2].Propagation = runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER
 		}, wantField: "config.mounts[2].recursive_read_only"},
 		{desc: "unknown propagation", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Mounts[3].Propagation = 5 }, wantField: "config.mounts[3].propagation"},
+		{desc: "mount options: all three", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{"noexec", "nodev", "nosuid"}
+		}},
+		{desc: "mount options: noexec on a writable mount", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[0].MountOptions = []string{"noexec"}
+		}},
+		{desc: "mount options: empty list", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{}
+		}},
+		{desc: "mount options: empty string", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{""}
+		}, wantField: "config.mounts[2].mount_options[0]"},
+		{desc: "mount options: dev widens", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{"dev"}
+		}, wantField: "config.mounts[2].mount_options[0]"},
+		{desc: "mount options: suid widens", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"nodev", "suid"}
+		}, wantField: "config.mounts[3].mount_options[1]"},
+		{desc: "mount options: exec widens", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{"exec"}
+		}, wantField: "config.mounts[2].mount_options[0]"},
+		{desc: "mount options: recursive rexec widens", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{"rexec"}
+		}, wantField: "config.mounts[2].mount_options[0]"},
+		{desc: "mount options: defaults widens", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{"defaults"}
+		}, wantField: "config.mounts[2].mount_options[0]"},
+		{desc: "mount options: rw on a read-only mount", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{"rw"}
+		}, wantField: "config.mounts[2].mount_options[0]"},
+		{desc: "mount options: rw on a writable mount", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"rw"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: ro (readonly is the field)", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"ro"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: propagation", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"rshared"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: remount", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"remount"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: unknown", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"nosuid", "noexec", "noatime"}
+		}, wantField: "config.mounts[3].mount_options[2]"},
+		{desc: "mount options: upper case", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"NOEXEC"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: data", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"mode=4777"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: white space", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"noexec "}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: two in one string", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"noexec,dev"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: NUL", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[3].MountOptions = []string{"noexec\x00"}
+		}, wantField: "config.mounts[3].mount_options[0]"},
+		{desc: "mount options: duplicate", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[2].MountOptions = []string{"noexec", "nodev", "noexec"}
+		}, wantField: "config.mounts[2].mount_options[2]"},
+		{desc: "mount options: on an image volume", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].MountOptions = []string{"noexec"}
+		}, wantField: "config.mounts[4].mount_options"},
 		{desc: "image sub path escaping", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Mounts[4].ImageSubPath = "../x" }, wantField: "config.mounts[4].image_sub_path"},
 		{desc: "device outside /dev", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.Devices[0].HostPath = "/tmp/dev"

@@ -98,8 +98,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		HostnamePath: p.Files.HostnamePath, HostsPath: p.Files.HostsPath, ResolvPath: p.Files.ResolvPath, ShmPath: p.Files.ShmPath,
 		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: p.RuntimeHandler, AppArmorEnabled: r.appArmor,
 		CgroupV2: r.cgroupV2, SwapAvailable: r.swapAccounting, HugetlbAvailable: r.hugetlb, UsernsSupported: h.features.UserNamespaces,
-		PassedAnnotations:   containerPassedAnnotations(h, p.Config.GetAnnotations(), cfg.GetAnnotations()),
-		SandboxPerContainer: h.sandboxPerContainer, NoHostDevices: h.privilegedWithoutHostDevices, CDI: r.cdi,
+		MountOptionsSupported: h.features.MountOptions,
+		PassedAnnotations:     containerPassedAnnotations(h, p.Config.GetAnnotations(), cfg.GetAnnotations()),
+		SandboxPerContainer:   h.sandboxPerContainer, NoHostDevices: h.privilegedWithoutHostDevices, CDI: r.cdi,
 		DeviceOwnershipFromSecurityContext: r.deviceOwnershipFromSC,
 	})
 	if err != nil {

@@ -18,6 +18,10 @@ type HandlerFeatures struct {
 	// UserNamespaces: the OCI runtime can do idmapped mounts, which pods
 	// with their own user namespace need.
 	UserNamespaces bool
+	// MountOptions: the handler applies a CRI mount's mount_options
+	// (nodev, noexec, nosuid) to its bind mount. See newHandler for which
+	// handlers do.
+	MountOptions bool
 }
 
 // probeFeatures asks the OCI runtime binary (`runc features`) once at start.
@@ -37,7 +41,10 @@ func parseFeatures(b []byte) (HandlerFeatures, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return HandlerFeatures{}, fmt.Errorf("parse runtime features: %w", err)
 	}
-	hf := HandlerFeatures{RecursiveReadOnlyMounts: slices.Contains(f.MountOptions, "rro")}
+	hf := HandlerFeatures{RecursiveReadOnlyMounts: slices.Contains(f.MountOptions, "rro"), MountOptions: true}
+	for _, o := range bindMountOptions {
+		hf.MountOptions = hf.MountOptions && slices.Contains(f.MountOptions, o)
+	}
 	if l := f.Linux; l != nil && l.MountExtensions != nil && l.MountExtensions.IDMap != nil && l.MountExtensions.IDMap.Enabled != nil {
 		hf.UserNamespaces = *l.MountExtensions.IDMap.Enabled
 	}

@@ -12,6 +12,10 @@ func TestParseFeatures(t *testing.T) {
 		{desc: "runc 1.1 (rro, no idmap)", in: `{"mountOptions":["ro","rro","bind"],"linux":{"namespaces":["user"]}}`, want: HandlerFeatures{RecursiveReadOnlyMounts: true}},
 		{desc: "runc 1.2+ with idmap", in: `{"mountOptions":["rro"],"linux":{"mountExtensions":{"idmap":{"enabled":true}}}}`, want: HandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: true}},
 		{desc: "idmap disabled", in: `{"mountOptions":[],"linux":{"mountExtensions":{"idmap":{"enabled":false}}}}`},
+		{desc: "runc 1.5: rro, idmap and the bind mount flags", in: `{"mountOptions":["nodev","noexec","nosuid","ro","rro"],"linux":{"mountExtensions":{"idmap":{"enabled":true}}}}`,
+			want: HandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: true, MountOptions: true}},
+		{desc: "a runtime without nosuid", in: `{"mountOptions":["nodev","noexec","ro"]}`},
+		{desc: "no mount options listed", in: `{"linux":{}}`},
 		{desc: "garbage", in: `not json`, err: true},
 	}
 	for _, tc := range tests {
@@ -31,8 +35,8 @@ func TestProbeFeaturesRunc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !f.RecursiveReadOnlyMounts {
-		t.Errorf("runc reports no rro support: %+v", f)
+	if !f.RecursiveReadOnlyMounts || !f.MountOptions {
+		t.Errorf("runc reports no rro or no nodev/noexec/nosuid support: %+v", f)
 	}
 	t.Logf("runc features: %+v", f)
 }

@@ -20,7 +20,9 @@ import (
 //   - nothing panics and every refusal is a classified errdefs error (an
 //     unclassified one reaches kubelet as Unknown),
 //   - an accepted unprivileged container gets no device node, device rule,
-//     capability or writable host / or /proc it did not ask for.
+//     capability or writable host / or /proc it did not ask for,
+//   - and bind mounts get no option beyond rbind, propagation, ro/rro/rw
+//     and the nodev, noexec, nosuid that mount_options may add.
 // Host side effects are confined: CRI mount host paths that do not exist
 // are moved under a temp dir (the translator creates missing ones) and
 // Localhost seccomp profiles point at a fixed file (reading a FIFO named by
@@ -94,6 +96,10 @@ func FuzzContainerSpec(f *testing.F) {
 		}},
 	}), false)
 	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}}}), true)
+	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{
+		{ContainerPath: "/m", HostPath: "/nonexistent/m", MountOptions: []string{"noexec", "nodev", "nosuid"}},
+		{ContainerPath: "/n", HostPath: "/nonexistent/n", Readonly: true, MountOptions: []string{"rw", "suid"}},
+	}}), false)
 	f.Fuzz(func(t *testing.T, data []byte, privilegedPod bool) {
 		if len(data) > maxFuzzInput {
 			return
@@ -105,6 +111,7 @@ func FuzzContainerSpec(f *testing.F) {
 		confineHostPaths(t, cfg)
 		p := testContainerParams(t)
 		p.Config = cfg
+		p.MountOptionsSupported = true // runc's handler
 		p.PodConfig.Linux.SecurityContext.Privileged = privilegedPod
 		opts, err := containerSpecOpts(p)
 		if err != nil {
@@ -122,17 +129,38 @@ func FuzzContainerSpec(f *testing.F) {
 			}
 			return
 		}
+		for _, m := range s.Mounts {
+			if m.Type == "bind" && IsSensitiveHostPath(m.Source) && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
+				t.Fatalf("writable bind of host %s at %s", m.Source, m.Destination)
+			}
+		}
+		// Bind mounts carry only the options accel-cri derives (rbind,
+		// propagation, ro/rro/rw) and the ones mount_options may add, each
+		// once: nothing a request names can widen a volume (dev, suid,
+		// exec) or change its type. Checked for privileged containers too.
+		for _, m := range s.Mounts {
+			if m.Type != "bind" {
+				continue
+			}
+			for i, o := range m.Options {
+				if !slices.Contains(bindSpecOptions, o) || slices.Index(m.Options, o) != i {
+					t.Fatalf("bind mount at %s has options %q", m.Destination, m.Options)
+				}
+			}
+		}
+		for _, m := range cfg.GetMounts() {
+			for i, o := range m.GetMountOptions() {
+				if (o != "nodev" && o != "noexec" && o != "nosuid") || slices.Index(m.GetMountOptions(), o) != i {
+					t.Fatalf("accepted mount options %q", m.GetMountOptions())
+				}
+			}
+		}
 		sc := cfg.GetLinux().GetSecurityContext()
 		if sc.GetPrivileged() {
 			if !privilegedPod {
 				t.Fatal("privileged container accepted in an unprivileged pod")
 			}
 			return
-		}
-		for _, m := range s.Mounts {
-			if m.Type == "bind" && IsSensitiveHostPath(m.Source) && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
-				t.Fatalf("writable bind of host %s at %s", m.Source, m.Destination)
-			}
 		}
 		var asked []string
 		for _, d := range cfg.GetDevices() {
@@ -163,6 +191,10 @@ func FuzzContainerSpec(f *testing.F) {
 		}
 	})
 }
+
+// bindSpecOptions are the options a bind mount of a container spec may
+// have.
+var bindSpecOptions = []string{"rbind", "rprivate", "rslave", "rshared", "ro", "rro", "rw", "nodev", "noexec", "nosuid"}
 
 func testContainer() *containers.Container { return &containers.Container{ID: "c1"} }
 

@@ -95,7 +95,8 @@ type HandlerInfo struct {
 // newHandler resolves cfg: defaults (root under stateDir, the global
 // snapshotter), options per runtime type, and the features the runtime
 // has (asked from `<binary> features` for runc.v2 handlers; none for other
-// shims, whose guests decide).
+// shims, whose guests decide: Kata's agent mounts volumes inside the VM,
+// and what it does with a bind mount's options is not ours to promise).
 func newHandler(name string, cfg HandlerConfig, stateDir, snapshotter string, systemdCgroup bool) (*handler, error) {
 	h := &handler{
 		name:                         name,
@@ -133,9 +134,21 @@ func newHandler(name string, cfg HandlerConfig, stateDir, snapshotter string, sy
 		h.options = &options.Options{BinaryName: h.binary, Root: h.root, SystemdCgroup: systemdCgroup}
 		f, err := probeFeatures(h.binary)
 		if err != nil {
-			klog.InfoS("OCI runtime features unknown; optional features off", "handler", name, "err", err)
+			klog.InfoS("OCI runtime features unknown; recursive read-only mounts and user namespaces off", "handler", name, "err", err)
 		}
 		h.features = f
+		// Bind mount options (CRI Mount.mount_options: nodev, noexec,
+		// nosuid) are options every OCI runtime MUST implement
+		// (runtime-spec config.md, Linux mount options); runc and crun
+		// apply them to the host mount, so the kernel enforces them. A
+		// runtime that answers `features` must list them; one without
+		// that command (crun 1.8) is taken at the spec's word. gVisor's
+		// runsc is left out: its sentry knows only ro, rw, noatime and
+		// noexec on a mount and ignores nodev and nosuid with a warning
+		// (runsc/boot mountFlags); Debian's runsc mounts such a volume
+		// without nodev, and device nodes on it open. A pod asking for
+		// them would run without.
+		h.features.MountOptions = h.runcStyle() && (err != nil || f.MountOptions)
 		h.specVersion = olderSpecVersion(runtimeSpecVersion(h.binary), runtimespec.Version)
 	case RuntimeTypeRunsc:
 		if cfg.ConfigPath != "" {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"maps"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -74,6 +75,39 @@ func TestNewHandler(t *testing.T) {
 	}
 	if _, err := newHandler("x", HandlerConfig{Type: "kata"}, state, "overlayfs", false); err == nil {
 		t.Error("a type that is not io.containerd.* was accepted")
+	}
+}
+
+// TestHandlerMountOptions: which handlers apply CRI mount_options, with the
+// OCI runtimes installed on the test machine (runc 1.5, crun 1.8, runsc)
+// and a runtime whose `features` leaves the flags out.
+func TestHandlerMountOptions(t *testing.T) {
+	state := t.TempDir()
+	noFlags := filepath.Join(state, "noflags-runtime")
+	if err := os.WriteFile(noFlags, []byte("#!/bin/sh\necho '{\"mountOptions\":[\"ro\",\"rro\"]}'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		desc string
+		cfg  HandlerConfig
+		want bool
+	}{
+		{desc: "runc: features lists nodev, noexec, nosuid", cfg: HandlerConfig{BinaryName: "runc"}, want: true},
+		{desc: "crun 1.8: no features command, the OCI spec's MUST options", cfg: HandlerConfig{BinaryName: "crun"}, want: true},
+		{desc: "runsc as the runc shim's binary: gVisor ignores nodev and nosuid", cfg: HandlerConfig{BinaryName: "runsc"}},
+		{desc: "runc-style runtime whose features lack the flags", cfg: HandlerConfig{BinaryName: noFlags}},
+		{desc: "gVisor's shim", cfg: HandlerConfig{Type: RuntimeTypeRunsc}},
+		{desc: "Kata", cfg: HandlerConfig{Type: RuntimeTypeKata}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			h, err := newHandler("h", tc.cfg, state, "overlayfs", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.features.MountOptions != tc.want {
+				t.Errorf("MountOptions = %v, want %v (features %+v)", h.features.MountOptions, tc.want, h.features)
+			}
+		})
 	}
 }
 

@@ -92,6 +92,9 @@ type containerSpecParams struct {
 	CgroupV2         bool
 	SwapAvailable    bool
 	HugetlbAvailable bool
+	// MountOptionsSupported is whether the pod's handler applies bind
+	// mount options (CRI Mount.mount_options, HandlerFeatures.MountOptions).
+	MountOptionsSupported bool
 	// Runtime handler rules: PassedAnnotations are the pod and container
 	// annotations the handler lets into the OCI spec; SandboxPerContainer
 	// leaves out the container-type annotation (each container its own

@@ -30,6 +30,24 @@ const (
 	sysFSCgroup = "/sys/fs/cgroup"
 )
 
+// bindMountOptions are the options a CRI mount may add to its bind mount
+// (Mount.mount_options, CRI 1.37), exactly the ones Kubernetes' API
+// validation admits for VolumeMount.bindMountOptions: each only takes away
+// something the volume would otherwise allow. An option that widens it
+// (dev, suid, exec, rw on a read-only mount), changes the mount's type or
+// propagation (bind, shared, remount) or carries data ("mode=...") is not
+// among them. cri validates requests against this list;
+// planContainerMounts checks again.
+var bindMountOptions = []string{"nodev", "noexec", "nosuid"}
+
+// IsBindMountOption reports whether o may be in a CRI mount's
+// mount_options.
+func IsBindMountOption(o string) bool { return slices.Contains(bindMountOptions, o) }
+
+// BindMountOptions lists the options IsBindMountOption accepts, for
+// messages.
+func BindMountOptions() []string { return slices.Clone(bindMountOptions) }
+
 // lookupMount finds the mount a host path is on (its propagation decides
 // whether HOST_TO_CONTAINER and BIDIRECTIONAL mounts can work). Tests
 // replace it.
@@ -44,8 +62,11 @@ type bindMount struct {
 	propagation runtimeapi.MountPropagation
 	// podFile is a file accel-cri made for the pod: it must exist, is
 	// never created and is mounted nosuid,nodev,noexec.
-	podFile    bool
-	uid, gid   []runtimespec.LinuxIDMapping
+	podFile  bool
+	uid, gid []runtimespec.LinuxIDMapping
+	// options are the CRI mount's mount_options (some of
+	// bindMountOptions, each once), added to the OCI mount's options.
+	options    []string
 	hostSource string // src after host symlinks are resolved
 }
 
@@ -91,6 +112,16 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 			}
 			b.rro = true
 		}
+		if opts := m.GetMountOptions(); len(opts) > 0 {
+			if err := checkBindMountOptions(field, opts); err != nil {
+				return nil, err
+			}
+			if !p.MountOptionsSupported {
+				return nil, fmt.Errorf("%w: %s.mount_options: runtime handler %q does not apply bind mount options (%s)",
+					errdefs.ErrNotImplemented, field, p.RuntimeHandler, strings.Join(opts, ","))
+			}
+			b.options = slices.Clone(opts)
+		}
 		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 			if !p.UsernsSupported {
 				return nil, fmt.Errorf("%s: idmapped mounts: %w", field, errUsernsUnsupported)
@@ -135,6 +166,20 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 		return strings.Count(a.dst, "/") - strings.Count(b.dst, "/")
 	})
 	return binds, nil
+}
+
+// checkBindMountOptions checks a CRI mount's mount_options: each one of
+// bindMountOptions, none twice.
+func checkBindMountOptions(field string, opts []string) error {
+	for i, o := range opts {
+		if !IsBindMountOption(o) {
+			return fmt.Errorf("%w: %s.mount_options[%d]: %.64q is not one of %s", errdefs.ErrInvalidArgument, field, i, o, strings.Join(bindMountOptions, ", "))
+		}
+		if j := slices.Index(opts, o); j < i {
+			return fmt.Errorf("%w: %s.mount_options[%d]: %q is also mount_options[%d]", errdefs.ErrInvalidArgument, field, i, o, j)
+		}
+	}
+	return nil
 }
 
 // IsSensitiveHostPath reports whether a clean absolute host path is the
@@ -322,6 +367,17 @@ func (b bindMount) specMount() (runtimespec.Mount, error) {
 	if b.podFile {
 		opts = append(opts, "nosuid", "nodev", "noexec")
 	}
+	// The CRI's mount_options go into the OCI mount as they are, after
+	// rbind, the propagation and ro/rro/rw: containerd's CRI
+	// (internal/cri/opts/spec_linux_opts.go, withMounts, v2.4.2) builds
+	// the same list in that order; v2.4.2 does not read mount_options yet.
+	// runc (libcontainer/rootfs_linux.go, mountToRootfs, "bind") and crun
+	// make the bind mount first and then remount it MS_BIND|MS_REMOUNT
+	// with the flags of these options, which is what makes them effective
+	// (a plain MS_BIND ignores them). Like ro, they apply to the volume's
+	// own mount, not to mounts below it that rbind brings along (the
+	// recursive forms, rnoexec and so on, are not what the CRI asks for).
+	opts = append(opts, b.options...)
 	return runtimespec.Mount{
 		Destination: b.dst,
 		Type:        "bind",

@@ -91,6 +91,7 @@ func TestSpecContainerMounts(t *testing.T) {
 		ro       bool   // container readonly rootfs
 		hostIPC  bool   // pod shares the host IPC namespace
 		optional string // propagation of the host mount
+		noOpts   bool   // the handler does not apply mount_options
 		dst      string // mount to check
 		wantSrc  string
 		wantOpts []string
@@ -177,6 +178,89 @@ func TestSpecContainerMounts(t *testing.T) {
 			wantErr: errdefs.ErrInvalidArgument,
 		},
 		{
+			desc:     "mount options on a writable mount",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, MountOptions: []string{"noexec", "nodev", "nosuid"}}},
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rprivate", "rw", "noexec", "nodev", "nosuid"},
+		},
+		{
+			desc:     "mount options with read-only",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Readonly: true, MountOptions: []string{"nosuid"}}},
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rprivate", "ro", "nosuid"},
+		},
+		{
+			desc:     "mount options with recursive read-only",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Readonly: true, RecursiveReadOnly: true, MountOptions: []string{"nodev", "noexec"}}},
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rprivate", "rro", "nodev", "noexec"},
+		},
+		{
+			desc:     "mount options with host to container propagation",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER, MountOptions: []string{"noexec"}}},
+			optional: "master:1",
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rslave", "rw", "noexec"},
+			wantProp: "rslave",
+		},
+		{
+			desc:     "mount options on a CRI mount over /etc/hosts",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: etcHosts, HostPath: hostsFile, MountOptions: []string{"noexec"}}},
+			dst:      etcHosts,
+			wantSrc:  hostsFile,
+			wantOpts: []string{"rbind", "rprivate", "rw", "noexec"},
+		},
+		{
+			desc:     "mount options of one mount stay on it",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/a", HostPath: real, MountOptions: []string{"noexec"}}, {ContainerPath: "/data", HostPath: real}},
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rprivate", "rw"},
+		},
+		{
+			desc:    "mount option that widens",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, MountOptions: []string{"noexec", "exec"}}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "mount option rw on a read-only mount",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Readonly: true, MountOptions: []string{"rw"}}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "mount option with data",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, MountOptions: []string{"uid=0"}}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "empty mount option",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, MountOptions: []string{""}}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "duplicate mount option",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, MountOptions: []string{"nodev", "nodev"}}},
+			wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc:    "mount options on a handler that does not apply them",
+			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, MountOptions: []string{"noexec"}}},
+			noOpts:  true,
+			wantErr: errdefs.ErrNotImplemented,
+		},
+		{
+			desc:     "no mount options on a handler that does not apply them",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real}},
+			noOpts:   true,
+			dst:      "/data",
+			wantSrc:  real,
+			wantOpts: []string{"rbind", "rprivate", "rw"},
+		},
+		{
 			desc:    "idmapped mount needs runc support",
 			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}},
 			wantErr: errdefs.ErrNotImplemented,
@@ -186,6 +270,7 @@ func TestSpecContainerMounts(t *testing.T) {
 			fakeMounts(t, tc.optional)
 			p := podFilesParams(t)
 			p.Config.Mounts = tc.mounts
+			p.MountOptionsSupported = !tc.noOpts
 			p.Config.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{ReadonlyRootfs: tc.ro}}
 			if tc.hostIPC {
 				p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{

@@ -307,6 +307,38 @@ func TestBadPodAndContainerInput(t *testing.T) {
 		{"recursive read-only without read-only", podID, func(c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: outside, RecursiveReadOnly: true}}
 		}, codes.InvalidArgument},
+		// Malformed mount_options: the host path does not exist yet and
+		// must not be created.
+		{"mount option exec (widens)", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{"noexec", "exec"}}}
+		}, codes.InvalidArgument},
+		{"mount option dev (widens)", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{"dev"}}}
+		}, codes.InvalidArgument},
+		{"mount option suid (widens)", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{"nodev", "suid"}}}
+		}, codes.InvalidArgument},
+		{"mount option rw on a read-only mount", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), Readonly: true, MountOptions: []string{"rw"}}}
+		}, codes.InvalidArgument},
+		{"unknown mount option", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{"noatime"}}}
+		}, codes.InvalidArgument},
+		{"empty mount option", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{""}}}
+		}, codes.InvalidArgument},
+		{"mount option with data", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{"mode=4777"}}}
+		}, codes.InvalidArgument},
+		{"mount option with white space", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{"noexec nodev"}}}
+		}, codes.InvalidArgument},
+		{"duplicate mount option", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: filepath.Join(outside, "fresh-opts"), MountOptions: []string{"nosuid", "nosuid"}}}
+		}, codes.InvalidArgument},
+		{"mount options on an image volume", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, MountOptions: []string{"noexec"}}}
+		}, codes.InvalidArgument},
 		{"device outside /dev", podID, func(c *runtimeapi.ContainerConfig) {
 			c.Devices = []*runtimeapi.Device{{HostPath: "/etc/passwd", ContainerPath: "/dev/x", Permissions: "rw"}}
 		}, codes.InvalidArgument},
@@ -479,6 +511,9 @@ func TestBadPodAndContainerInput(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(outside, "created-through-link")); err == nil {
 		t.Error("a rejected mount created the target of a dangling symlink")
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "fresh-opts")); err == nil {
+		t.Error("a mount with malformed mount_options created its host path")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -201,6 +202,95 @@ func TestContainerFeatures(t *testing.T) {
 		mustContain(t, framework.LogContent(t, logPath(pod, watcher)), "saw-host-mount")
 	})
 
+	t.Run("bind mount options noexec, nodev, nosuid", func(t *testing.T) {
+		st, err := e.Runtime.Status(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.GetFeatures().GetMountOptions() {
+			t.Fatalf("Status features %v: mount_options false with runc as the only handler", st.GetFeatures())
+		}
+		// One host dir, mounted four times: /m with all three options,
+		// /s with nosuid only (a program must run from it to show the
+		// setuid bit ignored), /r read-only with noexec, /n without
+		// options. In it a script, a /dev/null node and a setuid-root
+		// program that prints its effective uid; below it a tmpfs with a
+		// script: like ro, the options are the volume's mount's, not those
+		// of mounts under it (rbind brings them along as they are).
+		src := filepath.Join(e.Dir, "mountopts")
+		sub := filepath.Join(src, "sub")
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, "mount", "-t", "tmpfs", "tmpfs", sub)
+		t.Cleanup(func() { syscall.Unmount(sub, syscall.MNT_DETACH) })
+		for _, d := range []string{src, sub} {
+			if err := os.WriteFile(filepath.Join(d, "run.sh"), []byte("#!/bin/sh\necho script-ran\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := syscall.Mknod(filepath.Join(src, "null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+			t.Fatal(err)
+		}
+		buildEuid(t, filepath.Join(src, "euid"))
+
+		podID, pod := e.runPod(t, "mountopts")
+		c := e.busybox("mountopts", `for d in m s r n; do
+  echo "$d opts=$(awk -v m=/$d '$5 == m {print $6}' /proc/self/mountinfo)"
+  if out=$(/$d/run.sh 2>&1); then echo "$d exec=ok $out"; else echo "$d exec=denied $out"; fi
+  if out=$(cat /$d/null 2>&1); then echo "$d dev=ok"; else echo "$d dev=denied $out"; fi
+  echo "$d $(/$d/euid 2>&1)"
+done
+/m/sub/run.sh >/dev/null 2>&1 && echo "sub exec=ok" || echo "sub exec=denied"`)
+		// A non-root user, so that a setuid-root program shows whether
+		// its bit took effect; no_new_privs stays off (it would ignore
+		// the bit on every mount).
+		c.Linux.SecurityContext.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
+		c.Mounts = []*runtimeapi.Mount{
+			{ContainerPath: "/m", HostPath: src, MountOptions: []string{"noexec", "nodev", "nosuid"}},
+			{ContainerPath: "/s", HostPath: src, MountOptions: []string{"nosuid"}},
+			{ContainerPath: "/r", HostPath: src, Readonly: true, MountOptions: []string{"noexec"}},
+			{ContainerPath: "/n", HostPath: src},
+		}
+		out := e.runToExit(t, podID, pod, c)
+		t.Logf("container output:\n%s", out)
+		lines := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if k, v, ok := strings.Cut(l, " "); ok {
+				lines[k] += v + "\n"
+			}
+		}
+		opts := func(d string) []string {
+			_, after, _ := strings.Cut(lines[d], "opts=")
+			first, _, _ := strings.Cut(after, "\n")
+			return strings.Split(first, ",")
+		}
+		for _, tc := range []struct {
+			dir       string
+			has, lack []string
+			out       []string
+		}{
+			{dir: "m", has: []string{"rw", "nosuid", "nodev", "noexec"}, out: []string{"exec=denied", "Permission denied", "dev=denied"}},
+			{dir: "s", has: []string{"rw", "nosuid"}, lack: []string{"nodev", "noexec"}, out: []string{"exec=ok script-ran", "dev=ok", "euid=1000"}},
+			{dir: "r", has: []string{"ro", "noexec"}, lack: []string{"nodev", "nosuid"}, out: []string{"exec=denied", "dev=ok"}},
+			{dir: "n", has: []string{"rw"}, lack: []string{"nosuid", "nodev", "noexec"}, out: []string{"exec=ok script-ran", "dev=ok", "euid=0"}},
+		} {
+			o := opts(tc.dir)
+			for _, f := range tc.has {
+				if !slices.Contains(o, f) {
+					t.Errorf("/%s mount options %q lack %s", tc.dir, o, f)
+				}
+			}
+			for _, f := range tc.lack {
+				if slices.Contains(o, f) {
+					t.Errorf("/%s mount options %q have %s", tc.dir, o, f)
+				}
+			}
+			mustContain(t, lines[tc.dir], tc.out...)
+		}
+		mustContain(t, lines["sub"], "exec=ok")
+	})
+
 	t.Run("privileged container in a privileged pod", func(t *testing.T) {
 		podID, pod := e.runPod(t, "priv", func(c *runtimeapi.PodSandboxConfig) {
 			c.Linux.SecurityContext.Privileged = true
@@ -301,6 +391,27 @@ func TestContainerFeatures(t *testing.T) {
 			t.Fatalf("user namespace pod on a runtime without idmapped mounts: %v, want Unimplemented naming idmapped mounts", err)
 		}
 	})
+}
+
+// buildEuid builds a static program that prints "euid=<effective uid>" to
+// dst and makes it setuid root.
+func buildEuid(t *testing.T, dst string) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	prog := "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Printf(\"euid=%d\\n\", os.Geteuid()) }\n"
+	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", dst, src)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if err := os.Chmod(dst, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func mustRun(t *testing.T, name string, args ...string) {

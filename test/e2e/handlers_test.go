@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,6 +92,11 @@ func TestRuntimeHandlers(t *testing.T) {
 				t.Errorf("runsc claims features it lacks: %v", h.GetFeatures())
 			}
 		}
+		// runsc ignores nodev and nosuid: the node can not promise bind
+		// mount options to every pod while it has a runsc handler.
+		if st.GetFeatures().GetMountOptions() {
+			t.Errorf("Status features %v: mount_options true with a runsc handler", st.GetFeatures())
+		}
 		if got := strings.Join(names, ","); got != ",crun,runc,runsc" {
 			t.Errorf("handlers %q, want the default (\"\") then crun, runc, runsc", got)
 		}
@@ -122,6 +128,15 @@ func TestRuntimeHandlers(t *testing.T) {
 		}
 	})
 
+	// A host dir with a script, for mounts with mount_options.
+	optsDir := filepath.Join(dir, "mountopts")
+	if err := os.MkdirAll(optsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(optsDir, "run.sh"), []byte("#!/bin/sh\necho script-ran\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
 	kernels := map[string]string{}
 	for _, handler := range []string{"runc", "crun", "runsc"} {
 		t.Run(handler, func(t *testing.T) {
@@ -152,6 +167,32 @@ func TestRuntimeHandlers(t *testing.T) {
 				}
 			} else if k != hostKernel {
 				t.Errorf("%s container reports kernel %q, want the host's %q", handler, k, hostKernel)
+			}
+
+			// Bind mount options: runc and crun put them on the host mount,
+			// where the kernel enforces them; runsc would drop nodev and
+			// nosuid, so its containers asking for them are refused
+			// before anything is made.
+			mc := e.busybox("mountopts", `echo opts=$(awk '$5 == "/m" {print $6}' /proc/self/mountinfo); /m/run.sh 2>&1 || echo exec-denied`)
+			mc.Mounts = []*runtimeapi.Mount{{ContainerPath: "/m", HostPath: optsDir, MountOptions: []string{"noexec", "nodev", "nosuid"}}}
+			if handler == "runsc" {
+				_, err := a.Runtime.CreateContainer(ctx, podID, mc, pod)
+				if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "mount_options") {
+					t.Errorf("CreateContainer with mount_options under runsc: %v, want Unimplemented naming mount_options", err)
+				}
+			} else {
+				mid := a.RunContainer(t, podID, pod, mc)
+				st := a.WaitContainer(t, mid, exited, 60*time.Second)
+				mlog := framework.LogContent(t, logPath(pod, mc))
+				opts := strings.Split(strings.TrimSpace(after(mlog, "opts=")), ",")
+				for _, f := range []string{"nosuid", "nodev", "noexec"} {
+					if !slices.Contains(opts, f) {
+						t.Errorf("%s: /m mount options %q lack %s", handler, opts, f)
+					}
+				}
+				if st.ExitCode != 0 || !strings.Contains(mlog, "Permission denied") || !strings.Contains(mlog, "exec-denied") {
+					t.Errorf("%s: script on a noexec mount (exit %d):\n%s", handler, st.ExitCode, mlog)
+				}
 			}
 
 			// A long-running container: the handler's own OCI runtime holds
