@@ -182,7 +182,7 @@ func checkRuntimes(ctx context.Context, c *checker) []Result {
 		}
 		if p := runcProblem(ver); p != "" {
 			out = append(out, warn(item, "install runc 1.5 (hack/install-deps.sh builds it into "+config.DefaultRuncBinary+", the default binary_name)",
-				"%s: %s", binPath, p))
+				"%s: %s (judged by its version: a distribution's build may carry backported fixes)", binPath, p))
 			continue
 		}
 		out = append(out, ok(item, "%s with %s (%s), shim %s", typ, binPath, firstLine(ver), shimPath))
