@@ -482,6 +482,10 @@ func checkUserNamespaces(ctx context.Context, c *checker) []Result {
 	if !kernelAtLeast(release, 6, 3) {
 		return []Result{warn(item, fix, "kernel %s is older than 6.3: no idmapped mounts on tmpfs", release)}
 	}
+	if dir, mode := unsearchableParent(c.host, c.cfg.State); dir != "" && c.cfg.ContainerdAddr == "" {
+		return []Result{warn(item, fmt.Sprintf("chmod o+x %s, or put state below directories others may search (accel-cri makes its own 0711)", dir),
+			"%s (mode %04o) is not searchable by others: the init of a user-namespaced container, root only inside its namespace, cannot reach its root filesystem below %s (the managed containerd's bundles)", dir, mode, c.cfg.State)}
+	}
 	var yes, no []string
 	for _, name := range c.cfg.RuntimeNames() {
 		rc := c.cfg.Runtimes[name]
@@ -510,6 +514,26 @@ func checkUserNamespaces(ctx context.Context, c *checker) []Result {
 	}
 	return []Result{warn(item, fix, "kernel %s supports them, but handler(s) %s have no idmapped mounts (`features` lacks mountExtensions.idmap): pods with hostUsers: false get Unimplemented and Status reports user_namespaces: false",
 		release, strings.Join(no, ", "))}
+}
+
+// unsearchableParent returns the first existing directory on the way down
+// to path (path included) that others may not search, with its mode; "" when
+// there is none.
+func unsearchableParent(h Host, path string) (string, fs.FileMode) {
+	var dirs []string // path and its parents, without /
+	for p := filepath.Clean(path); p != filepath.Dir(p); p = filepath.Dir(p) {
+		dirs = append(dirs, p)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, err := h.Stat(dirs[i])
+		if err != nil {
+			return "", 0 // made later by accel-cri, 0711
+		}
+		if fi.IsDir() && fi.Mode().Perm()&0o001 == 0 {
+			return dirs[i], fi.Mode().Perm()
+		}
+	}
+	return "", 0
 }
 
 func checkOOMScoreAdj(_ context.Context, c *checker) []Result {

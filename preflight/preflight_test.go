@@ -222,6 +222,22 @@ func TestChecks(t *testing.T) {
 			h.cmds["/usr/local/sbin/runc --version"] = "runc version 1.1.5+ds1\nlibseccomp: 2.5.4\n"
 			h.cmds["/usr/local/sbin/runc features"] = runcNoIDMap
 		}, item: "user namespaces", status: Warn, detail: "runc (runc version 1.1.5+ds1) have no idmapped mounts"},
+		{desc: "state below a directory others cannot search", host: func(h *fakeHost) {
+			h.fsys["home/ops"] = &fstest.MapFile{Mode: fs.ModeDir | 0o700}
+		}, cfg: func(c *config.Config) { c.State = "/home/ops/accel-cri/state" }, item: "user namespaces", status: Warn, detail: "/home/ops (mode 0700) is not searchable by others"},
+		{desc: "state itself not searchable", host: func(h *fakeHost) {
+			h.fsys["srv/state"] = &fstest.MapFile{Mode: fs.ModeDir | 0o750}
+		}, cfg: func(c *config.Config) { c.State = "/srv/state" }, item: "user namespaces", status: Warn, detail: "/srv/state (mode 0750)"},
+		{desc: "state below searchable directories", host: func(h *fakeHost) {
+			h.fsys["srv/state"] = &fstest.MapFile{Mode: fs.ModeDir | 0o711}
+		}, cfg: func(c *config.Config) { c.State = "/srv/state/not-yet-made" }, item: "user namespaces", status: OK, detail: "do idmapped mounts"},
+		{desc: "external containerd keeps its bundles elsewhere", host: func(h *fakeHost) {
+			h.fsys["home/ops"] = &fstest.MapFile{Mode: fs.ModeDir | 0o700}
+			h.fsys["run/containerd/containerd.sock"] = &fstest.MapFile{Mode: fs.ModeSocket}
+		}, cfg: func(c *config.Config) {
+			c.State = "/home/ops/state"
+			c.ContainerdAddr = "/run/containerd/containerd.sock"
+		}, item: "user namespaces", status: OK, detail: "do idmapped mounts"},
 		{desc: "old kernel", host: func(h *fakeHost) {
 			h.fsys["proc/sys/kernel/osrelease"] = &fstest.MapFile{Data: []byte("5.10.0-28-amd64\n")}
 		}, item: "user namespaces", status: Warn, detail: "older than 6.3"},

@@ -106,8 +106,12 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", err
 	}
+	uids, gids, err := usernsMappings(p.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
+	if err != nil {
+		return "", fmt.Errorf("pod %w", err)
+	}
 	ctr, err := r.client.NewContainer(ctx, id,
-		r.withRootfsSnapshot(id, img, cimg),
+		r.withRootfsSnapshot(id, img, cimg, rootfsRemapOpts(uids, gids)),
 		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
 		containerd.WithRuntime(h.runtimeType, h.options),
 		containerd.WithContainerLabels(map[string]string{labelKind: kindCtr, labelPodID: p.ID}),
@@ -203,6 +207,10 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 			return fmt.Errorf("start container %s: %w", c.ID, err)
 		}
 	}
+	taskOpts, err := taskIOOwnerOpts(ctx, c, ctr)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
 	var cio *containerIO
 	var task containerd.Task
 	err = retryShimGone(ctx, time.Now().Add(killWait), func() error {
@@ -210,7 +218,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		if cio, err = newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce()); err != nil {
 			return err
 		}
-		if task, err = ctr.NewTask(ctx, cio.creator()); err != nil {
+		if task, err = ctr.NewTask(ctx, cio.creator(), taskOpts...); err != nil {
 			cio.close()
 			return fmt.Errorf("create task: %w", err)
 		}

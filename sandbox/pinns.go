@@ -26,11 +26,14 @@ import (
 // directory; RemovePodFiles unmounts everything under the pod directory.
 const podNSDir = "ns"
 
-// PinnedNamespaces are the bind-mounted namespaces of an infra-less pod;
-// an empty path is a namespace the pod shares with the host.
+// PinnedNamespaces are the bind-mounted namespaces of a pod: the UTS and
+// IPC namespaces of an infra-less pod, and the user namespace that owns a
+// user-namespaced pod's network namespace (userns.go). An empty path is a
+// namespace the pod shares with the host (or, for User, one its pause made).
 type PinnedNamespaces struct {
-	UTS string `json:"uts,omitempty"`
-	IPC string `json:"ipc,omitempty"`
+	UTS  string `json:"uts,omitempty"`
+	IPC  string `json:"ipc,omitempty"`
+	User string `json:"user,omitempty"`
 }
 
 // podNeedsInfra reports whether a pod needs a pause process (see above).
@@ -41,9 +44,7 @@ func podNeedsInfra(cfg *runtimeapi.PodSandboxConfig, h *handler, always bool) bo
 		return true
 	case nsOpts.GetPid() == runtimeapi.NamespaceMode_POD:
 		return true
-	case nsOpts.GetUsernsOptions() != nil && nsOpts.GetUsernsOptions().GetMode() == runtimeapi.NamespaceMode_POD:
-		// (NODE, the host's user namespace, is the only other mode; an
-		// absent option is the host's too, while POD is the zero value.)
+	case ownUserns(nsOpts.GetUsernsOptions()):
 		return true
 	}
 	return false
@@ -125,11 +126,11 @@ func pinOnThisThread(p PinnedNamespaces, hostname string, ipcSysctls map[string]
 	return nil
 }
 
-// unpinPodNamespaces releases an infra-less pod's UTS and IPC namespaces
-// (and so its IPC objects). Idempotent.
+// unpinPodNamespaces releases a pod's pinned namespaces (and so an
+// infra-less pod's IPC objects). Idempotent.
 func unpinPodNamespaces(p PinnedNamespaces) error {
 	var errs []error
-	for _, path := range []string{p.UTS, p.IPC} {
+	for _, path := range []string{p.UTS, p.IPC, p.User} {
 		if path == "" {
 			continue
 		}
@@ -147,7 +148,7 @@ func unpinPodNamespaces(p PinnedNamespaces) error {
 // pinned reports whether the pod's pinned namespaces are still mounted (they
 // are gone after a reboot, or when /run was cleaned).
 func (p PinnedNamespaces) pinned() bool {
-	for _, path := range []string{p.UTS, p.IPC} {
+	for _, path := range []string{p.UTS, p.IPC, p.User} {
 		if path == "" {
 			continue
 		}

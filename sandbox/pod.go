@@ -13,6 +13,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
@@ -55,6 +56,12 @@ func newID() string {
 // any step fails, so a failed RunPodSandbox leaves nothing behind.
 func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ string, retErr error) {
 	h, err := r.handlerOf(handler)
+	if err != nil {
+		return "", err
+	}
+	// A user namespace the handler cannot run is refused before anything
+	// is made.
+	uids, gids, err := podUsernsMappings(cfg, h.features.UserNamespaces)
 	if err != nil {
 		return "", err
 	}
@@ -101,12 +108,27 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	if !hostNet {
-		path, err := NewPodNetNS(r.netnsDir())
+		var path string
+		if uids != nil {
+			// Owned by the pod's user namespace, which the pause joins
+			// (userns.go).
+			path, err = newPodNetNSInUserns(r.netnsDir(), uids[0], gids[0])
+		} else {
+			path, err = NewPodNetNS(r.netnsDir())
+		}
 		if err != nil {
 			return "", fmt.Errorf("pod %s network namespace: %w", id, err)
 		}
 		undo = append(undo, func() { logErr(RemovePodNetNS(path), "Undo pod netns", "pod", id) })
 		meta.NetNSPath = path
+		if uids != nil {
+			user, err := pinNetNSOwner(path, r.podDir(id))
+			if err != nil {
+				return "", fmt.Errorf("pod %s: %w", id, err)
+			}
+			undo = append(undo, func() { logErr(unpinPodNamespaces(PinnedNamespaces{User: user}), "Undo pod user namespace", "pod", id) })
+			meta.Pinned.User = user
+		}
 		if err := writeJSON(r.creatingPath(id), meta); err != nil {
 			return "", fmt.Errorf("pod %s: %w", id, err)
 		}
@@ -117,7 +139,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			return "", fmt.Errorf("pod %s: %w", id, err)
 		}
 		undo = append(undo, func() { logErr(unpinPodNamespaces(pinned), "Undo pod namespaces", "pod", id) })
-		meta.Pinned = pinned
+		meta.Pinned.UTS, meta.Pinned.IPC = pinned.UTS, pinned.IPC
 	}
 	if meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id); err != nil {
 		return "", err
@@ -177,14 +199,15 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if infra {
 		specOpts, err := podSpecOpts(podSpecParams{
 			ID: id, Config: cfg, Image: img.Spec.Config, ImageName: r.sandboxImage, NetNSPath: meta.NetNSPath,
-			CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler, UsernsSupported: h.features.UserNamespaces,
+			CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler,
+			UsernsSupported: h.features.UserNamespaces, UsernsPath: meta.Pinned.User,
 			PassedAnnotations: passAnnotations(cfg.GetAnnotations(), h.podAnnotations),
 		})
 		if err != nil {
 			return "", err
 		}
 		ctr, err = r.client.NewContainer(ctx, id,
-			r.withRootfsSnapshot(id, img, cimg),
+			r.withRootfsSnapshot(id, img, cimg, rootfsRemapOpts(uids, gids)),
 			containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
 			containerd.WithRuntime(h.runtimeType, h.options),
 			containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
@@ -313,9 +336,27 @@ func (r *Runtime) containerdImage(ctx context.Context, img images.Image, snapsho
 // withRootfsSnapshot prepares the container's writable snapshot on top of
 // the image's layers. A missing parent (the image's snapshots were
 // collected) drops the cache entry, so the next attempt unpacks again.
-func (r *Runtime) withRootfsSnapshot(id string, img images.Image, ri rootfsImage) containerd.NewContainerOpts {
+//
+// remap (rootfsRemapOpts) is a user-namespaced pod's mapping. Its snapshot
+// is prepared as containerd's CRI prepares it, through
+// containerd.WithNewSnapshot: a snapshotter with the "remap-ids" capability
+// (overlayfs where the kernel idmaps overlay layers) gets the mapping as
+// labels and mounts the layers idmapped; one with "only-remap-ids" cannot
+// do it here (an error); any other gets a copy of the image's layers with
+// shifted owners as the parent, made once per image and mapping.
+func (r *Runtime) withRootfsSnapshot(id string, img images.Image, ri rootfsImage, remap []snapshots.Opt) containerd.NewContainerOpts {
 	return func(ctx context.Context, client *containerd.Client, c *containers.Container) error {
-		if _, err := client.SnapshotService(ri.snapshotter).Prepare(ctx, id, ri.parent); err != nil {
+		var err error
+		if len(remap) == 0 {
+			_, err = client.SnapshotService(ri.snapshotter).Prepare(ctx, id, ri.parent)
+		} else {
+			var ci containerd.Image
+			if ci, err = client.GetImage(ctx, ri.name); err == nil {
+				c.Snapshotter = ri.snapshotter
+				err = containerd.WithNewSnapshot(id, ci, remap...)(ctx, client, c)
+			}
+		}
+		if err != nil {
 			if errdefs.IsNotFound(err) {
 				r.unpacked.Delete(ri.snapshotter + "\x00" + img.ID)
 			}

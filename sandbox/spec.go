@@ -48,6 +48,10 @@ type podSpecParams struct {
 	// UsernsSupported is whether the OCI runtime can run pods in a user
 	// namespace (runc >= 1.2 with idmapped mounts). runc 1.1.5 cannot.
 	UsernsSupported bool
+	// UsernsPath is the pinned user namespace that owns the pod's network
+	// namespace (user-namespaced pods with a network namespace of their
+	// own), which the pause joins; "" makes a new one.
+	UsernsPath string
 	// PassedAnnotations are the pod annotations the runtime handler lets
 	// into the OCI spec (pod_annotations); the CRI annotations win.
 	PassedAnnotations map[string]string

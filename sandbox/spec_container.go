@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // containerSpecOpts builds an app container's spec options, to be applied
@@ -108,6 +109,9 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 	}
 	if userns != nil {
 		opts = append(opts, userns)
+		if podSC.GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE {
+			opts = append(opts, withHostSys()) // before the binds: the cgroup mount goes below it
+		}
 	}
 	opts = append(opts,
 		withBindMounts(binds),

@@ -106,6 +106,51 @@ func TestSpecContainer(t *testing.T) {
 			t.Errorf("annotations = %v, want %v", s.Annotations, want)
 		}
 	})
+	t.Run("user namespace", func(t *testing.T) {
+		ns := &runtimeapi.UserNamespace{
+			Mode: runtimeapi.NamespaceMode_POD,
+			Uids: []*runtimeapi.IDMapping{{HostId: 100000, Length: 65536}},
+			Gids: []*runtimeapi.IDMapping{{HostId: 100000, Length: 65536}},
+		}
+		for _, tc := range []struct {
+			desc    string
+			hostNet bool
+			wantNS  string
+			wantSys string // type of the /sys mount
+		}{
+			{desc: "pod network", wantNS: "ipc=/proc/42/ns/ipc mount network=/run/accel-cri/netns/p1 pid=/proc/42/ns/pid user=/proc/42/ns/user uts=/proc/42/ns/uts", wantSys: "sysfs"},
+			{desc: "host network binds the host's /sys", hostNet: true, wantNS: "ipc=/proc/42/ns/ipc mount pid=/proc/42/ns/pid user=/proc/42/ns/user", wantSys: "bind"},
+		} {
+			t.Run(tc.desc, func(t *testing.T) {
+				p := testContainerParams(t)
+				p.UsernsSupported = true
+				p.PodConfig.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: ns}
+				if tc.hostNet {
+					p.NetNSPath = ""
+					p.PodConfig.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+				}
+				p.Config.Linux.SecurityContext.NamespaceOptions = p.PodConfig.Linux.SecurityContext.NamespaceOptions
+				s, err := applyContainer(t, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := nsString(s.Linux.Namespaces); got != tc.wantNS {
+					t.Errorf("namespaces = %s, want %s", got, tc.wantNS)
+				}
+				sys := slices.IndexFunc(s.Mounts, func(m runtimespec.Mount) bool { return m.Destination == "/sys" })
+				cg := slices.IndexFunc(s.Mounts, func(m runtimespec.Mount) bool { return m.Destination == sysFSCgroup })
+				if sys < 0 {
+					t.Fatalf("no mount at /sys in %v", s.Mounts)
+				}
+				if cg < sys || s.Mounts[sys].Type != tc.wantSys {
+					t.Errorf("/sys at %d (%+v), cgroup at %d: want a %s mount before the cgroup one", sys, s.Mounts[sys], cg, tc.wantSys)
+				}
+				if n := len(slices.DeleteFunc(slices.Clone(s.Mounts), func(m runtimespec.Mount) bool { return m.Destination != "/sys" })); n != 1 {
+					t.Errorf("%d mounts at /sys", n)
+				}
+			})
+		}
+	})
 	t.Run("privileged", func(t *testing.T) {
 		p := testContainerParams(t)
 		p.PodConfig.Linux.SecurityContext.Privileged = true

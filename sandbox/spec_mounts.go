@@ -143,15 +143,25 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 	if podNS.GetIpc() == runtimeapi.NamespaceMode_NODE {
 		shm = devShm
 	}
+	// In a user-namespaced pod the pod files (root's on the host) are
+	// idmapped to the pod's root, as containerd's CRI does
+	// (linuxContainerMounts in internal/cri/server/container_create.go).
+	// /dev/shm is not: an empty tmpfs of mode 1777 needs no owner, and
+	// containerd leaves it out too.
+	uids, gids, err := usernsMappings(podNS.GetUsernsOptions())
+	if err != nil {
+		return nil, fmt.Errorf("pod %w", err)
+	}
 	ro := sc.GetReadonlyRootfs()
 	for _, f := range []struct {
 		dst, src string
 		readonly bool
+		idmapped bool
 	}{
-		{etcHostname, p.HostnamePath, ro},
-		{etcHosts, p.HostsPath, ro},
-		{resolvConf, p.ResolvPath, ro},
-		{devShm, shm, false},
+		{etcHostname, p.HostnamePath, ro, true},
+		{etcHosts, p.HostsPath, ro, true},
+		{resolvConf, p.ResolvPath, ro, true},
+		{devShm, shm, false, false},
 	} {
 		if taken[f.dst] {
 			continue
@@ -159,7 +169,14 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 		if f.src == "" {
 			return nil, fmt.Errorf("%w: pod file for %s is missing", errdefs.ErrFailedPrecondition, f.dst)
 		}
-		binds = append(binds, bindMount{field: "pod " + f.dst, dst: f.dst, src: f.src, readonly: f.readonly, podFile: true})
+		b := bindMount{field: "pod " + f.dst, dst: f.dst, src: f.src, readonly: f.readonly, podFile: true}
+		if f.idmapped && uids != nil {
+			if !p.UsernsSupported {
+				return nil, fmt.Errorf("%s: idmapped mounts: %w", b.field, errUsernsUnsupported)
+			}
+			b.uid, b.gid = uids, gids
+		}
+		binds = append(binds, b)
 	}
 	// Mount parents before children so that no mount hides another.
 	slices.SortStableFunc(binds, func(a, b bindMount) int {

@@ -308,6 +308,68 @@ func TestSpecContainerMounts(t *testing.T) {
 	}
 }
 
+// TestSpecContainerMountsUserns: in a user-namespaced pod the pod files are
+// idmapped to the pod's root (as containerd's CRI does), /dev/shm is not,
+// and CRI mounts carry the mappings kubelet sends.
+func TestSpecContainerMountsUserns(t *testing.T) {
+	real := t.TempDir()
+	idm := func(h uint32) []*runtimeapi.IDMapping { return []*runtimeapi.IDMapping{{HostId: h, Length: 65536}} }
+	podUserns := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: idm(100000), Gids: idm(200000)}
+	uids := []runtimespec.LinuxIDMapping{{HostID: 100000, Size: 65536}}
+	gids := []runtimespec.LinuxIDMapping{{HostID: 200000, Size: 65536}}
+	for _, tc := range []struct {
+		desc               string
+		userns             *runtimeapi.UserNamespace
+		unsupported        bool
+		mounts             []*runtimeapi.Mount
+		dst                string
+		wantUIDs, wantGIDs []runtimespec.LinuxIDMapping
+		wantErr            error
+	}{
+		{desc: "hosts file idmapped", userns: podUserns, dst: etcHosts, wantUIDs: uids, wantGIDs: gids},
+		{desc: "hostname idmapped", userns: podUserns, dst: etcHostname, wantUIDs: uids, wantGIDs: gids},
+		{desc: "resolv.conf idmapped", userns: podUserns, dst: resolvConf, wantUIDs: uids, wantGIDs: gids},
+		{desc: "shm not idmapped", userns: podUserns, dst: devShm},
+		{desc: "host user namespace: nothing idmapped", dst: etcHosts},
+		{desc: "node mode: nothing idmapped", userns: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}, dst: resolvConf},
+		{
+			desc: "CRI mount with kubelet's mappings", userns: podUserns,
+			mounts: []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, UidMappings: idm(100000), GidMappings: idm(200000)}},
+			dst:    "/data", wantUIDs: uids, wantGIDs: gids,
+		},
+		{
+			desc: "CRI mount without mappings stays plain", userns: podUserns,
+			mounts: []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real}},
+			dst:    "/data",
+		},
+		{desc: "pod files need idmapped mounts", userns: podUserns, unsupported: true, wantErr: errdefs.ErrNotImplemented},
+		{
+			desc: "pod with two mappings", userns: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: append(idm(100000), idm(300000)...), Gids: idm(200000)},
+			wantErr: errdefs.ErrNotImplemented,
+		},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			p := podFilesParams(t)
+			p.UsernsSupported = !tc.unsupported
+			p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: tc.userns},
+			}}
+			p.Config.Mounts = tc.mounts
+			mounts, _, err := containerMounts(t, p)
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			m, ok := findMount(mounts, tc.dst)
+			if !ok {
+				t.Fatalf("no mount at %s in %v", tc.dst, mounts)
+			}
+			if !slices.Equal(m.UIDMappings, tc.wantUIDs) || !slices.Equal(m.GIDMappings, tc.wantGIDs) {
+				t.Errorf("%s mappings = %v %v, want %v %v", tc.dst, m.UIDMappings, m.GIDMappings, tc.wantUIDs, tc.wantGIDs)
+			}
+		})
+	}
+}
+
 func TestSpecContainerMountsHost(t *testing.T) {
 	t.Run("missing host path is created as a directory", func(t *testing.T) {
 		p := podFilesParams(t)

@@ -16,9 +16,11 @@ import (
 // containers. Each builder sets the spec's whole namespace list, so the
 // result does not depend on the default spec's list.
 
-// errUsernsUnsupported is returned for user namespaced pods: runc 1.1.5
-// cannot give a user namespaced container idmapped mounts of its volumes.
-var errUsernsUnsupported = fmt.Errorf("%w: user namespaces (hostUsers: false) need runc >= 1.2 with idmapped mount support", errdefs.ErrNotImplemented)
+// errUsernsUnsupported is returned for user namespaced pods of a handler
+// whose OCI runtime has no idmapped mounts (`features` lacks
+// mountExtensions.idmap, as runc 1.1 and crun 1.8): it could not give the
+// pod's containers their volumes and pod files owned by the pod's root.
+var errUsernsUnsupported = fmt.Errorf("%w: user namespaces (hostUsers: false) need an OCI runtime with idmapped mounts (runc >= 1.2, crun >= 1.9) for the pod's runtime handler", errdefs.ErrNotImplemented)
 
 // procNS is the path of a namespace of a process.
 func procNS(pid uint32, ns string) string { return fmt.Sprintf("/proc/%d/ns/%s", pid, ns) }
@@ -142,8 +144,12 @@ func containerNamespaces(pod, ctr *runtimeapi.NamespaceOption, netNSPath string,
 }
 
 // usernsMappings checks a CRI user namespace option and returns its
-// mappings. nil or NODE: no user namespace. POD: a new one (pause) or the
-// pause container's (containers), which needs both mappings.
+// mappings. nil or NODE: no user namespace. POD: the pod's own, which needs
+// one uid and one gid mapping, each from container id 0. That is what
+// kubelet sends and what containerd's CRI takes (its pod network namespace
+// is made with uids[0] and gids[0], its snapshots labelled with them); a
+// user namespace without a root could not own the container's root
+// filesystem.
 func usernsMappings(u *runtimeapi.UserNamespace) (uids, gids []runtimespec.LinuxIDMapping, err error) {
 	if u == nil {
 		return nil, nil, nil
@@ -163,6 +169,12 @@ func usernsMappings(u *runtimeapi.UserNamespace) (uids, gids []runtimespec.Linux
 	case runtimeapi.NamespaceMode_POD:
 		if len(uids) == 0 || len(gids) == 0 {
 			return nil, nil, fmt.Errorf("%w: userns_options: mode POD needs uid and gid mappings", errdefs.ErrInvalidArgument)
+		}
+		if len(uids) != 1 || len(gids) != 1 {
+			return nil, nil, fmt.Errorf("%w: userns_options: %d uid and %d gid mappings; one of each is supported", errdefs.ErrNotImplemented, len(uids), len(gids))
+		}
+		if uids[0].ContainerID != 0 || gids[0].ContainerID != 0 {
+			return nil, nil, fmt.Errorf("%w: userns_options: the mappings must start at container id 0 (root), not uid %d gid %d", errdefs.ErrInvalidArgument, uids[0].ContainerID, gids[0].ContainerID)
 		}
 		return uids, gids, nil
 	default:
@@ -190,8 +202,10 @@ func idMappings(in []*runtimeapi.IDMapping) ([]runtimespec.LinuxIDMapping, error
 	return out, nil
 }
 
-// withUserns puts the process in a user namespace: a new one (path "") for
-// the pause container, the pause container's for app containers.
+// withUserns puts the process in a user namespace with the mappings: a new
+// one (path "", a pause on the host network), the pinned owner of the pod's
+// network namespace (other pauses) or the pause container's (app
+// containers). runc checks that a joined namespace has the mappings.
 func withUserns(path string, uids, gids []runtimespec.LinuxIDMapping) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 		ensureLinux(s)
@@ -202,8 +216,9 @@ func withUserns(path string, uids, gids []runtimespec.LinuxIDMapping) oci.SpecOp
 	}
 }
 
-// podUsernsOpt is the user namespace of the pause container.
-func podUsernsOpt(u *runtimeapi.UserNamespace, supported bool) (oci.SpecOpts, error) {
+// podUsernsOpt is the user namespace of the pause container: the one at
+// path (see pinNetNSOwner), or a new one when path is "".
+func podUsernsOpt(u *runtimeapi.UserNamespace, path string, supported bool) (oci.SpecOpts, error) {
 	uids, gids, err := usernsMappings(u)
 	if err != nil || uids == nil {
 		return nil, err
@@ -211,7 +226,7 @@ func podUsernsOpt(u *runtimeapi.UserNamespace, supported bool) (oci.SpecOpts, er
 	if !supported {
 		return nil, errUsernsUnsupported
 	}
-	return withUserns("", uids, gids), nil
+	return withUserns(path, uids, gids), nil
 }
 
 // containerUsernsOpt is the user namespace of an app container: the pod's,

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"testing"
@@ -145,18 +146,44 @@ func TestSpecUserNamespace(t *testing.T) {
 	}
 	pod := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 100000, 65536), Gids: m(0, 100000, 65536)}
 	want := []runtimespec.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	two := append(m(0, 100000, 65536), m(65536, 300000, 65536)...)
 	for _, tc := range []struct {
 		desc       string
 		pod, ctr   *runtimeapi.UserNamespace
 		supported  bool
+		pinned     string // the pod's pinned user namespace
 		wantPath   string // user namespace of the container; "" for none
+		wantPod    string // of the pause; "new" for a new one
 		wantPodErr error
 		wantErr    error // of the container
 	}{
 		{desc: "none"},
 		{desc: "node", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}, ctr: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}},
 		{desc: "pod mode needs runc support", pod: pod, ctr: pod, wantPodErr: errdefs.ErrNotImplemented, wantErr: errdefs.ErrNotImplemented},
-		{desc: "pod mode", pod: pod, ctr: pod, supported: true, wantPath: "/proc/10/ns/user"},
+		{desc: "pod mode joins the pinned owner of the netns", pod: pod, ctr: pod, supported: true, pinned: "/run/p/ns/user", wantPod: "/run/p/ns/user", wantPath: "/proc/10/ns/user"},
+		{desc: "pod mode on the host network: a new one", pod: pod, ctr: pod, supported: true, wantPod: "new", wantPath: "/proc/10/ns/user"},
+		{
+			desc: "two mappings", supported: true,
+			pod:        &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: two, Gids: m(0, 100000, 65536)},
+			wantPodErr: errdefs.ErrNotImplemented, wantErr: errdefs.ErrNotImplemented,
+		},
+		{
+			desc: "overlapping mappings (critest)", supported: true,
+			pod:        &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: append(m(0, 1000, 100000), m(0, 2000, 100000)...), Gids: append(m(0, 1000, 100000), m(0, 2000, 100000)...)},
+			wantPodErr: errdefs.ErrNotImplemented, wantErr: errdefs.ErrNotImplemented,
+		},
+		{
+			desc: "root not mapped (critest)", supported: true,
+			pod:        &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(1, 1000, 100000), Gids: m(1, 1000, 100000)},
+			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
+		},
+		{
+			desc: "gid root not mapped", supported: true,
+			pod:        &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1000, 100000), Gids: m(1, 1000, 100000)},
+			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
+		},
+		{desc: "container mode (critest)", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}, wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "target mode (critest)", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}, wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument},
 		{
 			desc: "node with mappings", pod: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE, Uids: m(0, 1, 1)},
 			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
@@ -174,21 +201,29 @@ func TestSpecUserNamespace(t *testing.T) {
 			wantPodErr: errdefs.ErrInvalidArgument, wantErr: errdefs.ErrInvalidArgument,
 		},
 		{
-			desc: "container differs from pod", pod: pod, supported: true,
+			desc: "container differs from pod", pod: pod, supported: true, wantPod: "new",
 			ctr:     &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m(0, 1, 65536), Gids: m(0, 100000, 65536)},
 			wantErr: errdefs.ErrInvalidArgument,
 		},
-		{desc: "container without the pod's", pod: pod, supported: true, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "container without the pod's", pod: pod, supported: true, wantPod: "new", wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			popt, err := podUsernsOpt(tc.pod, tc.supported)
-			if checkErr(t, err, tc.wantPodErr) && popt != nil {
-				s := mustApply(t, popt)
-				if !slices.Contains(s.Linux.Namespaces, runtimespec.LinuxNamespace{Type: runtimespec.UserNamespace}) {
-					t.Errorf("pod: no new user namespace in %v", s.Linux.Namespaces)
+			popt, err := podUsernsOpt(tc.pod, tc.pinned, tc.supported)
+			if checkErr(t, err, tc.wantPodErr) {
+				got := ""
+				if popt != nil {
+					s := mustApply(t, popt)
+					for _, n := range s.Linux.Namespaces {
+						if n.Type == runtimespec.UserNamespace {
+							got = cmp.Or(n.Path, "new")
+						}
+					}
+					if !slices.Equal(s.Linux.UIDMappings, want) || !slices.Equal(s.Linux.GIDMappings, want) {
+						t.Errorf("pod mappings = %v %v, want %v", s.Linux.UIDMappings, s.Linux.GIDMappings, want)
+					}
 				}
-				if !slices.Equal(s.Linux.UIDMappings, want) || !slices.Equal(s.Linux.GIDMappings, want) {
-					t.Errorf("pod mappings = %v %v, want %v", s.Linux.UIDMappings, s.Linux.GIDMappings, want)
+				if got != tc.wantPod {
+					t.Errorf("pod user namespace = %q, want %q", got, tc.wantPod)
 				}
 			}
 			copt, err := containerUsernsOpt(tc.pod, tc.ctr, 10, tc.supported)

@@ -14,7 +14,9 @@ import (
 //
 // The pause process runs the sandbox image's entrypoint and cmd with a
 // read-only rootfs, no_new_privs and the default capabilities. It holds the
-// pod's namespaces (see podNamespaces), has the pod's hostname (not with
+// pod's namespaces (see podNamespaces; a user-namespaced pod's is the
+// pinned owner of its network namespace, see userns.go), has the pod's
+// hostname (not with
 // host network), sysctls and cgroup, cpu.shares 2 and oom_score_adj -998
 // (raised to what the host permits). Seccomp follows the pod security
 // context; privileged pods run the pause process without seccomp (unless a
@@ -37,7 +39,7 @@ func podSpecOpts(p podSpecParams) ([]oci.SpecOpts, error) {
 	if err != nil {
 		return nil, err
 	}
-	userns, err := podUsernsOpt(nsOpts.GetUsernsOptions(), p.UsernsSupported)
+	userns, err := podUsernsOpt(nsOpts.GetUsernsOptions(), p.UsernsPath, p.UsernsSupported)
 	if err != nil {
 		return nil, err
 	}
@@ -54,6 +56,9 @@ func podSpecOpts(p podSpecParams) ([]oci.SpecOpts, error) {
 	}
 	if userns != nil {
 		opts = append(opts, userns)
+		if nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
+			opts = append(opts, withHostSys())
+		}
 	}
 	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE && cfg.GetHostname() != "" {
 		if err := checkHostname(cfg.GetHostname()); err != nil {

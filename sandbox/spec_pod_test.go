@@ -109,6 +109,48 @@ func TestSpecPod(t *testing.T) {
 			t.Errorf("namespaces = %s", got)
 		}
 	})
+	t.Run("user namespace", func(t *testing.T) {
+		ns := &runtimeapi.UserNamespace{
+			Mode: runtimeapi.NamespaceMode_POD,
+			Uids: []*runtimeapi.IDMapping{{HostId: 100000, Length: 65536}},
+			Gids: []*runtimeapi.IDMapping{{HostId: 200000, Length: 65536}},
+		}
+		sysfs := runtimespec.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}}
+		hostSys := runtimespec.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "rro", "nosuid", "nodev", "noexec"}}
+		for _, tc := range []struct {
+			desc    string
+			hostNet bool
+			pinned  string
+			wantNS  string
+			wantSys runtimespec.Mount
+		}{
+			{desc: "pod network: the pinned owner of the netns", pinned: "/run/p1/ns/user", wantNS: "ipc mount network=/run/accel-cri/netns/p1 pid user=/run/p1/ns/user uts", wantSys: sysfs},
+			{desc: "host network: a new one and the host's /sys", hostNet: true, wantNS: "ipc mount pid user", wantSys: hostSys},
+		} {
+			t.Run(tc.desc, func(t *testing.T) {
+				p := testPodParams(t)
+				p.UsernsSupported, p.UsernsPath = true, tc.pinned
+				p.Config.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: ns}
+				if tc.hostNet {
+					p.NetNSPath = ""
+					p.Config.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+				}
+				s := s(t, p)
+				if got := nsString(s.Linux.Namespaces); got != tc.wantNS {
+					t.Errorf("namespaces = %s, want %s", got, tc.wantNS)
+				}
+				wantU := []runtimespec.LinuxIDMapping{{HostID: 100000, Size: 65536}}
+				wantG := []runtimespec.LinuxIDMapping{{HostID: 200000, Size: 65536}}
+				if !slices.Equal(s.Linux.UIDMappings, wantU) || !slices.Equal(s.Linux.GIDMappings, wantG) {
+					t.Errorf("mappings = %v %v", s.Linux.UIDMappings, s.Linux.GIDMappings)
+				}
+				m, ok := findMount(s.Mounts, "/sys")
+				if !ok || m.Type != tc.wantSys.Type || m.Source != tc.wantSys.Source || !slices.Equal(m.Options, tc.wantSys.Options) {
+					t.Errorf("/sys = %+v, want %+v", m, tc.wantSys)
+				}
+			})
+		}
+	})
 	t.Run("run as user and privileged", func(t *testing.T) {
 		p := testPodParams(t)
 		sc := p.Config.Linux.SecurityContext
@@ -128,7 +170,7 @@ func TestSpecPod(t *testing.T) {
 		change  func(*podSpecParams)
 		wantErr error
 	}{
-		{desc: "user namespace", change: func(p *podSpecParams) {
+		{desc: "user namespace without idmapped mounts", change: func(p *podSpecParams) {
 			p.Config.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
 				Mode: runtimeapi.NamespaceMode_POD,
 				Uids: []*runtimeapi.IDMapping{{HostId: 100000, Length: 65536}},

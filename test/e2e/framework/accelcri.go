@@ -111,6 +111,12 @@ func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// 0711 as accel-cri's own dirs: the init of a user-namespaced container
+	// (host root unmapped, only others' bits apply) walks down to its
+	// bundle's rootfs under --state.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	// If this process is killed, SweepStale of a later run removes the
 	// instance and all it started.
 	MarkOwned(t, dir)
