@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README; .ci/run calls exactly this): installs what the
 # tests need, checks formatting and vet, then runs every test: unit,
-# integration against a real containerd, and end-to-end over the CRI socket.
+# integration against a real containerd, end-to-end over the CRI socket, and
+# the CRI conformance suite critest (test/e2e/critest, docs/conformance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$PATH
