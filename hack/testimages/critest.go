@@ -97,23 +97,19 @@ const CritestSandboxImage = "registry.k8s.io/pause:" + CritestPause3101
 // CritestImages builds every stand-in, sorted by Ref. Images listed under
 // several references share one v1.Image.
 func CritestImages(ctx context.Context, opts CritestOptions) ([]CritestImage, error) {
-	base, err := critestBaseLayer(opts.Busybox, opts.Standin)
-	if err != nil {
-		return nil, fmt.Errorf("critest images: %w", err)
+	if err := checkStaticAMD64(opts.Standin); err != nil {
+		return nil, fmt.Errorf("critest images: %w (build it with BuildStandin)", err)
 	}
 	standin, err := os.ReadFile(opts.Standin)
 	if err != nil {
 		return nil, fmt.Errorf("critest images: %w", err)
 	}
-	if err := checkStaticAMD64(opts.Standin); err != nil {
-		return nil, fmt.Errorf("critest images: %w (build it with BuildStandin)", err)
+	base, err := critestBaseLayer(opts.Busybox, standin)
+	if err != nil {
+		return nil, fmt.Errorf("critest images: %w", err)
 	}
 	busybox := v1.Config{Cmd: []string{"sh"}, Env: []string{DefaultPath}}
 	withUser := func(u string) v1.Config { c := busybox; c.User = u; return c }
-	// withFile is cri-tools' images/image-test: busybox plus ADD ${TEST} ${TEST}.
-	withFile := func(name string) ([]file, v1.Config) {
-		return []file{{name: name, mode: 0o644}}, busybox
-	}
 
 	type spec struct {
 		refs   []string
@@ -158,6 +154,7 @@ func CritestImages(ctx context.Context, opts CritestOptions) ([]CritestImage, er
 			config: withUser("1000"),
 		},
 	}
+	// cri-tools' images/image-test: busybox plus ADD ${TEST} ${TEST}.
 	for _, f := range []struct{ file, ref string }{
 		{"test-image-1", "gcr.io/k8s-staging-cri-tools/test-image-1:latest"},
 		{"test-image-2", "gcr.io/k8s-staging-cri-tools/test-image-2:latest"},
@@ -166,15 +163,13 @@ func CritestImages(ctx context.Context, opts CritestOptions) ([]CritestImage, er
 		{"test", "gcr.io/k8s-staging-cri-tools/test-image-tag:test"},
 		{"all", "gcr.io/k8s-staging-cri-tools/test-image-tag:all"},
 	} {
-		files, config := withFile(f.file)
-		specs = append(specs, spec{refs: []string{f.ref}, files: files, config: config})
+		specs = append(specs, spec{refs: []string{f.ref}, files: []file{{name: f.file, mode: 0o644}}, config: busybox})
 	}
-	files, config := withFile("same-image")
 	specs = append(specs, spec{refs: []string{
 		"gcr.io/k8s-staging-cri-tools/test-image-tags:1",
 		"gcr.io/k8s-staging-cri-tools/test-image-tags:2",
 		"gcr.io/k8s-staging-cri-tools/test-image-tags:3",
-	}, files: files, config: config})
+	}, files: []file{{name: "same-image", mode: 0o644}}, config: busybox})
 
 	var out []CritestImage
 	for _, s := range specs {
@@ -261,7 +256,7 @@ func PushCritestImages(ctx context.Context, registryHost string, imgs []CritestI
 // in /bin, its shared libraries at the paths ldd names, pgrep and ipcs from
 // standin (unless busybox has them), /etc/passwd, /etc/group and
 // /etc/nsswitch.conf, /root, /home, /tmp (1777) and /var.
-func critestBaseLayer(busybox, standin string) (v1.Layer, error) {
+func critestBaseLayer(busybox string, standin []byte) (v1.Layer, error) {
 	if err := checkPathShell(busybox); err != nil {
 		return nil, err
 	}
@@ -270,10 +265,6 @@ func critestBaseLayer(busybox, standin string) (v1.Layer, error) {
 		return nil, err
 	}
 	applets, err := busyboxApplets(busybox)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := os.ReadFile(standin)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +304,7 @@ func critestBaseLayer(busybox, standin string) (v1.Layer, error) {
 	}
 	for i, a := range tools {
 		if i == 0 {
-			files = append(files, file{name: "bin/" + a, mode: 0o755, data: sb})
+			files = append(files, file{name: "bin/" + a, mode: 0o755, data: standin})
 		} else {
 			files = append(files, file{name: "bin/" + a, mode: 0o755, hardlink: "bin/" + tools[0]})
 		}
@@ -464,7 +455,7 @@ func elfLibraries(p string) ([]string, error) {
 	if err == nil {
 		return nil, nil
 	}
-	if !strings.Contains(err.Error(), "not statically linked") {
+	if !errors.Is(err, errNotStatic) {
 		return nil, err
 	}
 	libs, lerr := lddClosure(p)

@@ -274,6 +274,9 @@ func FindModuleRoot(dir string) (string, error) {
 	}
 }
 
+// errNotStatic is checkStaticAMD64's error for a dynamically linked executable.
+var errNotStatic = errors.New("not statically linked")
+
 // checkStaticAMD64 fails unless path is an x86-64 ELF executable without a
 // program interpreter or shared library dependencies.
 func checkStaticAMD64(p string) error {
@@ -287,7 +290,7 @@ func checkStaticAMD64(p string) error {
 	}
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is not statically linked (it has a program interpreter)", p)
+			return fmt.Errorf("%s is %w (it has a program interpreter)", p, errNotStatic)
 		}
 	}
 	libs, err := f.ImportedLibraries()
@@ -295,7 +298,7 @@ func checkStaticAMD64(p string) error {
 		return fmt.Errorf("%s: read dynamic section: %w", p, err)
 	}
 	if len(libs) > 0 {
-		return fmt.Errorf("%s is not statically linked (needs %s)", p, strings.Join(libs, ", "))
+		return fmt.Errorf("%s is %w (needs %s)", p, errNotStatic, strings.Join(libs, ", "))
 	}
 	return nil
 }

@@ -25,9 +25,9 @@ import (
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
-// Version is the critest release this suite runs (hack/install-deps.sh
-// builds it).
-const Version = "1.37.0"
+// critestVersion is the critest release this suite runs
+// (hack/install-deps.sh builds it).
+const critestVersion = "1.37.0"
 
 // skips are the only specs not run, each for a reason of this machine or of
 // the stand-in images. A spec critest skips by itself for any other reason
@@ -45,10 +45,6 @@ var skips = []struct{ spec, reason string }{
 // run by itself (cmd/critest sets -ginkgo.skip=benchmark; -benchmark runs
 // them): they are not counted.
 var notValidation = regexp.MustCompile(`benchmark`)
-
-// parallel is the number of ginkgo processes: 1, critest's default. The
-// specs marked [Serial] run alone in any case.
-const parallel = 1
 
 // TestCritest runs critest against a fresh accel-cri.
 func TestCritest(t *testing.T) {
@@ -94,9 +90,6 @@ func TestCritest(t *testing.T) {
 		"-ginkgo.v",
 		"-ginkgo.timeout=40m",
 	}
-	if parallel > 1 {
-		args = append(args, fmt.Sprintf("-parallel=%d", parallel))
-	}
 	if seed := os.Getenv("CRITEST_SEED"); seed != "" {
 		args = append(args, "-ginkgo.seed="+seed)
 	}
@@ -113,7 +106,7 @@ func TestCritest(t *testing.T) {
 		t.Fatalf("critest (%v) wrote no usable report: %v\ncritest output (tail):\n%s", runErr, err, tail(logPath, 80))
 	}
 	res := judge(specs, os.Getenv("CRITEST_FOCUS") != "")
-	t.Logf("critest v%s against accel-cri in %s: %s", Version, time.Since(start).Round(time.Second), res.summary())
+	t.Logf("critest v%s against accel-cri in %s: %s", critestVersion, time.Since(start).Round(time.Second), res.summary())
 	for _, sk := range skips {
 		var names []string
 		for _, s := range res.skipped {
@@ -150,11 +143,11 @@ func critestBinary(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("critest")
 	if err != nil {
-		t.Fatalf("critest not found (%v): run hack/install-deps.sh --test (make deps), which builds critest v%s", err, Version)
+		t.Fatalf("critest not found (%v): run hack/install-deps.sh --test (make deps), which builds critest v%s", err, critestVersion)
 	}
 	out, err := exec.Command(bin, "-version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "critest version: "+Version+"\n") {
-		t.Fatalf("%s -version = %q, %v; want critest version %s: run hack/install-deps.sh --test", bin, out, err, Version)
+	if err != nil || !strings.Contains(string(out), "critest version: "+critestVersion+"\n") {
+		t.Fatalf("%s -version = %q, %v; want critest version %s: run hack/install-deps.sh --test", bin, out, err, critestVersion)
 	}
 	return bin
 }
@@ -304,6 +297,10 @@ func (r result) summary() string {
 func judge(specs []specReport, focused bool) result {
 	res := result{total: len(specs)}
 	used := make([]bool, len(skips))
+	skipREs := make([]*regexp.Regexp, len(skips))
+	for i, sk := range skips {
+		skipREs[i] = regexp.MustCompile(sk.spec)
+	}
 	for _, s := range specs {
 		name := s.name()
 		if s.State == "skipped" && s.Failure.Message == "" && notValidation.MatchString(name) {
@@ -315,10 +312,10 @@ func judge(specs []specReport, focused bool) result {
 			res.passed++
 		case "skipped":
 			reason := ""
-			for i, sk := range skips {
-				if regexp.MustCompile(sk.spec).MatchString(name) {
+			for i, re := range skipREs {
+				if re.MatchString(name) {
 					used[i] = true
-					reason = sk.reason
+					reason = skips[i].reason
 					break
 				}
 			}
@@ -381,9 +378,11 @@ func watchIDs(t *testing.T, a *framework.AccelCRI) *idSet {
 		_ = a.Runtime.GetContainerEvents(ctx, events, func(runtimeapi.RuntimeService_GetContainerEventsClient) { close(subscribed) })
 	}()
 	go func() {
+		// Reads until the stream has ended, so the client never blocks
+		// sending an event nobody takes.
 		for {
 			select {
-			case <-ctx.Done():
+			case <-done:
 				return
 			case ev := <-events:
 				s.mu.Lock()
