@@ -143,15 +143,6 @@ func TestReadReport(t *testing.T) {
 	}
 }
 
-func TestNewMounts(t *testing.T) {
-	before := map[string]bool{"/": true, "/proc": true}
-	after := map[string]bool{"/": true, "/proc": true, "/tmp/w/tmp/x": true, "/tmp/acri-e2e-1/state/ns": true, "/mnt/leak": true, "/tmp/w/tmpfoo": true}
-	got := newMounts(before, after, "/tmp/w/tmp", "/tmp/acri-e2e-1")
-	if want := []string{"/mnt/leak", "/tmp/w/tmpfoo"}; !slices.Equal(got, want) {
-		t.Errorf("newMounts = %q, want %q", got, want)
-	}
-}
-
 func TestUnescapeMount(t *testing.T) {
 	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/tab\011x\134`: "/tab\tx\\", `/odd\0`: `/odd\0`} {
 		if got := unescapeMount(in); got != want {
