@@ -23,8 +23,10 @@ go vet -tags soak ./test/chaos
 # The kubelet suite appends its time-to-running figures (accel-cri and
 # containerd's own CRI) here; they are printed after the test run.
 report=$(mktemp)
-trap 'rm -f "$report"' EXIT
-export KUBELET_E2E_REPORT=$report
+# The CRI conformance suite appends its counts and failed specs here.
+critest_report=$(mktemp)
+trap 'rm -f "$report" "$critest_report"' EXIT
+export KUBELET_E2E_REPORT=$report CRITEST_E2E_REPORT=$critest_report
 status=0
 go test -count=1 -timeout 60m "$@" ./... || status=$?
 
@@ -39,6 +41,10 @@ make chaos-ci || status=$?
 
 # Every fuzz target for a few seconds, from its committed seed corpus on.
 FUZZTIME=${FUZZTIME:-4s} bash hack/fuzz.sh || status=$?
+if [ -s "$critest_report" ]; then
+  echo "== critest: CRI conformance (docs/conformance.md)"
+  cat "$critest_report"
+fi
 if [ -s "$report" ]; then
   echo "== kubelet e2e: time from manifest written to all containers running"
   cat "$report"

@@ -132,6 +132,50 @@ func TestCritest(t *testing.T) {
 	if dir := os.Getenv("CRITEST_REPORT_DIR"); dir != "" {
 		keepReports(t, dir, work)
 	}
+	// `go test ./...` hides a passing package's output: with
+	// CRITEST_E2E_REPORT set (hack/test.sh), the summary is appended there.
+	if path := os.Getenv("CRITEST_E2E_REPORT"); path != "" {
+		if err := appendFile(path, res.report(time.Since(start))); err != nil {
+			t.Errorf("CRITEST_E2E_REPORT: %v", err)
+		}
+	}
+}
+
+// report is the run's summary for hack/test.sh: the counts, the skips by
+// reason, and each failed or self-skipped spec by name.
+func (r result) report(took time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "critest v%s against accel-cri (%s): %s\n", critestVersion, took.Round(time.Second), r.summary())
+	for _, sk := range skips {
+		n := 0
+		for _, s := range r.skipped {
+			if s.reason == sk.reason {
+				n++
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(&b, "  skipped %d (%s): %s\n", n, sk.spec, sk.reason)
+		}
+	}
+	for _, f := range r.failed {
+		fmt.Fprintf(&b, "  FAILED: %s\n", f.name)
+	}
+	for _, p := range r.problems {
+		fmt.Fprintf(&b, "  PROBLEM: %s\n", p)
+	}
+	return b.String()
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // critestBinary finds critest and checks its version.
@@ -277,13 +321,16 @@ type namedReason struct{ name, reason string }
 // result sorts a run's specs.
 type result struct {
 	total, passed int
-	failed        []namedDetail
-	skipped       []namedReason
-	problems      []string
+	// selfSkipped counts the specs critest skipped by itself (each is also
+	// a problem).
+	selfSkipped int
+	failed      []namedDetail
+	skipped     []namedReason
+	problems    []string
 }
 
 func (r result) summary() string {
-	return fmt.Sprintf("%d specs: %d passed, %d failed, %d skipped", r.total, r.passed, len(r.failed), len(r.skipped))
+	return fmt.Sprintf("%d specs: %d passed, %d failed, %d skipped, %d skipped by critest itself", r.total, r.passed, len(r.failed), len(r.skipped), r.selfSkipped)
 }
 
 // judge sorts specs into passed, failed and skipped. A spec skipped by the
@@ -322,6 +369,7 @@ func judge(specs []specReport, focused bool) result {
 				// Not in the focus: not run, not counted.
 				res.total--
 			default:
+				res.selfSkipped++
 				res.problems = append(res.problems, fmt.Sprintf("critest skipped %q by itself (%s): only the skip table may skip a spec; this one should run and pass", name, strings.TrimSpace(s.Failure.Message)))
 			}
 		case "failed", "panicked", "timedout", "aborted", "interrupted":

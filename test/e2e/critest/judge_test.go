@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func spec(state, msg string, texts ...string) specReport {
@@ -26,12 +27,12 @@ func allSkipped() []specReport {
 
 func TestJudge(t *testing.T) {
 	for _, tc := range []struct {
-		desc            string
-		specs           []specReport
-		focused         bool
-		total, passed   int
-		failed, skipped int
-		problems        []string // substrings, one per problem
+		desc                  string
+		specs                 []specReport
+		focused               bool
+		total, passed         int
+		failed, skipped, self int
+		problems              []string // substrings, one per problem
 	}{
 		{
 			desc:  "all pass but the skip table",
@@ -47,7 +48,7 @@ func TestJudge(t *testing.T) {
 		{
 			desc:  "critest's own skip of a spec is a problem",
 			specs: append(allSkipped(), spec("skipped", "Image Volumes are not supported", "[k8s.io] Image Volume [Feature:ImageVolume]", "should mount")),
-			total: 4, skipped: 3,
+			total: 4, skipped: 3, self: 1,
 			problems: []string{`skipped "[k8s.io] Image Volume [Feature:ImageVolume] should mount" by itself (Image Volumes are not supported)`},
 		},
 		{
@@ -75,8 +76,12 @@ func TestJudge(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			res := judge(tc.specs, tc.focused)
-			if res.total != tc.total || res.passed != tc.passed || len(res.failed) != tc.failed || len(res.skipped) != tc.skipped {
-				t.Errorf("judge = %s, want total %d passed %d failed %d skipped %d", res.summary(), tc.total, tc.passed, tc.failed, tc.skipped)
+			if res.total != tc.total || res.passed != tc.passed || len(res.failed) != tc.failed || len(res.skipped) != tc.skipped || res.selfSkipped != tc.self {
+				t.Errorf("judge = %s, want total %d passed %d failed %d skipped %d self-skipped %d", res.summary(), tc.total, tc.passed, tc.failed, tc.skipped, tc.self)
+			}
+			rep := res.report(time.Minute)
+			if !strings.HasPrefix(rep, "critest v"+critestVersion+" against accel-cri (1m0s): "+res.summary()+"\n") || strings.Count(rep, "FAILED: ") != tc.failed {
+				t.Errorf("report:\n%s", rep)
 			}
 			if len(res.problems) != len(tc.problems) {
 				t.Fatalf("problems %q, want %d", res.problems, len(tc.problems))
