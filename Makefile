@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e fuzz chaos chaos-ci soak docs bench bench-small clean
+.PHONY: all build deps run test unit e2e critest fuzz chaos chaos-ci soak docs bench bench-small clean
 
 all: build
 
@@ -27,6 +27,13 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -v ./test/e2e/...
+
+# The CRI conformance suite, critest v1.37.0, against accel-cri (part of
+# `make test` and `make e2e`; docs/conformance.md). CRITEST_FOCUS=<regexp>
+# runs only matching specs, CRITEST_SEED=<n> repeats an order,
+# CRITEST_REPORT_DIR=<dir> keeps critest's JSON and JUnit reports and output.
+critest:
+	$(GO) test -count=1 -v -timeout 30m -run 'TestCritest$$' ./test/e2e/critest
 
 # A/B benchmark, accel-cri against containerd's own CRI (docs/benchmarks.md):
 # about 13 minutes on 2 cores; results.md, results.json, latency.svg in docs/bench.

@@ -16,10 +16,12 @@
 #   - containerd + containerd-shim-runc-v2 $CONTAINERD_VERSION (go install),
 #     the same version as accel-cri's containerd Go client (go.mod)
 #   - crictl $CRI_TOOLS_VERSION (go install)
-#   - --test only: critest $CRI_TOOLS_VERSION (the CRI conformance suite,
-#     hack/critest.sh) and kubelet (hack/build-kubelet.sh: hack/tools/go.mod's
-#     version, cached in /var/cache/accel-cri) for the kubelet end-to-end
-#     suite (test/e2e/kubelet)
+#   - --test only: critest $CRI_TOOLS_VERSION (the CRI conformance suite that
+#     test/e2e/critest runs; built with go test -c as cri-tools' Makefile does),
+#     the busybox of Debian's busybox package for critest's stand-in images
+#     (hack/testimages/critest.go), and kubelet (hack/build-kubelet.sh:
+#     hack/tools/go.mod's version, cached in /var/cache/accel-cri) for the
+#     kubelet end-to-end suite (test/e2e/kubelet)
 #
 # Go >= 1.26 must already be installed (/usr/local/go/bin is added to PATH).
 #
@@ -144,10 +146,13 @@ go_install() {
 }
 
 has_version() { # has_version CMD VERSION ARGS...: CMD ARGS prints VERSION
-	local cmd=$1 want=$2
+	local cmd=$1 want=$2 out
 	shift 2
 	command -v "$cmd" >/dev/null || return 1
-	"$cmd" "$@" 2>/dev/null | grep -Eq "(^|[[:space:]v])${want//./\\.}([+[:space:]]|$)"
+	# The output is read whole first: with pipefail, grep -q quitting at the
+	# first match would fail the pipe with the writer's SIGPIPE.
+	out=$("$cmd" "$@" 2>/dev/null) || return 1
+	grep -Eq "(^|[[:space:]v])${want//./\\.}([+[:space:]]|$)" <<<"$out"
 }
 
 if has_version containerd "$CONTAINERD_VERSION" --version; then
@@ -199,14 +204,47 @@ if ! $with_tests; then
 fi
 
 # --- What only the tests need ----------------------------------------------------
-# critest, the CRI conformance suite (hack/critest.sh runs it).
+# critest, the CRI conformance suite (test/e2e/critest runs it). Its main
+# package is a test (cmd/critest/cri_test.go), so `go install` cannot build
+# it: it is compiled with `go test -c` from its module source, as cri-tools'
+# Makefile does.
 if has_version critest "$CRI_TOOLS_VERSION" --version; then
 	log "critest $CRI_TOOLS_VERSION: installed"
 else
-	CGO_ENABLED=0 go_install sigs.k8s.io/cri-tools "v$CRI_TOOLS_VERSION" cmd/critest \
-		"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+	log "building critest $CRI_TOOLS_VERSION into $BIN_DIR/critest"
+	dir=$(GOWORK=off go mod download -json "sigs.k8s.io/cri-tools@v$CRI_TOOLS_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[[ -n $dir && -f $dir/go.mod ]] || die "go mod download sigs.k8s.io/cri-tools@v$CRI_TOOLS_VERSION failed"
+	tmp=$(mktemp "$BIN_DIR/.critest.XXXXXX")
+	(cd "$dir" && CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=readonly go test -c -trimpath \
+		-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" -o "$tmp" ./cmd/critest) ||
+		{ rm -f "$tmp"; die "building critest $CRI_TOOLS_VERSION failed"; }
+	chmod 755 "$tmp"
+	mv -f "$tmp" "$BIN_DIR/critest"
 fi
 has_version critest "$CRI_TOOLS_VERSION" --version || die "critest --version does not report $CRI_TOOLS_VERSION"
+
+# critest's busybox stand-in needs a shell that runs commands from PATH.
+# busybox-static (the host's /bin/busybox) runs its applets inside the shell;
+# the busybox of Debian's busybox package does not, but the two packages
+# conflict. So the package is only downloaded, and its binary unpacked here
+# (hack/testimages.DefaultDynamicBusyboxPath).
+BUSYBOX_DEB_DIR=/var/cache/accel-cri/busybox-deb
+if [[ -x $BUSYBOX_DEB_DIR/busybox ]] && "$BUSYBOX_DEB_DIR/busybox" --list 2>/dev/null | grep -qx sh; then
+	log "busybox for critest images: $BUSYBOX_DEB_DIR/busybox"
+else
+	log "unpacking Debian's busybox package into $BUSYBOX_DEB_DIR"
+	tmp=$(mktemp -d)
+	chown _apt "$tmp" 2>/dev/null || true # apt downloads as _apt where _apt can write
+	if ! (cd "$tmp" && apt-get download -q busybox); then
+		apt-get update -q
+		(cd "$tmp" && apt-get download -q busybox) || { rm -rf "$tmp"; die "apt-get download busybox failed"; }
+	fi
+	dpkg-deb -x "$tmp"/busybox_*.deb "$tmp/root" || { rm -rf "$tmp"; die "dpkg-deb -x busybox failed"; }
+	mkdir -p "$BUSYBOX_DEB_DIR"
+	install -m 755 "$tmp/root/bin/busybox" "$BUSYBOX_DEB_DIR/busybox"
+	rm -rf "$tmp"
+	"$BUSYBOX_DEB_DIR/busybox" --list | grep -qx sh || die "$BUSYBOX_DEB_DIR/busybox is not a working busybox"
+fi
 
 # The kubelet of the kubelet end-to-end suite (test/e2e/kubelet): built from
 # the Go module proxy into a cache dir; about 4-5 minutes cold, instant cached.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README; .ci/run calls exactly this): installs what the
 # tests need, checks formatting and vet, then runs every test: unit,
-# integration against a real containerd, and end-to-end over the CRI socket.
+# integration against a real containerd, end-to-end over the CRI socket, and
+# the CRI conformance suite critest (test/e2e/critest, docs/conformance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$PATH
@@ -22,8 +23,10 @@ go vet -tags soak ./test/chaos
 # The kubelet suite appends its time-to-running figures (accel-cri and
 # containerd's own CRI) here; they are printed after the test run.
 report=$(mktemp)
-trap 'rm -f "$report"' EXIT
-export KUBELET_E2E_REPORT=$report
+# The CRI conformance suite appends its counts and failed specs here.
+critest_report=$(mktemp)
+trap 'rm -f "$report" "$critest_report"' EXIT
+export KUBELET_E2E_REPORT=$report CRITEST_E2E_REPORT=$critest_report
 status=0
 go test -count=1 -timeout 60m "$@" ./... || status=$?
 
@@ -38,6 +41,10 @@ make chaos-ci || status=$?
 
 # Every fuzz target for a few seconds, from its committed seed corpus on.
 FUZZTIME=${FUZZTIME:-4s} bash hack/fuzz.sh || status=$?
+if [ -s "$critest_report" ]; then
+  echo "== critest: CRI conformance (docs/conformance.md)"
+  cat "$critest_report"
+fi
 if [ -s "$report" ]; then
   echo "== kubelet e2e: time from manifest written to all containers running"
   cat "$report"

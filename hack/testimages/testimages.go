@@ -8,6 +8,9 @@
 //     with a symlink in /bin for each applet, /etc/passwd and /etc/group with
 //     root (0), app (1000) and nobody (65534), and /tmp (1777).
 //   - pause: accel-cri's own pause binary (hack/pause) as /pause.
+//   - ffmpeg (ffmpeg.go): busybox plus the host's ffmpeg and its libraries.
+//   - stand-ins for the images of the CRI conformance suite, critest
+//     (critest.go), pushed under their upstream names.
 //
 // Both are single-layer linux/amd64 OCI images built deterministically: fixed
 // timestamps, fixed ownership, sorted tar entries, so the same inputs give the
@@ -35,8 +38,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -170,23 +171,43 @@ func Pause(ctx context.Context, pauseBinary string) (v1.Image, error) {
 // returns the binary's path. The go command is taken from PATH, or else from
 // the GOROOT of the running program.
 func BuildPause(ctx context.Context, moduleDir, outDir string) (string, error) {
+	return BuildPauseVersion(ctx, moduleDir, outDir, PauseTag)
+}
+
+// BuildPauseVersion is BuildPause for another version: "pause -v" prints it,
+// so each version is a different binary (and image).
+func BuildPauseVersion(ctx context.Context, moduleDir, outDir, version string) (string, error) {
+	return buildStatic(ctx, moduleDir, outDir, "./hack/pause", "pause", "-X main.version="+version)
+}
+
+// BuildStandin builds hack/standin of the module at moduleDir into
+// outDir/standin (static linux/amd64) and returns the binary's path.
+func BuildStandin(ctx context.Context, moduleDir, outDir string) (string, error) {
+	return buildStatic(ctx, moduleDir, outDir, "./hack/standin", "standin", "")
+}
+
+// buildStatic builds the package pkg of the module at moduleDir into
+// outDir/name: CGO_ENABLED=0 go build -trimpath -ldflags '-s -w ldflags'.
+// The go command is taken from PATH, or else from the GOROOT of the running
+// program.
+func buildStatic(ctx context.Context, moduleDir, outDir, pkg, name, ldflags string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 		if _, statErr := os.Stat(goBin); statErr != nil {
-			return "", fmt.Errorf("build pause: go command not found in PATH or GOROOT: %w", err)
+			return "", fmt.Errorf("build %s: go command not found in PATH or GOROOT: %w", name, err)
 		}
 	}
-	out, err := filepath.Abs(filepath.Join(outDir, "pause"))
+	out, err := filepath.Abs(filepath.Join(outDir, name))
 	if err != nil {
-		return "", fmt.Errorf("build pause: %w", err)
+		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -X main.version="+PauseTag, "-o", out, "./hack/pause")
+		"-ldflags", strings.TrimSpace("-s -w "+ldflags), "-o", out, pkg)
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if output, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build pause in %s: %w\n%s", moduleDir, err, output)
+		return "", fmt.Errorf("build %s in %s: %w\n%s", pkg, moduleDir, err, output)
 	}
 	return out, nil
 }
@@ -253,6 +274,9 @@ func FindModuleRoot(dir string) (string, error) {
 	}
 }
 
+// errNotStatic is checkStaticAMD64's error for a dynamically linked executable.
+var errNotStatic = errors.New("not statically linked")
+
 // checkStaticAMD64 fails unless path is an x86-64 ELF executable without a
 // program interpreter or shared library dependencies.
 func checkStaticAMD64(p string) error {
@@ -266,7 +290,7 @@ func checkStaticAMD64(p string) error {
 	}
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is not statically linked (it has a program interpreter)", p)
+			return fmt.Errorf("%s is %w (it has a program interpreter)", p, errNotStatic)
 		}
 	}
 	libs, err := f.ImportedLibraries()
@@ -274,7 +298,7 @@ func checkStaticAMD64(p string) error {
 		return fmt.Errorf("%s: read dynamic section: %w", p, err)
 	}
 	if len(libs) > 0 {
-		return fmt.Errorf("%s is not statically linked (needs %s)", p, strings.Join(libs, ", "))
+		return fmt.Errorf("%s is %w (needs %s)", p, errNotStatic, strings.Join(libs, ", "))
 	}
 	return nil
 }
@@ -300,27 +324,34 @@ func busyboxApplets(binary string) ([]string, error) {
 	return applets, nil
 }
 
-// file is one entry of a layer: a directory, a regular file (data) or a
-// symlink (link).
+// file is one entry of a layer: a directory, a regular file (data), a
+// symlink (link) or a hard link to an earlier entry (hardlink, its name).
 type file struct {
 	name     string
 	mode     int64
 	dir      bool
 	data     []byte
 	link     string
+	hardlink string
 	uid, gid int
 }
 
 // layerTar writes files as a tar stream, sorted by name, with fixed
-// timestamps, so that the same files always give the same bytes.
+// timestamps, so that the same files always give the same bytes. A hard
+// link must name a regular file that sorts before it (extractors create
+// the target first).
 func layerTar(files []file) ([]byte, error) {
 	sorted := append([]file(nil), files...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	regular := map[string]bool{}
 	for i, f := range sorted {
 		if i > 0 && sorted[i-1].name == f.name {
 			return nil, fmt.Errorf("duplicate layer entry %q", f.name)
+		}
+		if f.hardlink != "" && !regular[f.hardlink] {
+			return nil, fmt.Errorf("layer entry %q: hard link target %q is not an earlier regular file", f.name, f.hardlink)
 		}
 		if f.name == "" || path.IsAbs(f.name) || path.Clean(f.name) != f.name {
 			return nil, fmt.Errorf("bad layer entry name %q", f.name)
@@ -340,9 +371,13 @@ func layerTar(files []file) ([]byte, error) {
 		case f.link != "":
 			hdr.Typeflag = tar.TypeSymlink
 			hdr.Linkname = f.link
+		case f.hardlink != "":
+			hdr.Typeflag = tar.TypeLink
+			hdr.Linkname = f.hardlink
 		default:
 			hdr.Typeflag = tar.TypeReg
 			hdr.Size = int64(len(f.data))
+			regular[f.name] = true
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
@@ -375,26 +410,5 @@ func layerFromFiles(files []file) (v1.Layer, error) {
 // imageFromLayer makes a linux/amd64 OCI image of one layer with config c,
 // created at Epoch.
 func imageFromLayer(layer v1.Layer, c v1.Config) (v1.Image, error) {
-	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
-	img, err := mutate.Append(base, mutate.Addendum{
-		Layer: layer,
-		History: v1.History{
-			Created:   v1.Time{Time: Epoch},
-			CreatedBy: "accel-cri hack/testimages",
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.Architecture = "amd64"
-	cf.OS = "linux"
-	cf.Created = v1.Time{Time: Epoch}
-	cf.Config = c
-	return mutate.ConfigFile(img, cf)
+	return imageFromLayers([]v1.Layer{layer}, c)
 }

@@ -37,6 +37,11 @@ type AccelCRIOptions struct {
 	ExtraArgs []string
 	// Debug serves pprof on DebugSocket (--debug-socket), for Goroutines.
 	Debug bool
+	// IPCNamespace starts accel-cri in an IPC namespace of its own, which its
+	// containerd, shims and host-IPC containers share. System V IPC objects
+	// made there (critest's host-IPC spec makes one with ipcmk; run it with
+	// IPCNamespacePath) go when the last of these processes exits.
+	IPCNamespace bool
 }
 
 // AccelCRI is a running accel-cri with a managed containerd, in temp roots of
@@ -111,9 +116,9 @@ func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 0711 as accel-cri's own dirs: the init of a user-namespaced container
-	// (host root unmapped, only others' bits apply) walks down to its
-	// bundle's rootfs under --state.
+	// 0711 as accel-cri's own root and state: processes of user-namespaced
+	// pods (root inside maps to an unprivileged host uid) must traverse it
+	// to reach their rootfs and bundles; MkdirTemp makes it 0700.
 	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +232,9 @@ func (a *AccelCRI) start(bin string) {
 	}
 	cmd := exec.Command(bin, a.args()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if a.opts.IPCNamespace {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWIPC}
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatal(err)
@@ -365,6 +373,12 @@ func (a *AccelCRI) PID() int {
 		return 0
 	}
 	return a.cmd.Process.Pid
+}
+
+// IPCNamespacePath is /proc/<pid>/ns/ipc of the accel-cri process: the
+// namespace the node's (host) IPC is, with IPCNamespace.
+func (a *AccelCRI) IPCNamespacePath() string {
+	return fmt.Sprintf("/proc/%d/ns/ipc", a.PID())
 }
 
 // ContainerdPID is the pid of the managed containerd, from its pid file.
