@@ -125,6 +125,12 @@ func FuzzValidateContainerConfig(f *testing.F) {
 	f.Add(mustMarshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
 		Mounts: []*runtimeapi.Mount{{ContainerPath: "/m", HostPath: "/srv/m", MountOptions: []string{"noexec", "nodev", "nosuid"}}, {ContainerPath: "/n", HostPath: "/srv/n", MountOptions: []string{"exec", "noexec"}}}}),
 		[]byte{})
+	f.Add(mustMarshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+		Mounts: []*runtimeapi.Mount{
+			{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}, Readonly: true, ImageSubPath: "etc"},
+			{ContainerPath: "/rw", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "a/../../b"},
+		}}),
+		[]byte{})
 	f.Add([]byte{}, []byte{})
 	f.Fuzz(func(t *testing.T, data, podData []byte) {
 		if len(data)+len(podData) > maxFuzzInput {
@@ -167,6 +173,14 @@ func FuzzValidateContainerConfig(f *testing.F) {
 			}
 			if len(m.GetMountOptions()) > 0 && m.GetHostPath() == "" {
 				t.Fatalf("accepted mount options %q on an image volume", m.GetMountOptions())
+			}
+			// An image volume is read-only, has no host path, and its sub
+			// path cannot climb out of the image; no other mount has one.
+			if m.GetImage().GetImage() != "" && (!m.GetReadonly() || m.GetHostPath() != "") {
+				t.Fatalf("accepted image volume %+v", m)
+			}
+			if sub := m.GetImageSubPath(); sub != "" && (m.GetImage().GetImage() == "" || path.IsAbs(sub) || hasDotDot(sub)) {
+				t.Fatalf("accepted image_sub_path %q (image %q)", sub, m.GetImage().GetImage())
 			}
 		}
 		for _, d := range c.GetDevices() {

@@ -132,9 +132,12 @@ func checkExec(c *runtimeapi.ContainerConfig) error {
 // checkMounts checks the CRI mounts: absolute clean paths, no mount over
 // the rootfs root or /proc, no path mounted twice, recursive_read_only only
 // with readonly (and private propagation), and no writable mount of the
-// host's / or /proc into an unprivileged container. An image volume has no
-// host path. The sandbox package repeats the host path check after
-// resolving symlinks.
+// host's / or /proc into an unprivileged container. An image volume
+// (Mount.image) has a valid image reference, no host path, is read-only
+// (as kubelet sends every image volume, and containerd requires) and may
+// name a relative image_sub_path that stays inside the image; no other
+// mount has a sub path. The sandbox package repeats the host path check
+// after resolving symlinks, and finds the image and the sub path.
 func checkMounts(mounts []*runtimeapi.Mount, privileged bool) error {
 	seen := map[string]int{}
 	for i, m := range mounts {
@@ -157,12 +160,25 @@ func checkMounts(mounts []*runtimeapi.Mount, privileged bool) error {
 			return invalid("%s.container_path: %q is also mounts[%d]", field, dst, j)
 		}
 		seen[clean] = i
-		if m.GetImage().GetImage() == "" || m.GetHostPath() != "" {
+		if img := m.GetImage().GetImage(); img != "" {
+			if m.GetHostPath() != "" {
+				return invalid("%s.host_path: %q: an image volume has no host path (image %q)", field, m.GetHostPath(), img)
+			}
+			if err := validateImageRef(field+".image.image", img); err != nil {
+				return err
+			}
+			if !m.GetReadonly() {
+				return invalid("%s.readonly: image volumes are read-only: must be true", field)
+			}
+		} else {
 			if err := checkAbsPath(field+".host_path", m.GetHostPath()); err != nil {
 				return err
 			}
 			if !privileged && !m.GetReadonly() && sandbox.IsSensitiveHostPath(m.GetHostPath()) {
 				return invalid("%s.host_path: %q may only be mounted read-only into an unprivileged container", field, m.GetHostPath())
+			}
+			if m.GetImageSubPath() != "" {
+				return invalid("%s.image_sub_path: only an image volume has a sub path", field)
 			}
 		}
 		if _, ok := runtimeapi.MountPropagation_name[int32(m.GetPropagation())]; !ok {

@@ -21,7 +21,7 @@ func validContainer() *runtimeapi.ContainerConfig {
 			{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/uid/containers/app/abc"},
 			{ContainerPath: "/data/", HostPath: "/srv/data/", Readonly: true, RecursiveReadOnly: true},
 			{ContainerPath: "/mnt/shared", HostPath: "/mnt/shared", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL, MountOptions: []string{"nosuid", "nodev"}},
-			{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "registry.local/data:1"}, ImageSubPath: "sub/dir"},
+			{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "registry.local/data:1"}, Readonly: true, ImageSubPath: "sub/dir"},
 		},
 		Devices:     []*runtimeapi.Device{{ContainerPath: "/dev/dri/renderD128", HostPath: "/dev/dri/renderD128", Permissions: "rw"}},
 		CDIDevices:  []*runtimeapi.CDIDevice{{Name: "nvidia.com/gpu=0"}, {Name: "vendor.example/fpga=port-0.1:a"}},
@@ -203,6 +203,34 @@ func TestValidateContainerConfig(t *testing.T) {
 			c.Mounts[4].MountOptions = []string{"noexec"}
 		}, wantField: "config.mounts[4].mount_options"},
 		{desc: "image sub path escaping", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Mounts[4].ImageSubPath = "../x" }, wantField: "config.mounts[4].image_sub_path"},
+		{desc: "image sub path escaping in the middle", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].ImageSubPath = "a/../../x"
+		}, wantField: "config.mounts[4].image_sub_path"},
+		{desc: "image sub path absolute", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Mounts[4].ImageSubPath = "/etc" }, wantField: "config.mounts[4].image_sub_path"},
+		{desc: "image sub path with NUL", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].ImageSubPath = "etc\x00"
+		}, wantField: "config.mounts[4].image_sub_path"},
+		{desc: "image sub path unclean but inside", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].ImageSubPath = "./etc//ssl/"
+		}},
+		{desc: "image volume by id", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].Image.Image = "sha256:" + strings.Repeat("b", 64)
+		}},
+		{desc: "image volume with recursive read-only", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].RecursiveReadOnly = true
+		}},
+		{desc: "image volume writable", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Mounts[4].Readonly = false }, wantField: "config.mounts[4].readonly"},
+		{desc: "image volume with a host path", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].HostPath = "/srv/data"
+		}, wantField: "config.mounts[4].host_path"},
+		{desc: "image volume reference with white space", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].Image.Image = "registry.local/data:1 --privileged"
+		}, wantField: "config.mounts[4].image.image"},
+		{desc: "image spec without image is a host path mount", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
+			c.Mounts[4].Image.Image = ""
+			c.Mounts[4].ImageSubPath = ""
+		}, wantField: "config.mounts[4].host_path"},
+		{desc: "sub path on a host path mount", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) { c.Mounts[2].ImageSubPath = "x" }, wantField: "config.mounts[2].image_sub_path"},
 		{desc: "device outside /dev", change: func(c *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) {
 			c.Devices[0].HostPath = "/tmp/dev"
 		}, wantField: "config.devices[0].host_path"},

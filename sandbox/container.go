@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,15 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 			return "", fmt.Errorf("%w: namespace target container %s is not running", errdefs.ErrFailedPrecondition, t)
 		}
 	}
+	uids, gids, err := usernsMappings(p.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
+	if err != nil {
+		return "", fmt.Errorf("pod %w", err)
+	}
+	vols, err := r.planImageVolumes(ctx, id, cfg, h.snapshotter, uids, gids)
+	if err != nil {
+		return "", err
+	}
+	meta.ImageVolumes = vols
 	specOpts, err := containerSpecOpts(containerSpecParams{
 		ID: id, SandboxID: p.ID, PodConfig: p.Config, Config: cfg,
 		Image: img.Spec.Config, ImageName: meta.ImageName,
@@ -102,19 +112,43 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		PassedAnnotations:     containerPassedAnnotations(h, p.Config.GetAnnotations(), cfg.GetAnnotations()),
 		SandboxPerContainer:   h.sandboxPerContainer, NoHostDevices: h.privilegedWithoutHostDevices, CDI: r.cdi,
 		DeviceOwnershipFromSecurityContext: r.deviceOwnershipFromSC,
+		ImageVolumes:                       vols,
 	})
 	if err != nil {
 		return "", err
 	}
-	uids, gids, err := usernsMappings(p.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
-	if err != nil {
-		return "", fmt.Errorf("pod %w", err)
+	labels := map[string]string{labelKind: kindCtr, labelPodID: p.ID}
+	if len(vols) > 0 {
+		// The image volumes' views are kept by the container's record
+		// (its labels); until it exists, by a lease that NewContainer
+		// takes over.
+		lctx, done, err := r.client.WithLease(ctx)
+		if err != nil {
+			return "", fmt.Errorf("create container %q: %w", cfg.GetMetadata().GetName(), err)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(lctx), time.Minute)
+			defer cancel()
+			logErr(whileUnavailable(dctx, func() error { return done(dctx) }), "Delete the lease of a container's creation", "container", id)
+		}()
+		ctx = lctx
+		if err := r.mountImageVolumes(ctx, id, vols); err != nil {
+			return "", err
+		}
+		defer func() {
+			if retErr != nil {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				logErr(r.removeImageVolumes(dctx, id, vols), "Undo image volumes", "container", id)
+			}
+		}()
+		maps.Copy(labels, imageVolumeRefLabels(vols))
 	}
 	ctr, err := r.client.NewContainer(ctx, id,
 		r.withRootfsSnapshot(id, img, cimg, rootfsRemapOpts(uids, gids)),
 		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
 		containerd.WithRuntime(h.runtimeType, h.options),
-		containerd.WithContainerLabels(map[string]string{labelKind: kindCtr, labelPodID: p.ID}),
+		containerd.WithContainerLabels(labels),
 		containerd.WithContainerExtension(extContainerMeta, &meta),
 	)
 	if err != nil {
@@ -387,6 +421,9 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if err := r.deleteContainerd(ctx, c.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
+	if err := r.removeImageVolumes(ctx, c.ID, c.ImageVolumes); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
 	// A start cut short, by accel-cri's death or by containerd's in the
 	// middle of the task's creation, can leave a task, an OCI runtime
 	// container and its cgroup behind.
@@ -449,7 +486,7 @@ func (r *Runtime) containerStatus(c *Container) *runtimeapi.ContainerStatus {
 		Message:     st.Message,
 		Labels:      c.Config.GetLabels(),
 		Annotations: c.Config.GetAnnotations(),
-		Mounts:      c.Config.GetMounts(),
+		Mounts:      c.mounts,
 		LogPath:     c.LogPath,
 		User:        st.User,
 	}

@@ -97,6 +97,11 @@ func FuzzContainerSpec(f *testing.F) {
 	}), false)
 	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}}}), true)
 	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{
+		{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}, Readonly: true, ImageSubPath: "etc"},
+		{ContainerPath: "/img/rw", Image: &runtimeapi.ImageSpec{Image: "busybox"}},
+		{ContainerPath: "/img/opts", Image: &runtimeapi.ImageSpec{Image: "busybox"}, Readonly: true, MountOptions: []string{"noexec"}},
+	}}), false)
+	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{
 		{ContainerPath: "/m", HostPath: "/nonexistent/m", MountOptions: []string{"noexec", "nodev", "nosuid"}},
 		{ContainerPath: "/n", HostPath: "/nonexistent/n", Readonly: true, MountOptions: []string{"rw", "suid"}},
 	}}), false)
@@ -111,6 +116,13 @@ func FuzzContainerSpec(f *testing.F) {
 		confineHostPaths(t, cfg)
 		p := testContainerParams(t)
 		p.Config = cfg
+		// Image volumes are mounted by the runtime before the spec is
+		// applied; here each is an empty directory.
+		for i, m := range cfg.GetMounts() {
+			if m.GetImage().GetImage() != "" {
+				p.ImageVolumes = append(p.ImageVolumes, &imageVolume{Mount: i, Source: t.TempDir()})
+			}
+		}
 		p.MountOptionsSupported = true // runc's handler
 		p.PodConfig.Linux.SecurityContext.Privileged = privilegedPod
 		opts, err := containerSpecOpts(p)
@@ -132,6 +144,14 @@ func FuzzContainerSpec(f *testing.F) {
 		for _, m := range s.Mounts {
 			if m.Type == "bind" && IsSensitiveHostPath(m.Source) && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
 				t.Fatalf("writable bind of host %s at %s", m.Source, m.Destination)
+			}
+		}
+		// An image volume is bound read-only, whatever the request says.
+		for _, v := range p.ImageVolumes {
+			for _, m := range s.Mounts {
+				if m.Source == v.Source && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
+					t.Fatalf("writable image volume at %s: %v", m.Destination, m.Options)
+				}
 			}
 		}
 		// Bind mounts carry only the options accel-cri derives (rbind,

@@ -54,6 +54,7 @@ func (r *Runtime) recover(ctx context.Context) error {
 		}
 	}
 	r.cleanCreating(ctx)
+	r.cleanOrphanImageVolumes(ctx)
 	r.cleanOrphanNetNS()
 	r.cleanOrphanFiles()
 	r.cleanLeases(ctx)

@@ -164,7 +164,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	if r.rootDir == "" || r.stateDir == "" {
 		return nil, errors.New("sandbox: root and state directories are required")
 	}
-	for _, d := range []string{r.rootDir, r.stateDir, r.netnsDir()} {
+	for _, d := range []string{r.rootDir, r.stateDir, r.netnsDir(), r.imageVolumesRoot()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}

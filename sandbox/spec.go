@@ -113,4 +113,7 @@ type containerSpecParams struct {
 	// DeviceOwnershipFromSecurityContext gives CRI device nodes to the
 	// container's user (see WithDeviceOwnershipFromSecurityContext).
 	DeviceOwnershipFromSecurityContext bool
+	// ImageVolumes are the container's image volumes (Mount.image), one
+	// per such mount; their sources are read when the spec is applied.
+	ImageVolumes []*imageVolume
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/klog/v2"
 )
 
 // This file builds an app container's mounts: the pod files (/etc/hostname,
@@ -68,21 +67,34 @@ type bindMount struct {
 	// bindMountOptions, each once), added to the OCI mount's options.
 	options    []string
 	hostSource string // src after host symlinks are resolved
+	// volume is the image volume (Mount.image) bound here instead of a
+	// host path: its source is known once it is mounted, after the spec's
+	// options are built and before they are applied.
+	volume *imageVolume
 }
 
 // planContainerMounts checks the CRI mounts and lists the bind mounts of a
 // container, without touching the host. A pod file is left out when a CRI
-// mount targets its path. Image volumes (Mount.image) are not supported
-// yet and are skipped with a warning; kubelet only sends them with the
-// ImageVolume feature gate on.
+// mount targets its path. An image volume (Mount.image) binds the volume
+// of p.ImageVolumes made for it (imagevolume.go).
 func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 	sc := p.Config.GetLinux().GetSecurityContext()
+	podNS := p.PodConfig.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	uids, gids, err := usernsMappings(podNS.GetUsernsOptions())
+	if err != nil {
+		return nil, fmt.Errorf("pod %w", err)
+	}
 	var binds []bindMount
 	taken := map[string]bool{}
 	for i, m := range p.Config.GetMounts() {
 		field := fmt.Sprintf("mounts[%d]", i)
-		if m.GetImage() != nil && m.GetImage().GetImage() != "" {
-			klog.InfoS("Image volume mounts are not supported; skipping the mount", "container", p.Config.GetMetadata().GetName(), "containerPath", m.GetContainerPath(), "image", m.GetImage().GetImage())
+		if m.GetImage().GetImage() != "" {
+			b, err := imageVolumeBind(field, i, m, p, uids, gids)
+			if err != nil {
+				return nil, err
+			}
+			taken[b.dst] = true
+			binds = append(binds, b)
 			continue
 		}
 		dst, src := m.GetContainerPath(), m.GetHostPath()
@@ -138,7 +150,6 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 		binds = append(binds, b)
 	}
 
-	podNS := p.PodConfig.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	shm := p.ShmPath
 	if podNS.GetIpc() == runtimeapi.NamespaceMode_NODE {
 		shm = devShm
@@ -148,10 +159,6 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 	// (linuxContainerMounts in internal/cri/server/container_create.go).
 	// /dev/shm is not: an empty tmpfs of mode 1777 needs no owner, and
 	// containerd leaves it out too.
-	uids, gids, err := usernsMappings(podNS.GetUsernsOptions())
-	if err != nil {
-		return nil, fmt.Errorf("pod %w", err)
-	}
 	ro := sc.GetReadonlyRootfs()
 	for _, f := range []struct {
 		dst, src string
@@ -183,6 +190,43 @@ func planContainerMounts(p containerSpecParams) ([]bindMount, error) {
 		return strings.Count(a.dst, "/") - strings.Count(b.dst, "/")
 	})
 	return binds, nil
+}
+
+// imageVolumeBind is the bind mount of the image volume of CRI mount i:
+// read-only (recursively so when asked), private (nothing ever mounts
+// below an image), idmapped in a pod with a user namespace of its own
+// (imageVolumeMappings).
+func imageVolumeBind(field string, i int, m *runtimeapi.Mount, p containerSpecParams, podUIDs, podGIDs []runtimespec.LinuxIDMapping) (bindMount, error) {
+	if _, err := checkImageMount(field, m); err != nil {
+		return bindMount{}, err
+	}
+	dst := m.GetContainerPath()
+	if !filepath.IsAbs(dst) || strings.ContainsRune(dst, 0) {
+		return bindMount{}, fmt.Errorf("%w: %s: container_path %q must be absolute, without NUL", errdefs.ErrInvalidArgument, field, dst)
+	}
+	j := slices.IndexFunc(p.ImageVolumes, func(v *imageVolume) bool { return v.Mount == i })
+	if j < 0 {
+		return bindMount{}, fmt.Errorf("%w: %s: image volume %q was not prepared", errdefs.ErrFailedPrecondition, field, m.GetImage().GetImage())
+	}
+	b := bindMount{
+		field:       field,
+		dst:         filepath.Clean(dst),
+		readonly:    true,
+		rro:         m.GetRecursiveReadOnly(),
+		propagation: runtimeapi.MountPropagation_PROPAGATION_PRIVATE,
+		volume:      p.ImageVolumes[j],
+	}
+	uids, gids, err := imageVolumeMappings(m, podUIDs, podGIDs)
+	if err != nil {
+		return bindMount{}, fmt.Errorf("%w: %s.%v", errdefs.ErrInvalidArgument, field, err)
+	}
+	if len(uids) > 0 {
+		if !p.UsernsSupported {
+			return bindMount{}, fmt.Errorf("%s: idmapped mounts: %w", field, errUsernsUnsupported)
+		}
+		b.uid, b.gid = uids, gids
+	}
+	return b, nil
 }
 
 // checkBindMountOptions checks a CRI mount's mount_options: each one of
@@ -227,6 +271,9 @@ func resolveMountSources(binds []bindMount, privileged bool) error {
 	missing := make([]bool, len(binds))
 	for i := range binds {
 		b := &binds[i]
+		if b.volume != nil {
+			continue // inside an image: mountImageVolumes resolves it
+		}
 		if _, err := os.Stat(b.src); err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("%s: host path %q: %w", b.field, b.src, err)
@@ -251,6 +298,9 @@ func resolveMountSources(binds []bindMount, privileged bool) error {
 	}
 	for i := range binds {
 		b := &binds[i]
+		if b.volume != nil {
+			continue
+		}
 		if missing[i] {
 			if err := os.MkdirAll(b.src, 0o755); err != nil {
 				return fmt.Errorf("%s: create host path %q: %w", b.field, b.src, err)
@@ -361,7 +411,13 @@ func withBindMounts(binds []bindMount) oci.SpecOpts {
 }
 
 func (b bindMount) specMount() (runtimespec.Mount, error) {
-	if b.hostSource == "" {
+	src := b.hostSource
+	if b.volume != nil {
+		if src = b.volume.Source; src == "" {
+			return runtimespec.Mount{}, fmt.Errorf("%w: %s: image volume of image %s is not mounted", errdefs.ErrFailedPrecondition, b.field, b.volume.ImageID)
+		}
+	}
+	if src == "" {
 		return runtimespec.Mount{}, fmt.Errorf("%s: host path %q was not resolved", b.field, b.src)
 	}
 	opts := []string{"rbind"}
@@ -395,12 +451,17 @@ func (b bindMount) specMount() (runtimespec.Mount, error) {
 	// own mount, not to mounts below it that rbind brings along (the
 	// recursive forms, rnoexec and so on, are not what the CRI asks for).
 	opts = append(opts, b.options...)
-	return runtimespec.Mount{
+	m := runtimespec.Mount{
 		Destination: b.dst,
 		Type:        "bind",
-		Source:      b.hostSource,
+		Source:      src,
 		Options:     opts,
 		UIDMappings: b.uid,
 		GIDMappings: b.gid,
-	}, nil
+	}
+	if b.volume != nil && b.volume.mappedLayers {
+		// Mounted with idmapped layers: mapped once is enough.
+		m.UIDMappings, m.GIDMappings = nil, nil
+	}
+	return m, nil
 }

@@ -399,17 +399,6 @@ func TestSpecContainerMountsHost(t *testing.T) {
 		_, err := planContainerMounts(p)
 		checkErr(t, err, errdefs.ErrFailedPrecondition)
 	})
-	t.Run("image volumes are skipped", func(t *testing.T) {
-		p := podFilesParams(t)
-		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}}}
-		mounts, _, err := containerMounts(t, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := findMount(mounts, "/img"); ok {
-			t.Error("image volume was mounted")
-		}
-	})
 	t.Run("defaults replaced, cgroup added, parents first", func(t *testing.T) {
 		p := podFilesParams(t)
 		src := t.TempDir()

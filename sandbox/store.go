@@ -86,6 +86,8 @@ type containerMeta struct {
 	StopSignal  string                      `json:"stopSignal,omitempty"`
 	CgroupsPath string                      `json:"cgroupsPath"`
 	CreatedAt   time.Time                   `json:"createdAt"`
+	// ImageVolumes are the container's image volumes (imagevolume.go).
+	ImageVolumes []*imageVolume `json:"imageVolumes,omitempty"`
 }
 
 // containerStatus is checkpointed to a file whenever it changes, before the
@@ -125,6 +127,8 @@ type Container struct {
 	process *runtimespec.Process
 	// item is the container's last ListContainers entry (listItem).
 	item atomic.Pointer[runtimeapi.Container]
+	// mounts are the mounts ContainerStatus reports (statusMounts).
+	mounts []*runtimeapi.Mount
 }
 
 // recovered reports whether the container was created before accel-cri's
@@ -144,7 +148,8 @@ type runningTask struct {
 }
 
 func newContainer(m containerMeta) *Container {
-	return &Container{containerMeta: m, exited: make(chan struct{}), startDone: make(chan struct{})}
+	return &Container{containerMeta: m, exited: make(chan struct{}), startDone: make(chan struct{}),
+		mounts: statusMounts(m.Config, m.ImageVolumes)}
 }
 
 func (c *Container) markStartDone() { c.startOnce.Do(func() { close(c.startDone) }) }

@@ -38,6 +38,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -405,6 +406,32 @@ func layerFromFiles(files []file) (v1.Layer, error) {
 		tarball.WithCompressionLevel(gzip.BestCompression),
 		tarball.WithCompressedCaching,
 	)
+}
+
+// LayerFile is an entry of a layer AppendLayer adds: a regular file with
+// Data (mode 0644), or a symlink to Link when Link is set.
+type LayerFile struct {
+	Name string
+	Data []byte
+	Link string
+}
+
+// AppendLayer returns img with one more layer on top holding files, each
+// missing parent directory added (0755, root), deterministic like the other
+// layers. Tests use it for images of more than one layer.
+func AppendLayer(img v1.Image, files ...LayerFile) (v1.Image, error) {
+	fs := make([]file, 0, len(files))
+	for _, f := range files {
+		fs = append(fs, file{name: f.Name, mode: 0o644, data: f.Data, link: f.Link})
+	}
+	layer, err := layerFromFiles(withParents(fs))
+	if err != nil {
+		return nil, fmt.Errorf("append layer: %w", err)
+	}
+	return mutate.Append(img, mutate.Addendum{
+		Layer:   layer,
+		History: v1.History{Created: v1.Time{Time: Epoch}, CreatedBy: "accel-cri hack/testimages"},
+	})
 }
 
 // imageFromLayer makes a linux/amd64 OCI image of one layer with config c,

@@ -366,3 +366,59 @@ func children(pid int) []int {
 	}
 	return out
 }
+
+func TestAppendLayer(t *testing.T) {
+	base, err := Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []LayerFile{
+		{Name: "data/sub/hello.txt", Data: []byte("hello\n")},
+		{Name: "data/link", Link: "sub"},
+	}
+	img, err := AppendLayer(base, files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := AppendLayer(base, files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digestOf(t, img) != digestOf(t, again) {
+		t.Error("two builds differ")
+	}
+	if digestOf(t, img) == digestOf(t, base) {
+		t.Error("the image did not change")
+	}
+	cf := checkPlatform(t, img)
+	if !reflect.DeepEqual(cf.Config.Cmd, []string{"sh"}) || len(cf.RootFS.DiffIDs) != 2 || len(cf.History) != 2 {
+		t.Errorf("config %+v, want busybox's with two layers", cf)
+	}
+	got, n := layerFiles(t, img)
+	if n != 2 {
+		t.Fatalf("%d layers, want 2", n)
+	}
+	if e := got["bin/busybox"]; e.hdr == nil {
+		t.Error("the base layer's files are gone")
+	}
+	for name, want := range map[string]struct {
+		typ  byte
+		mode int64
+		data string
+		link string
+	}{
+		"data":               {typ: tar.TypeDir, mode: 0o755},
+		"data/sub":           {typ: tar.TypeDir, mode: 0o755},
+		"data/sub/hello.txt": {typ: tar.TypeReg, mode: 0o644, data: "hello\n"},
+		"data/link":          {typ: tar.TypeSymlink, mode: 0o644, link: "sub"},
+	} {
+		e := got[name]
+		if e.hdr == nil {
+			t.Errorf("%s missing", name)
+			continue
+		}
+		if e.hdr.Typeflag != want.typ || e.hdr.Mode != want.mode || string(e.data) != want.data || e.hdr.Linkname != want.link || !e.hdr.ModTime.Equal(Epoch) {
+			t.Errorf("%s: %+v %q", name, e.hdr, e.data)
+		}
+	}
+}

@@ -222,9 +222,10 @@ func (m *model) update(fn func()) {
 }
 
 // lifecycle runs one pod through Run, two Creates and Starts (a container
-// that runs until stopped and one that exits by itself with a known code
-// after a short random time), a short life, Stop and Remove. Every step
-// survives kills: it is retried after finding out what the runtime did.
+// with an image volume that runs until stopped and one that exits by
+// itself with a known code after a short random time), a short life, Stop
+// and Remove. Every step survives kills: it is retried after finding out
+// what the runtime did.
 func (e *env) lifecycle(rng *rand.Rand, n int) error {
 	name := fmt.Sprintf("churn-%d", n)
 	cfg := e.PodConfig(e.t, name)
@@ -259,6 +260,9 @@ func (e *env) lifecycle(rng *rand.Rand, n int) error {
 	}
 
 	sleeper := framework.ContainerConfig("sleeper", e.imgs.Busybox.Ref, "sleep", "3600")
+	// An image volume: a view snapshot and a host mount per container,
+	// which kills must not leave behind either.
+	sleeper.Mounts = []*runtimeapi.Mount{{ContainerPath: "/image", Image: &runtimeapi.ImageSpec{Image: e.imgs.Busybox.Ref}, Readonly: true, ImageSubPath: "etc"}}
 	code := int32(1 + rng.IntN(120))
 	exiter := framework.ContainerConfig("exiter", e.imgs.Busybox.Ref, "sh", "-c", fmt.Sprintf("sleep %.2f; exit %d", 0.1+rng.Float64()*1.9, code))
 	ctrs := []*ctrModel{{name: "sleeper", cfg: sleeper, exitCode: -1}, {name: "exiter", cfg: exiter, exitCode: code}}

@@ -45,8 +45,9 @@ func measure(t testing.TB, a *framework.AccelCRI) counts {
 		shims:       countShims(a),
 	}
 	c.cgroups = len(c.cgroupPaths)
-	// Status checkpoints, and the pods' and containers' state dirs.
-	for _, g := range []string{"root/sandbox/pods/*.json", "root/sandbox/containers/*.json", "state/sandbox/pods/*", "state/sandbox/containers/*"} {
+	// Status checkpoints, and the pods' and containers' state dirs and
+	// the containers' image volume dirs.
+	for _, g := range []string{"root/sandbox/pods/*.json", "root/sandbox/containers/*.json", "state/sandbox/pods/*", "state/sandbox/containers/*", "state/sandbox/imagevolumes/*"} {
 		m, _ := filepath.Glob(filepath.Join(a.Dir, g))
 		c.checkpointPaths = append(c.checkpointPaths, m...)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -48,8 +50,10 @@ type hostSnapshot struct {
 	// cgroups: the directories of the instance's cgroup parent in every
 	// controller.
 	cgroups []string
-	// containerd records in accel-cri's namespace.
-	images, containers []string
+	// containerd records in accel-cri's namespace; snapshots of the
+	// overlayfs snapshotter by key and kind (image volumes' views among
+	// them).
+	images, containers, snapshots []string
 }
 
 func takeSnapshot(t *testing.T, e podEnv, extraDirs ...string) hostSnapshot {
@@ -115,6 +119,7 @@ func takeSnapshot(t *testing.T, e podEnv, extraDirs ...string) hostSnapshot {
 	}
 	s.images = containerdImages(t, e.AccelCRI)
 	s.containers = containerdContainers(t, e.AccelCRI)
+	s.snapshots = containerdSnapshots(t, e.AccelCRI)
 	for _, l := range [][]string{s.mounts, s.netns, s.cni, s.files, s.cgroups} {
 		slices.Sort(l)
 	}
@@ -142,6 +147,26 @@ func containerdContainers(t *testing.T, a *framework.AccelCRI) []string {
 	return out
 }
 
+// containerdSnapshots lists the snapshots (key and kind) of the overlayfs
+// snapshotter in accel-cri's containerd namespace.
+func containerdSnapshots(t *testing.T, a *framework.AccelCRI) []string {
+	t.Helper()
+	c, err := containerd.New(filepath.Join(a.State, "containerd", "containerd.sock"), containerd.WithDefaultNamespace("accel-cri"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out []string
+	if err := c.SnapshotService("overlayfs").Walk(ctxT(t, 30*time.Second), func(_ context.Context, i snapshots.Info) error {
+		out = append(out, i.Name+" "+i.Kind.String())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // compare fails the test for every part of the snapshot that changed.
 func (before hostSnapshot) compare(t *testing.T, after hostSnapshot) {
 	t.Helper()
@@ -156,6 +181,7 @@ func (before hostSnapshot) compare(t *testing.T, after hostSnapshot) {
 		{"cgroups", before.cgroups, after.cgroups},
 		{"containerd images", before.images, after.images},
 		{"containerd containers", before.containers, after.containers},
+		{"containerd snapshots", before.snapshots, after.snapshots},
 	} {
 		if !slices.Equal(d.before, d.after) {
 			var added, removed []string
@@ -339,6 +365,45 @@ func TestBadPodAndContainerInput(t *testing.T) {
 		{"mount options on an image volume", podID, func(c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, MountOptions: []string{"noexec"}}}
 		}, codes.InvalidArgument},
+		// Image volumes (Mount.image): refused by validation, by the image
+		// lookup, or after their views were made and mounted (a sub path
+		// is found only in the mounted image), which are then undone.
+		{"image volume read-write", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}}}
+		}, codes.InvalidArgument},
+		{"image volume with a host path", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", HostPath: outside, Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true}}
+		}, codes.InvalidArgument},
+		{"image volume of an unknown image", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "sha256:" + strings.Repeat("0", 64)}, Readonly: true}}
+		}, codes.NotFound},
+		{"image volume sub path escaping", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true, ImageSubPath: "etc/../../.."}}
+		}, codes.InvalidArgument},
+		{"image volume sub path missing", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true, ImageSubPath: "not-in-the-image"}}
+		}, codes.NotFound},
+		{"image volume sub path a file", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true, ImageSubPath: "etc/passwd"}}
+		}, codes.InvalidArgument},
+		{"image volume sub path a symlink to a file", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true, ImageSubPath: "bin/sh"}}
+		}, codes.InvalidArgument},
+		{"second image volume fails after the first was mounted", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{
+				{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true, ImageSubPath: "etc"},
+				{ContainerPath: "/img2", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true, ImageSubPath: "etc/none"},
+			}
+		}, codes.NotFound},
+		{"image volume and a dangling symlink host path", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{
+				{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: c.Image.Image}, Readonly: true},
+				{ContainerPath: "/data", HostPath: filepath.Join(outside, "dangling-link")},
+			}
+		}, codes.InvalidArgument},
+		{"sub path on a host path mount", podID, func(c *runtimeapi.ContainerConfig) {
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: outside, ImageSubPath: "etc"}}
+		}, codes.InvalidArgument},
 		{"device outside /dev", podID, func(c *runtimeapi.ContainerConfig) {
 			c.Devices = []*runtimeapi.Device{{HostPath: "/etc/passwd", ContainerPath: "/dev/x", Permissions: "rw"}}
 		}, codes.InvalidArgument},
@@ -412,9 +477,9 @@ func TestBadPodAndContainerInput(t *testing.T) {
 	before := takeSnapshot(t, e, outside)
 	// The running pod must show in every part, or the snapshot would
 	// compare nothing.
-	t.Logf("snapshot: %d mounts, %d netns, %d CNI entries, %d files, %d cgroups, %d images, %d containers",
-		len(before.mounts), len(before.netns), len(before.cni), len(before.files), len(before.cgroups), len(before.images), len(before.containers))
-	if len(before.mounts) == 0 || len(before.netns) == 0 || len(before.cni) == 0 || len(before.files) == 0 || len(before.cgroups) == 0 || len(before.containers) == 0 {
+	t.Logf("snapshot: %d mounts, %d netns, %d CNI entries, %d files, %d cgroups, %d images, %d containers, %d containerd snapshots",
+		len(before.mounts), len(before.netns), len(before.cni), len(before.files), len(before.cgroups), len(before.images), len(before.containers), len(before.snapshots))
+	if len(before.mounts) == 0 || len(before.netns) == 0 || len(before.cni) == 0 || len(before.files) == 0 || len(before.cgroups) == 0 || len(before.containers) == 0 || len(before.snapshots) == 0 {
 		t.Fatalf("snapshot misses the running pod: %+v", before)
 	}
 	for i, tc := range podCases {
