@@ -20,7 +20,9 @@ import (
 // are mostly the same pods and containers each time. Encoding them is
 // most of a List call's work (protobuf walks each item's label and
 // annotation maps by reflection), so the codec encodes each item once and
-// reuses the bytes for as long as the item lives.
+// reuses the bytes for as long as the item lives. ListPodSandboxMetrics
+// (each /metrics/cadvisor scrape) is treated the same: a pod's entry holds
+// some sixty metrics per container and changes once per stats sample.
 //
 // That relies on the runtime's list items being immutable once returned:
 // sandbox hands out one item per pod, container and stats sample, and makes
@@ -39,6 +41,7 @@ type listCodec struct {
 	containers itemCache[runtimeapi.Container]
 	ctrStats   itemCache[runtimeapi.ContainerStats]
 	podStats   itemCache[runtimeapi.PodSandboxStats]
+	podMetrics itemCache[runtimeapi.PodSandboxMetrics]
 }
 
 func newListCodec() *listCodec { return &listCodec{proto: encoding.GetCodecV2("proto")} }
@@ -70,6 +73,10 @@ func (c *listCodec) Marshal(v any) (mem.BufferSlice, error) {
 		return appendItems(&c.podStats, m.GetStats())
 	case *runtimeapi.StreamPodSandboxStatsResponse:
 		return appendItems(&c.podStats, m.GetPodSandboxStats())
+	case *runtimeapi.ListPodSandboxMetricsResponse:
+		return appendItems(&c.podMetrics, m.GetPodMetrics())
+	case *runtimeapi.StreamPodSandboxMetricsResponse:
+		return appendItems(&c.podMetrics, m.GetPodSandboxMetrics())
 	}
 	return c.proto.Marshal(v)
 }

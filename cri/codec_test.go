@@ -116,6 +116,8 @@ func TestListCodecAnswers(t *testing.T) {
 		&runtimeapi.StreamContainerStatsResponse{ContainerStats: []*runtimeapi.ContainerStats{full(&runtimeapi.ContainerStats{})}},
 		&runtimeapi.ListPodSandboxStatsResponse{Stats: []*runtimeapi.PodSandboxStats{full(&runtimeapi.PodSandboxStats{})}},
 		&runtimeapi.StreamPodSandboxStatsResponse{PodSandboxStats: []*runtimeapi.PodSandboxStats{full(&runtimeapi.PodSandboxStats{})}},
+		&runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: []*runtimeapi.PodSandboxMetrics{full(&runtimeapi.PodSandboxMetrics{}), full(&runtimeapi.PodSandboxMetrics{})}},
+		&runtimeapi.StreamPodSandboxMetricsResponse{PodSandboxMetrics: []*runtimeapi.PodSandboxMetrics{full(&runtimeapi.PodSandboxMetrics{})}},
 		// Not a list: protobuf's own encoding.
 		full(&runtimeapi.PodSandboxStatusResponse{}),
 		// Empty lists.
@@ -152,7 +154,7 @@ func listAnswer(m proto.Message) bool {
 	if _, err := c.Marshal(m); err != nil {
 		return false
 	}
-	return c.pods.len()+c.containers.len()+c.ctrStats.len()+c.podStats.len() > 0
+	return c.pods.len()+c.containers.len()+c.ctrStats.len()+c.podStats.len()+c.podMetrics.len() > 0
 }
 
 // An item is encoded once while it lives, a new item (a changed pod) gets

@@ -51,6 +51,8 @@ type Runtime struct {
 	// its collection period (0: sample on every stats call).
 	stats       *statsCollector
 	statsPeriod time.Duration
+	// metrics are the cAdvisor metrics of ListPodSandboxMetrics on this host.
+	metrics *metricSet
 
 	// handlerConfigs are the configured runtime handlers, resolved into
 	// handlers by New; defaultHandler names the one for pods that name none.
@@ -192,6 +194,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	}
 	r.store = newStore(r.rootDir)
 	r.events = newBroadcaster()
+	r.metrics = newMetricSet(r.cgroupV2, psiAvailable())
 	r.stats = newStatsCollector(r, r.statsPeriod)
 	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -19,7 +20,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// usage is one sample of a cgroup's resource use, whatever the cgroup version.
+// usage is one sample of a task's resource use, whatever the cgroup version.
 type usage struct {
 	at              time.Time
 	cpuNanos        uint64 // cumulative CPU time
@@ -27,10 +28,55 @@ type usage struct {
 	memWorkingSet   uint64
 	memRSS          uint64
 	memLimit        uint64
-	pageFaults      uint64
+	pageFaults      uint64 // of the cgroup and its descendants
 	majorPageFaults uint64
 	swap            uint64
-	pids            uint64
+	pids            uint64 // tasks (threads) in the cgroup
+
+	// The rest is only reported by ListPodSandboxMetrics (cAdvisor's
+	// figures, metricSet.containerMetrics).
+	cpuUserNanos, cpuSystemNanos                       uint64
+	cfsPeriods, cfsThrottledPeriods, cfsThrottledNanos uint64
+	memCache, memMappedFile, memKernel                 uint64
+	memMaxUsage, memFailcnt                            uint64
+	memActiveFile, memInactiveFile                     uint64
+	ownPageFaults, ownMajorPageFaults                  uint64 // of the cgroup alone
+	oomKills                                           uint64
+	pidsLimit                                          uint64 // 0: none
+	processes, fds, sockets                            uint64
+	nofileSoft                                         uint64 // the init's soft RLIMIT_NOFILE
+	psi                                                [3]psiTotals
+	io                                                 []deviceIO
+	has                                                usageParts
+}
+
+// usageParts says which optional groups of figures a sample has.
+type usageParts uint8
+
+const (
+	hasPids   usageParts = 1 << iota // pids, pidsLimit (pids controller)
+	hasProcs                         // processes, fds, sockets (read from /proc)
+	hasNofile                        // nofileSoft
+	hasPSI                           // psi (cgroup v2 pressure files)
+)
+
+// Pressure resources, the indexes of usage.psi.
+const (
+	psiCPU = iota
+	psiMemory
+	psiIO
+)
+
+// psiTotals are a pressure file's cumulative stall times in microseconds:
+// some task waiting, and all tasks stalled.
+type psiTotals struct{ some, full uint64 }
+
+// deviceIO is a cgroup's I/O on one block device.
+type deviceIO struct {
+	name                  string // "/dev/sda", or "major:minor" when unknown
+	major, minor          uint64
+	readBytes, writeBytes uint64
+	reads, writes         uint64
 }
 
 // tasksUsage asks containerd for the metrics of several tasks in one call
@@ -58,7 +104,7 @@ func (r *Runtime) tasksUsage(ctx context.Context, ids []string) (map[string]usag
 	return out, nil
 }
 
-// usageOf decodes a task's cgroup metrics.
+// usageOf decodes a task's cgroup metrics as its shim reports them.
 func usageOf(id string, m *types.Metric) (usage, error) {
 	data, err := typeurl.UnmarshalAny(m.Data)
 	if err != nil {
@@ -67,41 +113,140 @@ func usageOf(id string, m *types.Metric) (usage, error) {
 	u := usage{at: m.Timestamp.AsTime()}
 	switch s := data.(type) {
 	case *v1.Metrics:
-		if s.CPU != nil && s.CPU.Usage != nil {
-			u.cpuNanos = s.CPU.Usage.Total
-		}
-		if mem := s.Memory; mem != nil {
-			if mem.Usage != nil {
-				u.memUsage, u.memLimit = mem.Usage.Usage, mem.Usage.Limit
-			}
-			if mem.Swap != nil {
-				u.swap = mem.Swap.Usage - min(mem.Swap.Usage, u.memUsage)
-			}
-			u.memWorkingSet = u.memUsage - min(u.memUsage, mem.TotalInactiveFile)
-			u.memRSS, u.pageFaults, u.majorPageFaults = mem.TotalRSS, mem.TotalPgFault, mem.TotalPgMajFault
-		}
-		if s.Pids != nil {
-			u.pids = s.Pids.Current
-		}
+		usageOfV1(s, &u)
 	case *v2.Metrics:
-		if s.CPU != nil {
-			u.cpuNanos = s.CPU.UsageUsec * 1000
-		}
-		if mem := s.Memory; mem != nil {
-			u.memUsage, u.memLimit, u.swap = mem.Usage, mem.UsageLimit, mem.SwapUsage
-			u.memWorkingSet = mem.Usage - min(mem.Usage, mem.InactiveFile)
-			u.memRSS, u.pageFaults, u.majorPageFaults = mem.Anon, mem.Pgfault, mem.Pgmajfault
-		}
-		if s.Pids != nil {
-			u.pids = s.Pids.Current
-		}
+		usageOfV2(s, &u)
 	default:
 		return usage{}, fmt.Errorf("metrics of %s: unknown type %T", id, data)
 	}
 	if u.memLimit >= math.MaxInt64/2 {
 		u.memLimit = 0 // "no limit" is reported as a huge number
 	}
+	if u.pidsLimit >= math.MaxInt64/2 {
+		u.pidsLimit = 0
+	}
 	return u, nil
+}
+
+func usageOfV1(s *v1.Metrics, u *usage) {
+	if cpu := s.CPU; cpu != nil {
+		if cpu.Usage != nil {
+			u.cpuNanos, u.cpuUserNanos, u.cpuSystemNanos = cpu.Usage.Total, cpu.Usage.User, cpu.Usage.Kernel
+		}
+		if t := cpu.Throttling; t != nil {
+			u.cfsPeriods, u.cfsThrottledPeriods, u.cfsThrottledNanos = t.Periods, t.ThrottledPeriods, t.ThrottledTime
+		}
+	}
+	if mem := s.Memory; mem != nil {
+		if mem.Usage != nil {
+			u.memUsage, u.memLimit = mem.Usage.Usage, mem.Usage.Limit
+			u.memMaxUsage, u.memFailcnt = mem.Usage.Max, mem.Usage.Failcnt
+		}
+		if mem.Swap != nil {
+			u.swap = mem.Swap.Usage - min(mem.Swap.Usage, u.memUsage)
+		}
+		if mem.Kernel != nil {
+			u.memKernel = mem.Kernel.Usage
+		}
+		u.memWorkingSet = u.memUsage - min(u.memUsage, mem.TotalInactiveFile)
+		u.memRSS, u.pageFaults, u.majorPageFaults = mem.TotalRSS, mem.TotalPgFault, mem.TotalPgMajFault
+		u.ownPageFaults, u.ownMajorPageFaults = mem.PgFault, mem.PgMajFault
+		u.memCache, u.memMappedFile = mem.TotalCache, mem.TotalMappedFile
+		u.memActiveFile, u.memInactiveFile = mem.TotalActiveFile, mem.TotalInactiveFile
+	}
+	if s.MemoryOomControl != nil {
+		u.oomKills = s.MemoryOomControl.OomKill
+	}
+	if s.Pids != nil {
+		u.pids, u.pidsLimit = s.Pids.Current, s.Pids.Limit
+		u.has |= hasPids
+	}
+	if s.Blkio != nil {
+		u.io = blkioV1Entries(u.io, s.Blkio.IoServiceBytesRecursive, true)
+		u.io = blkioV1Entries(u.io, s.Blkio.IoServicedRecursive, false)
+	}
+}
+
+// blkioV1Entries adds blkio entries ("Read"/"Write" of one device each)
+// to io: bytes, or else counts of requests.
+func blkioV1Entries(io []deviceIO, entries []*v1.BlkIOEntry, bytes bool) []deviceIO {
+	for _, e := range entries {
+		var i int
+		io, i = ioDevice(io, e.Major, e.Minor)
+		if io[i].name == "" {
+			io[i].name = e.Device
+		}
+		addBlkioOp(&io[i], e.Op, e.Value, bytes)
+	}
+	return io
+}
+
+// ioDevice returns io with an entry for major:minor, and its index.
+func ioDevice(io []deviceIO, major, minor uint64) ([]deviceIO, int) {
+	for i := range io {
+		if io[i].major == major && io[i].minor == minor {
+			return io, i
+		}
+	}
+	return append(io, deviceIO{major: major, minor: minor}), len(io)
+}
+
+// addBlkioOp records one v1 blkio figure; operations other than reads and
+// writes (Sync, Async, Discard, Total) are not reported.
+func addBlkioOp(d *deviceIO, op string, v uint64, bytes bool) {
+	switch {
+	case strings.EqualFold(op, "read") && bytes:
+		d.readBytes = v
+	case strings.EqualFold(op, "write") && bytes:
+		d.writeBytes = v
+	case strings.EqualFold(op, "read"):
+		d.reads = v
+	case strings.EqualFold(op, "write"):
+		d.writes = v
+	}
+}
+
+func usageOfV2(s *v2.Metrics, u *usage) {
+	if cpu := s.CPU; cpu != nil {
+		u.cpuNanos, u.cpuUserNanos, u.cpuSystemNanos = cpu.UsageUsec*1000, cpu.UserUsec*1000, cpu.SystemUsec*1000
+		u.cfsPeriods, u.cfsThrottledPeriods, u.cfsThrottledNanos = cpu.NrPeriods, cpu.NrThrottled, cpu.ThrottledUsec*1000
+		psiOf(cpu.PSI, &u.psi[psiCPU], u)
+	}
+	if mem := s.Memory; mem != nil {
+		u.memUsage, u.memLimit, u.swap = mem.Usage, mem.UsageLimit, mem.SwapUsage
+		u.memWorkingSet = mem.Usage - min(mem.Usage, mem.InactiveFile)
+		u.memRSS, u.pageFaults, u.majorPageFaults = mem.Anon, mem.Pgfault, mem.Pgmajfault
+		u.ownPageFaults, u.ownMajorPageFaults = mem.Pgfault, mem.Pgmajfault
+		u.memCache, u.memMappedFile, u.memMaxUsage = mem.File, mem.FileMapped, mem.MaxUsage
+		u.memKernel = mem.KernelStack + mem.Slab // the shim's message has no "kernel" total
+		u.memActiveFile, u.memInactiveFile = mem.ActiveFile, mem.InactiveFile
+		psiOf(mem.PSI, &u.psi[psiMemory], u)
+	}
+	if ev := s.MemoryEvents; ev != nil {
+		u.oomKills, u.memFailcnt = ev.OomKill, ev.Max
+	}
+	if s.Pids != nil {
+		u.pids, u.pidsLimit = s.Pids.Current, s.Pids.Limit
+		u.has |= hasPids
+	}
+	if s.Io != nil {
+		for _, e := range s.Io.Usage {
+			var i int
+			u.io, i = ioDevice(u.io, e.Major, e.Minor)
+			d := &u.io[i]
+			d.name = fmt.Sprintf("%d:%d", e.Major, e.Minor)
+			d.readBytes, d.writeBytes, d.reads, d.writes = e.Rbytes, e.Wbytes, e.Rios, e.Wios
+		}
+		psiOf(s.Io.PSI, &u.psi[psiIO], u)
+	}
+}
+
+func psiOf(p *v2.PSIStats, t *psiTotals, u *usage) {
+	if p == nil {
+		return
+	}
+	t.some, t.full = p.GetSome().GetTotal(), p.GetFull().GetTotal()
+	u.has |= hasPSI
 }
 
 func cpuMemStats(s taskSample) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage, *runtimeapi.SwapUsage) {
@@ -262,10 +407,11 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]ta
 	}
 	var net *runtimeapi.NetworkUsage
 	if p.NetNSPath != "" {
-		var err error
-		if net, err = r.stats.network(p); err != nil {
+		n, err := r.stats.network(p)
+		if err != nil {
 			return nil, fmt.Errorf("network stats of pod %s: %w", p.ID, err)
 		}
+		net = n.usage
 	}
 	pause := usages[p.ID]
 	if out := r.stats.builtPod(p.ID, pause.u.at, net, containers); out != nil {
@@ -309,9 +455,25 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]ta
 	return out, nil
 }
 
+// podNet is a sample of a pod's interface counters: the CRI stats' view
+// (shared by the answers built from it) and every counter the metrics
+// report.
+type podNet struct {
+	usage *runtimeapi.NetworkUsage
+	links []linkCounters
+}
+
+// linkCounters are one interface's counters.
+type linkCounters struct {
+	name                                    string
+	rxBytes, rxPackets, rxErrors, rxDropped uint64
+	txBytes, txPackets, txErrors, txDropped uint64
+}
+
 // netnsStats reads the interface counters inside a pod's network namespace.
-func netnsStats(path string) (*runtimeapi.NetworkUsage, error) {
-	out := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
+func netnsStats(path string) (*podNet, error) {
+	now := time.Now().UnixNano()
+	out := &podNet{usage: &runtimeapi.NetworkUsage{Timestamp: now}}
 	err := netns.LoadNetNS(path).Do(func(cnins.NetNS) error {
 		links, err := netlink.LinkList()
 		if err != nil {
@@ -322,17 +484,21 @@ func netnsStats(path string) (*runtimeapi.NetworkUsage, error) {
 			if a.Name == "lo" || a.Statistics == nil {
 				continue
 			}
+			st := a.Statistics
+			out.links = append(out.links, linkCounters{name: a.Name,
+				rxBytes: st.RxBytes, rxPackets: st.RxPackets, rxErrors: st.RxErrors, rxDropped: st.RxDropped,
+				txBytes: st.TxBytes, txPackets: st.TxPackets, txErrors: st.TxErrors, txDropped: st.TxDropped})
 			iu := &runtimeapi.NetworkInterfaceUsage{
 				Name:     a.Name,
-				RxBytes:  &runtimeapi.UInt64Value{Value: a.Statistics.RxBytes},
-				RxErrors: &runtimeapi.UInt64Value{Value: a.Statistics.RxErrors},
-				TxBytes:  &runtimeapi.UInt64Value{Value: a.Statistics.TxBytes},
-				TxErrors: &runtimeapi.UInt64Value{Value: a.Statistics.TxErrors},
+				RxBytes:  &runtimeapi.UInt64Value{Value: st.RxBytes},
+				RxErrors: &runtimeapi.UInt64Value{Value: st.RxErrors},
+				TxBytes:  &runtimeapi.UInt64Value{Value: st.TxBytes},
+				TxErrors: &runtimeapi.UInt64Value{Value: st.TxErrors},
 			}
 			if a.Name == "eth0" {
-				out.DefaultInterface = iu
+				out.usage.DefaultInterface = iu
 			} else {
-				out.Interfaces = append(out.Interfaces, iu)
+				out.usage.Interfaces = append(out.usage.Interfaces, iu)
 			}
 		}
 		return nil
@@ -367,77 +533,4 @@ func (r *Runtime) ListPodStats(ctx context.Context, f PodFilter) ([]*runtimeapi.
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// metricDescriptors are the cAdvisor-compatible metrics ListPodSandboxMetrics
-// reports (kubelet's PodAndContainerStatsFromCRI serves them on /metrics/cadvisor).
-var metricDescriptors = []*runtimeapi.MetricDescriptor{
-	{Name: "container_cpu_usage_seconds_total", Help: "Cumulative cpu time consumed in seconds."},
-	{Name: "container_memory_usage_bytes", Help: "Current memory usage in bytes, including all memory regardless of when it was accessed."},
-	{Name: "container_memory_working_set_bytes", Help: "Current working set in bytes."},
-	{Name: "container_memory_rss", Help: "Size of RSS in bytes."},
-	{Name: "container_spec_memory_limit_bytes", Help: "Memory limit for the container."},
-	{Name: "container_network_receive_bytes_total", Help: "Cumulative count of bytes received.", LabelKeys: []string{"interface"}},
-	{Name: "container_network_transmit_bytes_total", Help: "Cumulative count of bytes transmitted.", LabelKeys: []string{"interface"}},
-}
-
-// MetricDescriptors lists the metrics PodMetrics reports.
-func (r *Runtime) MetricDescriptors() []*runtimeapi.MetricDescriptor { return metricDescriptors }
-
-// PodMetrics reports the cAdvisor-style metrics of every ready pod.
-func (r *Runtime) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
-	var ready []*Pod
-	var ids []string
-	for _, p := range r.store.listPods() {
-		if r.store.podStatusOf(p).State == runtimeapi.PodSandboxState_SANDBOX_READY {
-			ready = append(ready, p)
-			ids = append(ids, r.podTaskIDs(p)...)
-		}
-	}
-	usages := r.stats.usages(ctx, ids)
-	var out []*runtimeapi.PodSandboxMetrics
-	for _, p := range ready {
-		pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: p.ID}
-		if p.NetNSPath != "" {
-			if net, err := r.stats.network(p); err == nil {
-				now := net.Timestamp
-				for _, iu := range append([]*runtimeapi.NetworkInterfaceUsage{net.DefaultInterface}, net.Interfaces...) {
-					if iu == nil {
-						continue
-					}
-					pm.Metrics = append(pm.Metrics,
-						counter("container_network_receive_bytes_total", now, iu.RxBytes.GetValue(), iu.Name),
-						counter("container_network_transmit_bytes_total", now, iu.TxBytes.GetValue(), iu.Name))
-				}
-			}
-		}
-		for _, c := range r.store.podContainers(p.ID) {
-			if r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-				continue
-			}
-			s, ok := usages[c.ID]
-			if !ok {
-				continue
-			}
-			u := s.u
-			ts := u.at.UnixNano()
-			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: []*runtimeapi.Metric{
-				counter("container_cpu_usage_seconds_total", ts, u.cpuNanos/1e9),
-				gauge("container_memory_usage_bytes", ts, u.memUsage),
-				gauge("container_memory_working_set_bytes", ts, u.memWorkingSet),
-				gauge("container_memory_rss", ts, u.memRSS),
-				gauge("container_spec_memory_limit_bytes", ts, u.memLimit),
-			}})
-		}
-		out = append(out, pm)
-	}
-	return out, nil
-}
-
-func counter(name string, ts int64, v uint64, labels ...string) *runtimeapi.Metric {
-	return &runtimeapi.Metric{Name: name, Timestamp: ts, MetricType: runtimeapi.MetricType_COUNTER, LabelValues: labels, Value: &runtimeapi.UInt64Value{Value: v}}
-}
-
-func gauge(name string, ts int64, v uint64, labels ...string) *runtimeapi.Metric {
-	return &runtimeapi.Metric{Name: name, Timestamp: ts, MetricType: runtimeapi.MetricType_GAUGE, LabelValues: labels, Value: &runtimeapi.UInt64Value{Value: v}}
 }

@@ -38,9 +38,9 @@ type statsCollector struct {
 	renewLayer func(ctx context.Context, c *Container, maxAge time.Duration)
 
 	mu      sync.Mutex
-	tasks   map[string]taskSample               // container or pause task id
-	nets    map[string]*runtimeapi.NetworkUsage // pod id
-	pending map[string]struct{}                 // started, not sampled yet
+	tasks   map[string]taskSample // container or pause task id
+	nets    map[string]*podNet    // pod id
+	pending map[string]struct{}   // started, not sampled yet
 
 	// built holds answers already built from the current samples, shared
 	// (never changed) by every call until a sample or layer figure
@@ -48,6 +48,9 @@ type statsCollector struct {
 	// answer is dozens of small protobuf objects.
 	builtCtrs map[string]builtContainerStats
 	builtPods map[string]builtPodStats
+	// The same for ListPodSandboxMetrics (stats_metrics.go).
+	builtCtrMetrics map[string]builtContainerMetrics
+	builtPodMetrics map[string]builtPodMetrics
 
 	kick     chan struct{}
 	stop     chan struct{}
@@ -80,15 +83,19 @@ type statTask struct {
 	direct bool
 	// startedAt is the start of the first sample's CPU window.
 	startedAt time.Time
+	// pid is the task's init process (its limits are reported).
+	pid uint32
 }
 
 func newStatsCollector(r *Runtime, period time.Duration) *statsCollector {
 	return &statsCollector{
-		r:      r,
-		cg:     &cgroupReader{root: cgroupRoot, v2: r.cgroupV2, swap: r.swapAccounting, driver: r.cgroupDriver},
+		r: r,
+		cg: &cgroupReader{root: cgroupRoot, v2: r.cgroupV2, swap: r.swapAccounting, driver: r.cgroupDriver,
+			psi: r.metrics.pressure(), proc: "/proc", devices: newBlockDevices("/sys")},
 		period: period, renewLayer: r.renewLayer,
-		tasks: map[string]taskSample{}, nets: map[string]*runtimeapi.NetworkUsage{}, pending: map[string]struct{}{},
+		tasks: map[string]taskSample{}, nets: map[string]*podNet{}, pending: map[string]struct{}{},
 		builtCtrs: map[string]builtContainerStats{}, builtPods: map[string]builtPodStats{},
+		builtCtrMetrics: map[string]builtContainerMetrics{}, builtPodMetrics: map[string]builtPodMetrics{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -158,6 +165,8 @@ func (s *statsCollector) forget(id string) {
 	delete(s.pending, id)
 	delete(s.builtCtrs, id)
 	delete(s.builtPods, id)
+	delete(s.builtCtrMetrics, id)
+	delete(s.builtPodMetrics, id)
 	s.mu.Unlock()
 }
 
@@ -263,7 +272,7 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 		}
 	}
 	samples := s.sample(ctx, tasks)
-	nets := make(map[string]*runtimeapi.NetworkUsage, len(pods))
+	nets := make(map[string]*podNet, len(pods))
 	for _, p := range pods {
 		if p.NetNSPath == "" {
 			continue
@@ -300,6 +309,16 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 				delete(s.builtPods, id)
 			}
 		}
+		for id := range s.builtCtrMetrics {
+			if s.r.store.containerExact(id) == nil {
+				delete(s.builtCtrMetrics, id)
+			}
+		}
+		for id := range s.builtPodMetrics {
+			if s.r.store.podExact(id) == nil {
+				delete(s.builtPodMetrics, id)
+			}
+		}
 	}
 	for id, n := range nets {
 		s.nets[id] = n
@@ -313,6 +332,8 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 		}
 		s.renewLayer(ctx, c, s.period/2)
 	}
+	// And the filesystems the layers are on (one statfs each).
+	s.r.layers.renewFilesystems(s.period / 2)
 }
 
 // sample reads the usage of tasks and records it; the result holds the
@@ -327,7 +348,7 @@ func (s *statsCollector) sample(ctx context.Context, tasks []statTask) map[strin
 			viaShim = append(viaShim, t.id)
 			continue
 		}
-		u, err := s.cg.read(t.cgroupsPath)
+		u, err := s.cg.read(t.cgroupsPath, t.pid)
 		if err != nil {
 			if !errdefs.IsNotFound(err) {
 				klog.V(4).InfoS("Reading a task's cgroup", "task", t.id, "err", err)
@@ -396,12 +417,12 @@ func (s *statsCollector) usages(ctx context.Context, ids []string) map[string]ta
 }
 
 // network returns a ready pod's interface counters.
-func (s *statsCollector) network(p *Pod) (*runtimeapi.NetworkUsage, error) {
+func (s *statsCollector) network(p *Pod) (*podNet, error) {
 	if s.period > 0 {
 		s.mu.Lock()
 		n, ok := s.nets[p.ID]
 		s.mu.Unlock()
-		if ok && time.Since(time.Unix(0, n.Timestamp)) < 3*s.period {
+		if ok && time.Since(time.Unix(0, n.usage.Timestamp)) < 3*s.period {
 			return n, nil
 		}
 	}
@@ -422,10 +443,10 @@ func (s *statsCollector) network(p *Pod) (*runtimeapi.NetworkUsage, error) {
 func (r *Runtime) statTaskOf(id string) (statTask, bool) {
 	if c, err := r.store.container(id); err == nil {
 		st := r.store.containerStatusOf(c)
-		return statTask{id: id, cgroupsPath: c.CgroupsPath, direct: r.hostCgroups(c.PodID), startedAt: st.StartedAt}, true
+		return statTask{id: id, cgroupsPath: c.CgroupsPath, direct: r.hostCgroups(c.PodID), startedAt: st.StartedAt, pid: st.PID}, true
 	}
 	if p := r.store.podExact(id); p != nil && !p.Infraless {
-		return statTask{id: id, cgroupsPath: p.CgroupsPath, direct: r.hostCgroups(p.ID), startedAt: p.CreatedAt}, true
+		return statTask{id: id, cgroupsPath: p.CgroupsPath, direct: r.hostCgroups(p.ID), startedAt: p.CreatedAt, pid: r.store.podStatusOf(p).PID}, true
 	}
 	return statTask{}, false
 }

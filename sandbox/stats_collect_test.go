@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -26,7 +27,9 @@ func newStatsFixture(t *testing.T, period time.Duration, started time.Time) *sta
 	t.Helper()
 	f := &statsFixture{cgroups: t.TempDir()}
 	f.r = &Runtime{store: newStore(t.TempDir()), defaultHandler: "runc",
-		handlers: map[string]*handler{"runc": {name: "runc", runtimeType: RuntimeTypeRunc, binary: "runc"}}}
+		handlers: map[string]*handler{"runc": {name: "runc", runtimeType: RuntimeTypeRunc, binary: "runc"}},
+		layers:   newLayerUsages(), metrics: newMetricSet(false, false)}
+	t.Cleanup(f.r.layers.close)
 	p := newPod(podMeta{ID: "pod1", Infraless: true, RuntimeHandler: "runc"})
 	p.status = podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
 	f.r.store.addPod(p)
@@ -66,7 +69,7 @@ func TestStatsCollectorServesSamples(t *testing.T) {
 	}
 	// Served from memory until the next pass, however the cgroup changes.
 	f.setCPU(t, 900_000_000)
-	if again := f.s.usages(ctx, []string{"c1"})["c1"]; again != first {
+	if again := f.s.usages(ctx, []string{"c1"})["c1"]; !reflect.DeepEqual(again, first) {
 		t.Errorf("second call sampled again: %+v, want the stored %+v", again, first)
 	}
 	// A pass samples every running task and renews the layers.
@@ -153,8 +156,6 @@ func TestStatsCollectorFirstSampleAfterStart(t *testing.T) {
 func TestStatsAnswersReusedUntilSampleChanges(t *testing.T) {
 	ctx := context.Background()
 	f := newStatsFixture(t, 10*time.Second, time.Now().Add(-time.Second))
-	f.r.layers = newLayerUsages()
-	t.Cleanup(f.r.layers.close)
 	f.r.layers.entries["c1"] = &layerUsage{usage: &runtimeapi.FilesystemUsage{Timestamp: 1}, at: time.Now()}
 	f.setCPU(t, 1000)
 

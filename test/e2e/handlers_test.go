@@ -234,6 +234,9 @@ func TestRuntimeHandlers(t *testing.T) {
 			if podIP := ps.GetStatus().GetNetwork().GetIp(); err != nil || podIP == "" || !strings.Contains(string(ipOut), podIP+"/") {
 				t.Errorf("container addresses %q (err %v), want the pod IP %q", ipOut, err, podIP)
 			}
+			// Its metrics: runc's and crun's read from the cgroup and /proc,
+			// runsc's asked of the shim (gVisor's figures, no /proc ones).
+			checkHandlerMetrics(ctx, t, a.Runtime, podID, sid, handler == "runsc")
 			if err := a.Runtime.StopContainer(ctx, sid, 10); err != nil {
 				t.Fatal(err)
 			}

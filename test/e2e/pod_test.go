@@ -392,6 +392,8 @@ func TestPodsAndContainers(t *testing.T) {
 		}
 	})
 
+	t.Run("pod metrics: cAdvisor names, labels and values", func(t *testing.T) { testPodMetrics(ctx, t, e) })
+
 	t.Run("container events", func(t *testing.T) {
 		podID, pod := e.runPod(t, "events")
 		evs := make(chan *runtimeapi.ContainerEventResponse, 100)
