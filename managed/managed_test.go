@@ -22,8 +22,19 @@ func testOptions(t *testing.T) Options {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		// Unmount anything containerd left mounted under the root before removing it.
-		exec.Command("sh", "-c", "grep -o ' "+dir+"[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l").Run()
+		// Unmount anything containerd left mounted under the root before
+		// removing it: mount points in dir itself only (a grep for the
+		// name also matched /tmp/acri-mgd-1234, another run's).
+		b, _ := os.ReadFile("/proc/self/mounts")
+		var points []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/")) {
+				points = append(points, f[1])
+			}
+		}
+		for i := len(points) - 1; i >= 0; i-- {
+			_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+		}
 		os.RemoveAll(dir)
 	})
 	return Options{

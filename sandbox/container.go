@@ -240,6 +240,8 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		if err := r.clearStaleTask(ctx, c, false); err != nil {
 			return fmt.Errorf("start container %s: %w", c.ID, err)
 		}
+	} else if p.shimSuspect.Swap(false) {
+		r.reapShims(ctx, "start after a failed task create in the pod", r.shimsOfPod(p))
 	}
 	taskOpts, err := taskIOOwnerOpts(ctx, c, ctr)
 	if err != nil {
@@ -262,6 +264,10 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		return r.clearStaleTask(ctx, c, false)
 	})
 	if err != nil {
+		// containerd or accel-cri's call may have died while the pod's
+		// shim was starting: that shim can be left waiting, never serving,
+		// and would take the pod's next task.
+		p.shimSuspect.Store(true)
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	cio.setStdinCloser(stdinCloser(task))

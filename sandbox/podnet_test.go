@@ -165,11 +165,12 @@ func pnNewTestCNI(t *testing.T, o pnTestCNIOpts) *pnTestCNI {
 	plugins = append(plugins, `{"type": "portmap", "capabilities": {"portMappings": true}}`)
 	conflist := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q, "plugins": [%s]}`, c.name, strings.Join(plugins, ",\n"))
 
-	// Host state the plugins may change and the test must put back.
-	t.Cleanup(hostnet.RestoreSysctl(t, "/proc/sys/net/ipv4/ip_forward"))
-	t.Cleanup(hostnet.RestoreSysctl(t, "/proc/sys/net/ipv6/conf/all/forwarding"))
-	t.Cleanup(hostnet.RemovePortmapChainsIfNew(t, "iptables"))
-	t.Cleanup(hostnet.RemovePortmapChainsIfNew(t, "ip6tables"))
+	// Host-wide state other runtimes share: a change during the test is
+	// theirs (this config never switches forwarding on), reported and left.
+	t.Cleanup(hostnet.ReportSysctlChange(t, "/proc/sys/net/ipv4/ip_forward"))
+	t.Cleanup(hostnet.ReportSysctlChange(t, "/proc/sys/net/ipv6/conf/all/forwarding"))
+	t.Cleanup(hostnet.ReportPortmapChains(t, "iptables"))
+	t.Cleanup(hostnet.ReportPortmapChains(t, "ip6tables"))
 
 	confDir := filepath.Join(tmp, "net.d")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
@@ -198,6 +199,8 @@ func pnMentions(text, ip string) bool {
 // name the pod), whatever the test did. ips is read at cleanup time.
 func pnTrackPod(t *testing.T, c *pnTestCNI, podID, nsPath string, cfg *runtimeapi.PodSandboxConfig, ips *[]string) {
 	t.Helper()
+	_, err := os.Stat("/var/lib/cni")
+	cniDirExisted := err == nil
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -236,9 +239,12 @@ func pnTrackPod(t *testing.T, c *pnTestCNI, podID, nsPath string, cfg *runtimeap
 		for _, f := range cache {
 			os.Remove(f)
 		}
-		// The cache dirs, when this run made them and left them empty.
-		os.Remove("/var/lib/cni/results")
-		os.Remove("/var/lib/cni")
+		// The cache dirs, when this run made them and left them empty (a
+		// dir that was there before is another runtime's too).
+		if !cniDirExisted {
+			os.Remove("/var/lib/cni/results")
+			os.Remove("/var/lib/cni")
+		}
 	})
 }
 

@@ -58,6 +58,11 @@ func (r *Runtime) recover(ctx context.Context) error {
 	r.cleanOrphanNetNS()
 	r.cleanOrphanFiles()
 	r.cleanLeases(ctx)
+	// Last, with every stale task deleted above: shims a cut-short task
+	// create left serving nothing, their bundles gone (shim_orphans.go).
+	if n := r.reapShims(ctx, "recovery", nil); n > 0 {
+		klog.InfoS("Ended shims nothing referred to", "shims", n)
+	}
 	klog.InfoS("Recovered state", "pods", len(r.store.listPods()), "containers", len(r.store.listContainers()))
 	return nil
 }
@@ -250,6 +255,11 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 	}
 	if c.status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
 		c.exitOnce.Do(func() { close(c.exited) })
+	}
+	if p := r.store.podExact(c.PodID); p != nil && c.status.State == runtimeapi.ContainerState_CONTAINER_CREATED {
+		// Its start may have been cut short while the pod's shim started:
+		// the pod's next start looks for a shim left serving nothing.
+		p.shimSuspect.Store(true)
 	}
 	// A container still created has its start to come: exit events for
 	// it (a cut-short earlier start's init) wait for that start's outcome,

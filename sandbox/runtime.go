@@ -86,8 +86,12 @@ type Runtime struct {
 	warm *migrationWarmer
 
 	// bundleRoot and containerdAddress locate task bundles and shim
-	// sockets of the managed containerd (WithTaskBundles).
+	// sockets of the managed containerd (WithTaskBundles); shimSocketDir is
+	// where its runc shims make their sockets ("": the shim's default).
 	bundleRoot, containerdAddress string
+	shimSocketDir                 string
+	// reapMu serialises reapShims.
+	reapMu sync.Mutex
 }
 
 // Option configures a Runtime.

@@ -28,7 +28,9 @@ import (
 // containerd. The next create of that task then fails ("file exists"). So
 // before a task is created, and when a container that never ran is removed,
 // a bundle that containerd does not know is cleaned here: through the shim
-// that holds it, then the OCI runtime, then the directory.
+// that holds it, then the OCI runtime, then the directory; last, a shim the
+// create started and that now serves nothing is ended, also when its bundle
+// is already gone (shim_orphans.go).
 
 // WithTaskBundles tells the runtime where its containerd keeps task bundles
 // (<state>/io.containerd.runtime.v2.task) and its socket address, which name
@@ -53,12 +55,21 @@ func (r *Runtime) clearStaleTask(ctx context.Context, c *Container, removing boo
 	// A task containerd knows for a container accel-cri never recorded as
 	// started was made by a StartContainer that containerd finished after
 	// accel-cri died: delete it, so the retried start makes it afresh.
-	if task, err := r.loadTask(ctx, c.ID); err == nil {
+	task, err := r.loadTask(ctx, c.ID)
+	switch {
+	case err == nil:
 		klog.InfoS("Deleting the task of a container whose start was cut short", "container", c.ID)
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("task of interrupted start of %s: %w", c.ID, err)
 		}
 		return nil
+	case !errdefs.IsNotFound(err):
+		// containerd did not say: it may know the task, and a containerd
+		// that restarts loads the bundle (and so ends a shim that waits for
+		// a reader of its log, see shim_orphans.go). Nothing is removed
+		// under it; removing the bundle here left such a shim waiting for
+		// good (the chaos suite's orphaned shim).
+		return fmt.Errorf("stale task of container %s: %w", c.ID, err)
 	}
 	bundle := ""
 	if r.bundleRoot != "" {
@@ -84,20 +95,57 @@ func (r *Runtime) clearStaleTask(ctx context.Context, c *Container, removing boo
 	if removing {
 		r.deleteOCIState(ctx, c)
 	}
-	if bundle == "" {
-		return nil
+	if bundle != "" {
+		work, werr := os.Readlink(filepath.Join(bundle, "work"))
+		if err := unmountUnder(bundle); err != nil {
+			return fmt.Errorf("stale task of container %s: %w", c.ID, err)
+		}
+		if err := os.RemoveAll(bundle); err != nil {
+			return fmt.Errorf("stale task of container %s: %w", c.ID, err)
+		}
+		if werr == nil && filepath.Base(work) == c.ID {
+			_ = os.RemoveAll(work)
+		}
 	}
-	work, werr := os.Readlink(filepath.Join(bundle, "work"))
-	if err := unmountUnder(bundle); err != nil {
-		return fmt.Errorf("stale task of container %s: %w", c.ID, err)
-	}
-	if err := os.RemoveAll(bundle); err != nil {
-		return fmt.Errorf("stale task of container %s: %w", c.ID, err)
-	}
-	if werr == nil && filepath.Base(work) == c.ID {
-		_ = os.RemoveAll(work)
-	}
+	// The shim the interrupted create started may be left serving nothing,
+	// its bundle removed above or by containerd (which, restarted, cannot
+	// load a shim that never started serving): end it.
+	r.reapShims(ctx, "stale task of container "+c.ID, r.shimsOfContainer(c))
 	return nil
+}
+
+// shimsOfContainer matches the shims a task create of container c may have
+// started: the one started for c's own task, and the one listening on the
+// socket of c's group (its pod, or c itself for a handler with a sandbox
+// per container).
+func (r *Runtime) shimsOfContainer(c *Container) func(shimProc) bool {
+	sockets := []string{r.groupSocket(c.PodID), r.groupSocket(c.ID)}
+	return func(s shimProc) bool {
+		return s.id == c.ID || listensOn(s, sockets...)
+	}
+}
+
+// shimsOfPod matches the shims of pod p's tasks: started for one of its
+// containers, or listening on its group socket.
+func (r *Runtime) shimsOfPod(p *Pod) func(shimProc) bool {
+	socket := r.groupSocket(p.ID)
+	return func(s shimProc) bool {
+		if c := r.store.containerExact(s.id); c != nil && c.PodID == p.ID {
+			return true
+		}
+		return s.id == p.ID || listensOn(s, socket)
+	}
+}
+
+func listensOn(s shimProc, sockets ...string) bool {
+	for _, l := range s.listening {
+		for _, want := range sockets {
+			if l == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // deleteOCIState force-deletes container c in its runc-style OCI runtime
@@ -123,9 +171,18 @@ func (r *Runtime) deleteOCIState(ctx context.Context, c *Container) {
 
 // deleteInShim asks the shim of group to kill and delete task id, then to
 // exit if it holds no other task (a shim's Shutdown is refused while it
-// holds one). It reports whether the shim answered the delete.
+// holds one). It reports whether the shim answered the delete. A shim that
+// does not answer Connect at once (one that never started serving, see
+// shim_orphans.go) is not asked more.
 func (r *Runtime) deleteInShim(ctx context.Context, group, id string) bool {
-	conn, err := net.DialTimeout("unix", shimSocket(r.containerdAddress, r.namespace, group), shimCallTimeout)
+	socket := r.groupSocket(group)
+	if _, err := shimPidAt(ctx, socket); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			klog.V(2).InfoS("Shim of a stale task does not answer", "container", id, "shim", group, "err", err)
+		}
+		return false
+	}
+	conn, err := net.DialTimeout("unix", socket, shimCallTimeout)
 	if err != nil {
 		return false
 	}
@@ -155,11 +212,11 @@ func (r *Runtime) deleteInShim(ctx context.Context, group, id string) bool {
 	return derr == nil
 }
 
-// shimSocket is where the runc shim of task group listens: containerd's
+// shimSocketIn is where the runc shim of task group listens: containerd's
 // shim library names it by the hash of containerd's address, the namespace
-// and the group, under /run/containerd/s (fixed, whatever containerd's
-// state directory).
-func shimSocket(containerdAddress, namespace, group string) string {
+// and the group, in the shim socket directory (/run/containerd/s unless
+// containerd names another, whatever containerd's state directory).
+func shimSocketIn(dir, containerdAddress, namespace, group string) string {
 	sum := sha256.Sum256([]byte(filepath.Join(containerdAddress, namespace, group)))
-	return fmt.Sprintf("/run/containerd/s/%x", sum)
+	return filepath.Join(dir, fmt.Sprintf("%x", sum))
 }

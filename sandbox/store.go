@@ -69,6 +69,10 @@ type Pod struct {
 	exitOnce sync.Once
 	// item is the pod's last ListPodSandbox entry (listItem).
 	item atomic.Pointer[runtimeapi.PodSandbox]
+	// shimSuspect: a task create of the pod failed or may have been cut
+	// short, and may have left a shim that swallows the pod's next task
+	// (shim_orphans.go); the next start ends such a shim first.
+	shimSuspect atomic.Bool
 }
 
 func newPod(m podMeta) *Pod { return &Pod{podMeta: m, exited: make(chan struct{})} }

@@ -625,16 +625,3 @@ func countMounts(dir string) int {
 	}
 	return n
 }
-
-// countShims counts shim processes serving this instance's containerd.
-func countShims(a *framework.AccelCRI) int {
-	entries, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), "containerd-shim") && strings.Contains(string(b), a.State) {
-			n++
-		}
-	}
-	return n
-}

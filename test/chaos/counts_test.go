@@ -24,6 +24,9 @@ type counts struct {
 	containers, snapshots, leases                   int
 	fds, goroutines                                 int
 	cgroupPaths, checkpointPaths                    []string
+	// shimList are the shims counted, with whether their bundle is gone
+	// (an orphan nothing names) and whether they got to serve.
+	shimList []framework.Shim
 }
 
 func (c counts) String() string {
@@ -42,9 +45,10 @@ func measure(t testing.TB, a *framework.AccelCRI) counts {
 		ips:         countIPs(a),
 		mounts:      countMounts(a.Dir),
 		cgroupPaths: a.LeftCgroups(),
-		shims:       countShims(a),
+		shimList:    a.Shims(),
 	}
 	c.cgroups = len(c.cgroupPaths)
+	c.shims = len(c.shimList)
 	// Status checkpoints, and the pods' and containers' state dirs and
 	// the containers' image volume dirs.
 	for _, g := range []string{"root/sandbox/pods/*.json", "root/sandbox/containers/*.json", "state/sandbox/pods/*", "state/sandbox/containers/*", "state/sandbox/imagevolumes/*"} {
@@ -107,6 +111,9 @@ func leftovers(c, base counts) []string {
 		bad = append(bad, fmt.Sprintf("  cgroups: %v", c.cgroupPaths))
 	}
 	check("shims", c.shims, 0)
+	if c.shims > 0 {
+		bad = append(bad, fmt.Sprintf("  shims: %v", c.shimList))
+	}
 	check("checkpoints", c.checkpoints, 0)
 	if c.checkpoints > 0 {
 		bad = append(bad, fmt.Sprintf("  checkpoints: %v", c.checkpointPaths))

@@ -96,7 +96,7 @@ func TestPodsAndContainers(t *testing.T) {
 		// runtimes need. The pod's first task started it: this pod has no
 		// pause process (its PID namespaces are per container), so that is
 		// the writer.
-		if shims := shimsOf(t, e.State); len(shims) != 1 || !strings.Contains(shims[0], "-id "+wid) {
+		if shims := e.Shims(); len(shims) != 1 || shims[0].ID != wid {
 			t.Errorf("shims for a pod with two containers: %q, want one, started by its first container %s", shims, wid)
 		}
 
@@ -474,28 +474,6 @@ func TestPodsAndContainers(t *testing.T) {
 			t.Errorf("cgroups left: %v", left)
 		}
 	})
-}
-
-// shimsOf lists the command lines of the containerd shims serving the
-// accel-cri instance whose state dir is state.
-func shimsOf(t *testing.T, state string) []string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cmd := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
-		if strings.Contains(cmd, "containerd-shim") && strings.Contains(cmd, state) {
-			out = append(out, cmd)
-		}
-	}
-	return out
 }
 
 func httpGet(t *testing.T, url string, timeout time.Duration) string {

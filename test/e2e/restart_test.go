@@ -146,7 +146,7 @@ func TestInterruptedStartRecovery(t *testing.T) {
 	}
 	e.WaitContainer(t, cid, running, 10*time.Second)
 	framework.WaitLog(t, logPath(pod, cfg), "started", 20*time.Second)
-	if shims := shimsOf(t, e.State); len(shims) != 1 {
+	if shims := e.Shims(); len(shims) != 1 {
 		t.Errorf("shims after the retried start: %q, want one", shims)
 	}
 	if err := e.Runtime.StopPodSandbox(ctx, podID); err != nil {
@@ -156,10 +156,10 @@ func TestInterruptedStartRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(shimsOf(t, e.State)) != 0 && time.Now().Before(deadline) {
+	for len(e.Shims()) != 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if shims := shimsOf(t, e.State); len(shims) != 0 {
+	if shims := e.Shims(); len(shims) != 0 {
 		t.Errorf("shims left after removing the pod: %q", shims)
 	}
 	bundles, _ := filepath.Glob(filepath.Join(e.State, "containerd", "daemon", "io.containerd.runtime.v2.task", "accel-cri", "*"))

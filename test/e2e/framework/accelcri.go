@@ -163,15 +163,17 @@ func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
 // names belong to this instance. The test creates the bridge with its
 // gateway address itself and the plugin runs with isGateway false: the
 // bridge plugin would otherwise switch on net.ipv4.ip_forward for the whole
-// host. CNI use is serialised with other test processes, and the host's
-// sysctls and portmap's shared chains are put back at the end.
+// host. CNI use is serialised with other test processes. At the end the
+// network's own nat rules, CNI cache and bridge are removed; host-wide
+// state that changed meanwhile (forwarding, portmap's shared chains) is
+// another runtime's too, and only reported.
 func (a *AccelCRI) WriteCNIConfig(t testing.TB) {
 	t.Helper()
 	// Undone by cleanup after the pods are gone, in reverse order.
 	a.netUndo = append(a.netUndo,
 		hostnet.LockHostNetwork(t),
-		hostnet.RestoreSysctl(t, "/proc/sys/net/ipv4/ip_forward"),
-		hostnet.RemovePortmapChainsIfNew(t, "iptables"),
+		hostnet.ReportSysctlChange(t, "/proc/sys/net/ipv4/ip_forward"),
+		hostnet.ReportPortmapChains(t, "iptables"),
 		func() { hostnet.RemoveNetworkRules(t, "iptables", a.NetworkName) },
 		func() { hostnet.RemoveCNICache(a.NetworkName) })
 	a.Bridge = "ac" + a.NetworkName[len(a.NetworkName)-min(8, len(a.NetworkName)):]
@@ -181,6 +183,8 @@ func (a *AccelCRI) WriteCNIConfig(t testing.TB) {
 	prefix := fmt.Sprintf("10.%d.%d", 200+n%50, (n/50)%256)
 	for _, args := range [][]string{
 		{"link", "add", a.Bridge, "type", "bridge"},
+		// The mark SweepStale knows it by: no other link is ever removed.
+		{"link", "set", "dev", a.Bridge, "alias", bridgeAliasPrefix + a.Dir},
 		{"addr", "add", prefix + ".1/24", "dev", a.Bridge},
 		{"link", "set", a.Bridge, "up"},
 	} {

@@ -72,6 +72,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
   [plugins.'io.containerd.cri.v1.runtime']
     # root lacks CAP_SYS_RESOURCE here: the sandbox's -998 would fail.
     restrict_oom_score_adj = true
+    # Pod netns under its own state dir (NetNSDir), not the host-wide
+    # /var/run/netns other runtimes use: what it leaves is counted there.
+    netns_mounts_under_state_dir = true
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['/usr/lib/cni']
       conf_dir = %q
@@ -122,6 +125,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 // PID is the containerd process's pid.
 func (c *ContainerdCRI) PID() int { return c.cmd.Process.Pid }
 
+// NetNSDir is where this containerd's CRI mounts its pods' network
+// namespaces (netns_mounts_under_state_dir).
+func (c *ContainerdCRI) NetNSDir() string {
+	return filepath.Join(c.Dir, "state", "io.containerd.grpc.v1.cri", "netns")
+}
+
 func (c *ContainerdCRI) cleanup(t testing.TB) {
 	if t.Failed() {
 		t.Logf("containerd (CRI) log tail:\n%s", tailLines(c.LogPath, 40))
@@ -130,6 +139,16 @@ func (c *ContainerdCRI) cleanup(t testing.TB) {
 	case <-c.exited:
 	default:
 		c.removeAllPods(t)
+		// Its pods are gone: no network namespace of its own may be left
+		// (it made them all under NetNSDir; /var/run/netns is other
+		// runtimes' and not looked at).
+		if left, _ := os.ReadDir(c.NetNSDir()); len(left) > 0 {
+			var names []string
+			for _, e := range left {
+				names = append(names, e.Name())
+			}
+			t.Errorf("containerd CRI left network namespaces in %s after removing its pods: %v", c.NetNSDir(), names)
+		}
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-c.exited:
@@ -138,14 +157,14 @@ func (c *ContainerdCRI) cleanup(t testing.TB) {
 			<-c.exited
 		}
 	}
-	// Shims name our socket on their command line.
+	// Its shims name our socket (under Dir) on their command line.
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), c.Dir) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), c.Dir+"/") {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -170,8 +189,8 @@ func tailLines(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// removeAllPods stops and removes what kubelet left, so no netns
-// (/run/netns/cni-*, containerd's), IP or cgroup stays behind.
+// removeAllPods stops and removes what kubelet left, so no netns (under
+// NetNSDir), IP or cgroup stays behind.
 func (c *ContainerdCRI) removeAllPods(t testing.TB) {
 	if c.Runtime == nil {
 		return

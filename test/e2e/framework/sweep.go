@@ -17,13 +17,18 @@ import (
 // root is /tmp/acri-e2e-<digits>.
 var instanceName = regexp.MustCompile(`^acri-([0-9]+)$`)
 
+// bridgeAliasPrefix starts the alias of an instance's CNI bridge, followed
+// by the instance's temp root.
+const bridgeAliasPrefix = "accel-cri-e2e "
+
 // SweepStale removes what e2e runs that were killed (and so never ran their
 // cleanup) left behind. An instance's temp root whose owner process is gone
 // goes with everything the instance started: its accel-cri, containerd and
 // shims, its containers (their cgroups), mounts, nat rules and CNI cache.
-// Then bridges, cgroups, CNI cache entries and nat rules named after an
-// instance whose temp root is gone are removed. Nothing of a live run, and
-// nothing not named by this suite, is touched. Call it from TestMain.
+// Then cgroups, CNI cache entries and nat rules named after an instance
+// whose temp root is gone are removed, and bridges whose alias marks them
+// as such an instance's. Nothing of a live run, and nothing not named or
+// marked by this suite, is touched. Call it from TestMain.
 func SweepStale(t hostnet.T) {
 	roots, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-e2e-*"))
 	for _, dir := range roots {
@@ -56,12 +61,15 @@ func SweepStale(t hostnet.T) {
 	}
 	links, _ := os.ReadDir("/sys/class/net")
 	for _, l := range links {
-		// Bridges are "ac" + the last 8 digits of the instance number.
-		if strings.HasPrefix(l.Name(), "ac") && len(l.Name()) > 2 && strings.Trim(l.Name()[2:], "0123456789") == "" {
-			matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-e2e-*"+l.Name()[2:]))
-			if len(matches) == 0 {
-				exec.Command("ip", "link", "del", l.Name()).Run()
-			}
+		// An instance's bridge carries its temp root in its alias
+		// (WriteCNIConfig); a link without that mark is never removed.
+		alias, _ := os.ReadFile(filepath.Join("/sys/class/net", l.Name(), "ifalias"))
+		dir, ok := strings.CutPrefix(strings.TrimSpace(string(alias)), bridgeAliasPrefix)
+		if !ok || !strings.HasPrefix(filepath.Base(dir), "acri-e2e-") {
+			continue
+		}
+		if _, err := os.Stat(dir); os.IsNotExist(err) || ownerGone(dir) {
+			exec.Command("ip", "link", "del", l.Name()).Run()
 		}
 	}
 	for name := range stale {

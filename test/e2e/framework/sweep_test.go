@@ -16,7 +16,8 @@ import (
 // marked by a process that is gone, with a process, a mount and a cgroup
 // with a process of its own) beside a live run whose root name starts with
 // the dead one's, and checks that the sweep removes all of the first and
-// nothing of the second.
+// nothing of the second, nor a bridge named like the dead run's but not
+// marked as its.
 func TestSweepStaleReapsKilledRuns(t *testing.T) {
 	gone := exec.Command("true")
 	if err := gone.Run(); err != nil {
@@ -87,6 +88,21 @@ func TestSweepStaleReapsKilledRuns(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(container.pid)), 0); err != nil {
 		t.Fatal(err)
 	}
+	// Bridges: the dead run's (marked with its root), the live run's, and
+	// one named like an instance's bridge but not marked (another runtime's).
+	n := filepath.Base(dead)[len("acri-e2e-"):]
+	bridges := map[string]string{"acsw" + n[len(n)-4:] + "d": bridgeAliasPrefix + dead, "acsw" + n[len(n)-4:] + "l": bridgeAliasPrefix + live, "ac" + n[len(n)-min(8, len(n)):]: ""}
+	for name, alias := range bridges {
+		if out, err := exec.Command("ip", "link", "add", name, "type", "bridge").CombinedOutput(); err != nil {
+			t.Fatalf("ip link add %s: %v: %s", name, err, out)
+		}
+		t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+		if alias != "" {
+			if out, err := exec.Command("ip", "link", "set", "dev", name, "alias", alias).CombinedOutput(); err != nil {
+				t.Fatalf("ip link set %s alias: %v: %s", name, err, out)
+			}
+		}
+	}
 
 	SweepStale(t)
 
@@ -110,5 +126,11 @@ func TestSweepStaleReapsKilledRuns(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(live, "owner")); err != nil {
 		t.Errorf("the live run's root was touched: %v", err)
+	}
+	for name, alias := range bridges {
+		_, err := os.Stat(filepath.Join("/sys/class/net", name))
+		if gone := os.IsNotExist(err); gone != (alias == bridgeAliasPrefix+dead) {
+			t.Errorf("bridge %s (alias %q) removed: %v, want only the dead run's", name, alias, gone)
+		}
 	}
 }
