@@ -37,8 +37,6 @@ const (
 // CreateContainer creates a container in a ready pod from an image that is
 // present. It does not start it.
 func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (_ string, retErr error) {
-	ctx, unblock := r.nri.BlockSync(ctx)
-	defer unblock()
 	p, err := r.store.pod(podID)
 	if err != nil {
 		return "", err
@@ -112,7 +110,11 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", fmt.Errorf("pod %w", err)
 	}
-	// NRI plugins adjust the spec once it is built (nri.go).
+	// NRI plugins adjust the spec once it is built (nri.go); the sync
+	// block covers that event until the container is in the store, not
+	// the image work before.
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
 	npod := nriPod(p, pst)
 	var nriHooked, nriAdjusted bool
 	defer func() {
@@ -292,9 +294,12 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 
 // StopContainer sends the stop signal, waits up to timeout seconds, then
 // SIGKILL. Stopping a stopped container succeeds; so does an unknown one.
+//
+// It does not hold NRI's sync block: its NRI event is sent by whoever
+// records the exit (recordExit, mostly the exit monitor, which holds no
+// block either), and holding the block through the grace period would
+// stall every CRI call of the node while a plugin registers.
 func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) error {
-	ctx, unblock := r.nri.BlockSync(ctx)
-	defer unblock()
 	c, err := r.store.container(id)
 	if err != nil {
 		return err

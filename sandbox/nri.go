@@ -27,7 +27,8 @@ import (
 // conversion of pods and containers into its terms. The lifecycle calls
 // the events where they happen (pod.go, container.go, monitor.go); each
 // CRI call that makes, changes or removes something holds NRI's sync
-// block (nri.BlockSync) before any lifecycle lock.
+// block (nri.BlockSync) around its event, taken before any lifecycle lock
+// another call could wait for.
 
 // nriNoticeTimeout bounds the events sent where no CRI call gives a
 // deadline (a container's exit, undoing a failed create). Each call into a

@@ -55,8 +55,6 @@ func newID() string {
 // CNI networks, and its pause container. Everything it made is undone when
 // any step fails, so a failed RunPodSandbox leaves nothing behind.
 func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ string, retErr error) {
-	ctx, unblock := r.nri.BlockSync(ctx)
-	defer unblock()
 	h, err := r.handlerOf(handler)
 	if err != nil {
 		return "", err
@@ -267,7 +265,12 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	st := podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, PID: pid, Network: network}
 	// NRI plugins hear of the pod while nobody else can see it yet; one may
 	// refuse it. Undone, they hear it stop and go (all of them: one
-	// earlier in their order may have accepted it).
+	// earlier in their order may have accepted it). The sync block covers
+	// the event and showPod, not the pull, CNI and pause before: taken
+	// after p.mu, which nobody else can hold or wait for while the pod is
+	// not shown.
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
 	undo = append(undo, func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), nriNoticeTimeout)
 		defer cancel()

@@ -260,12 +260,14 @@ func (n *NRI) Active() bool { return n != nil && n.plugins.Load() > 0 }
 type syncHeld struct{}
 
 // BlockSync keeps plugins from synchronizing until the returned function
-// is called. Every CRI call that makes, changes or removes a pod or
-// container holds it from before its NRI event until its result is in the
-// store: a plugin registering meanwhile then either gets the event or
-// finds the result in its Synchronize, never neither. It is taken before
-// any lifecycle lock; calls made under a held block (the containers
-// StopPodSandbox stops) see the returned context and do not take it again.
+// is called. A CRI call that makes, changes or removes a pod or container
+// holds it from before its NRI event until its result is in the store: a
+// plugin registering meanwhile then either gets the event or finds the
+// result in its Synchronize, never neither. While a plugin synchronizes,
+// new holders wait, so it is held briefly, and taken before any lifecycle
+// lock another call could be waiting for. Calls made under a held block
+// (the containers StopPodSandbox stops) see the returned context and do
+// not take it again: a waiting Synchronize would deadlock them.
 func (n *NRI) BlockSync(ctx context.Context) (context.Context, func()) {
 	if n == nil || ctx.Value(syncHeld{}) != nil {
 		return ctx, func() {}
