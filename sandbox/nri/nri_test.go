@@ -461,3 +461,52 @@ func TestNilNRIIsOff(t *testing.T) {
 	n.StopContainer(ctx, testPod("p"), testContainer("c", "p", nil))
 	n.Close()
 }
+
+// blockCheckingRuntime fails when an update or eviction NRI asks for would
+// take the sync block again: those run while a block is held (a CRI call's,
+// or Synchronize's), and a nested take would deadlock against a waiting
+// Synchronize.
+type blockCheckingRuntime struct {
+	fakeRuntime
+	n       *NRI
+	retaken []string
+}
+
+func (b *blockCheckingRuntime) check(ctx context.Context, what string) {
+	if nested, unblock := b.n.BlockSync(ctx); nested != ctx {
+		b.retaken = append(b.retaken, what)
+		unblock()
+	}
+}
+
+func (b *blockCheckingRuntime) UpdateContainerResources(ctx context.Context, id string, update func(*runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error)) error {
+	b.check(ctx, "update "+id)
+	return b.fakeRuntime.UpdateContainerResources(ctx, id, update)
+}
+
+func (b *blockCheckingRuntime) EvictContainer(ctx context.Context, id, reason string) error {
+	b.check(ctx, "evict "+id)
+	return b.fakeRuntime.EvictContainer(ctx, id, reason)
+}
+
+func TestUpdatesAndEvictionsDoNotRetakeTheBlock(t *testing.T) {
+	rt := &blockCheckingRuntime{fakeRuntime: fakeRuntime{resources: map[string]*runtimeapi.LinuxContainerResources{"c1": {}}}}
+	n := startNRI(t, rt, testConfig(shortDir(t)))
+	rt.n = n
+	u := &api.ContainerUpdate{ContainerId: "c1"}
+	u.SetLinuxCPUShares(2)
+	n.evict(context.Background(), "test", []*api.ContainerEviction{{ContainerId: "c2", Reason: "test"}})
+	n.applyUpdates(context.Background(), "test", []*api.ContainerUpdate{u})
+	if _, err := n.updateFromPlugin(context.Background(), []*api.ContainerUpdate{u}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	n.async(func(ctx context.Context) { n.applyUpdates(ctx, "async", []*api.ContainerUpdate{u}); close(done) })
+	<-done
+	if len(rt.retaken) > 0 {
+		t.Errorf("took the sync block again for %v", rt.retaken)
+	}
+	if !slices.Equal(rt.evicted, []string{"c2"}) || rt.resourcesOf("c1").GetCpuShares() != 2 {
+		t.Errorf("evicted %v, c1 = %v; want c2 evicted and c1's shares 2", rt.evicted, rt.resourcesOf("c1"))
+	}
+}
