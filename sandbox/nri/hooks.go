@@ -245,7 +245,9 @@ func (n *NRI) applyUpdates(ctx context.Context, event string, updates []*adaptat
 }
 
 // evict stops the containers plugins asked to evict, as StopContainer does
-// with no grace period.
+// with no grace period. NRI v0.12.3's adaptation collects no evictions from
+// plugins yet (its CreateContainer and UpdateContainer results carry none);
+// they are handled as containerd handles them for when it does.
 func (n *NRI) evict(ctx context.Context, event string, evictions []*adaptation.ContainerEviction) {
 	ctx = context.WithValue(ctx, syncHeld{}, true)
 	for _, e := range evictions {
