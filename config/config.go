@@ -52,6 +52,7 @@ type Config struct {
 	// Runtimes is last: TOML tables must follow the plain keys.
 	Runtimes map[string]RuntimeConfig `toml:"runtimes" json:"runtimes" comment:"Runtime handlers (Kubernetes RuntimeClass .handler), one table each: [runtimes.<handler>].\nThe name is a DNS label. See docs/runtime-handlers.md for crun, gVisor (runsc) and Kata examples."`
 	Devices  DevicesConfig            `toml:"devices" json:"devices" comment:"Accelerators: discovery, CDI specs and injection, kubelet device plugin (docs/devices.md)."`
+	NRI      NRIConfig                `toml:"nri" json:"nri" comment:"Node Resource Interface: NRI plugins see pods and containers come and go and adjust containers\nas they are created (docs/configuration.md#nri)."`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string
@@ -92,6 +93,7 @@ func Default() Config {
 		DefaultRuntime:   "runc",
 		Runtimes:         map[string]RuntimeConfig{"runc": {Type: RuntimeTypeRunc, BinaryName: DefaultRuncBinary}},
 		Devices:          DefaultDevices(),
+		NRI:              DefaultNRI(),
 	}
 }
 
@@ -211,6 +213,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateRuntimes()...)
 	errs = append(errs, c.Devices.validate()...)
+	errs = append(errs, c.validateNRI()...)
 	return errors.Join(errs...)
 }
 

@@ -27,6 +27,7 @@ func TestConfigLoads(t *testing.T) {
 		{"metrics on loopback", cfg.MetricsAddr != "" && config.IsLoopbackAddr(cfg.MetricsAddr)},
 		{"streaming on loopback", config.IsLoopbackAddr(cfg.StreamingAddr)},
 		{"systemd cgroup driver (the unit runs under systemd)", cfg.CgroupDriver == "systemd"},
+		{"NRI on accel-cri's own socket, not the node's /var/run/nri/nri.sock", cfg.NRI.Enable && cfg.NRISocket() == "/run/accel-cri/nri.sock"},
 		{"managed containerd", cfg.ContainerdAddr == ""},
 		{"runc is the default handler", cfg.DefaultRuntime == "runc" && cfg.Runtimes["runc"].Type == config.RuntimeTypeRunc},
 		{"device plugin on", cfg.Devices.DevicePlugin},

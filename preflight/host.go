@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -29,6 +31,9 @@ type Host interface {
 	OOMScoreRange() (*sandbox.OOMScoreRange, error)
 	// Geteuid is the effective user id.
 	Geteuid() int
+	// SocketAnswers reports whether a process accepts connections on the
+	// unix socket at path.
+	SocketAnswers(path string) bool
 }
 
 // OSHost is the node accel-cri check runs on.
@@ -39,6 +44,15 @@ func (OSHost) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(na
 func (OSHost) Stat(name string) (fs.FileInfo, error)      { return os.Stat(name) }
 func (OSHost) LookPath(file string) (string, error)       { return exec.LookPath(file) }
 func (OSHost) Geteuid() int                               { return os.Geteuid() }
+
+func (OSHost) SocketAnswers(path string) bool {
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
 
 func (OSHost) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, name, args...).Output()

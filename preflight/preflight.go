@@ -83,6 +83,7 @@ var checks = []check{
 	checkOOMScoreAdj,
 	checkKVM,
 	checkDevices,
+	checkNRI,
 }
 
 // Run checks the node for cfg.

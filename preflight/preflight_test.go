@@ -24,6 +24,7 @@ type fakeHost struct {
 	overlayErr error
 	oom        *sandbox.OOMScoreRange
 	uid        int
+	answering  map[string]bool // unix sockets a process serves
 }
 
 func rel(name string) string { return strings.TrimPrefix(name, "/") }
@@ -33,6 +34,7 @@ func (h *fakeHost) ReadDir(name string) ([]fs.DirEntry, error) { return h.fsys.R
 func (h *fakeHost) Stat(name string) (fs.FileInfo, error)      { return h.fsys.Stat(rel(name)) }
 func (h *fakeHost) Geteuid() int                               { return h.uid }
 func (h *fakeHost) MountOverlay(string) error                  { return h.overlayErr }
+func (h *fakeHost) SocketAnswers(path string) bool             { return h.answering[path] }
 func (h *fakeHost) OOMScoreRange() (*sandbox.OOMScoreRange, error) {
 	if h.oom == nil {
 		return nil, errors.New("no /proc")

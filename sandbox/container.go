@@ -144,9 +144,22 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		}()
 		maps.Copy(labels, imageVolumeRefLabels(vols))
 	}
+	// NRI plugins adjust the spec once it is built (nri.go); the sync
+	// block covers that event until the container is in the store, not
+	// the image work before.
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
+	npod := nriPod(p, pst)
+	var nriHooked, nriAdjusted bool
+	defer func() {
+		if retErr != nil && nriHooked {
+			r.undoNRICreate(ctx, npod, meta)
+		}
+	}()
 	ctr, err := r.client.NewContainer(ctx, id,
 		r.withRootfsSnapshot(id, img, cimg, rootfsRemapOpts(uids, gids)),
 		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
+		r.withNRIAdjustment(npod, &meta, &nriHooked, &nriAdjusted),
 		containerd.WithRuntime(h.runtimeType, h.options),
 		containerd.WithContainerLabels(labels),
 		containerd.WithContainerExtension(extContainerMeta, &meta),
@@ -168,6 +181,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	c := newContainer(meta)
 	c.process = spec.Process
 	st := containerStatus{State: runtimeapi.ContainerState_CONTAINER_CREATED, Resources: cfg.GetLinux().GetResources(), User: userOf(spec)}
+	if nriAdjusted {
+		st.Resources = resourcesFromSpec(st.Resources, spec)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := r.store.setContainerStatus(c, st); err != nil {
@@ -175,6 +191,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	}
 	r.store.addContainer(c)
 	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	r.nri.PostCreateContainer(ctx, npod, nriContainer(c, st, spec))
 	return id, nil
 }
 
@@ -202,6 +219,8 @@ func stopSignalOf(cfg *runtimeapi.ContainerConfig, imageSignal string) string {
 // StartContainer starts a created container with its output going to its
 // CRI log file.
 func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) {
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
 	c, err := r.store.container(id)
 	if err != nil {
 		return err
@@ -227,7 +246,10 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 			st.FinishedAt = time.Now()
 			st.ExitCode, st.Reason, st.Message = exitCodeStartError, reasonStartError, retErr.Error()
 			logErr(r.store.setContainerStatus(c, st), "Record start failure", "container", c.ID)
-			c.exitOnce.Do(func() { close(c.exited) })
+			c.exitOnce.Do(func() {
+				r.nriContainerStopped(c, st)
+				close(c.exited)
+			})
 			r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		}
 	}()
@@ -272,10 +294,19 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	}
 	cio.setStdinCloser(stdinCloser(task))
 	c.io = cio
+	// NRI plugins hear of the start once the task exists; one may refuse it.
+	npod, nctr, nriOK := r.nriContainerEvent(ctx, c, st)
+	if nriOK {
+		nctr.PID = task.Pid()
+		err = r.nri.StartContainer(ctx, npod, nctr)
+	}
 	// The process starts during task.Start; taking the time before it keeps
 	// started <= finished for a process that exits at once.
 	startedAt := time.Now()
-	if err := task.Start(ctx); err != nil {
+	if err == nil {
+		err = task.Start(ctx)
+	}
+	if err != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		_, derr := task.Delete(dctx, containerd.WithProcessKill)
@@ -294,11 +325,20 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	}
 	r.stats.started(c.ID)
 	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	if nriOK {
+		nctr.State, nctr.PID, nctr.StartedAt = st.State, st.PID, st.StartedAt
+		r.nri.PostStartContainer(ctx, npod, nctr)
+	}
 	return nil
 }
 
 // StopContainer sends the stop signal, waits up to timeout seconds, then
 // SIGKILL. Stopping a stopped container succeeds; so does an unknown one.
+//
+// It does not hold NRI's sync block: its NRI event is sent by whoever
+// records the exit (recordExit, mostly the exit monitor, which holds no
+// block either), and holding the block through the grace period would
+// stall every CRI call of the node while a plugin registers.
 func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) error {
 	c, err := r.store.container(id)
 	if err != nil {
@@ -412,6 +452,8 @@ func (r *Runtime) killAll(ctx context.Context, id string, task containerd.Task) 
 // root filesystem. Its log file stays (kubelet owns logs). Removing an
 // unknown container succeeds.
 func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
 	c, err := r.store.container(id)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -424,6 +466,14 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Plugins heard of the stop when the container exited; one that never
+	// started stops now.
+	if npod, nctr, ok := r.nriContainerEvent(ctx, c, r.store.containerStatusOf(c)); ok {
+		if nctr.State == runtimeapi.ContainerState_CONTAINER_CREATED {
+			r.nri.StopContainer(ctx, npod, nctr)
+		}
+		r.nri.RemoveContainer(ctx, npod, nctr)
+	}
 	if err := r.deleteContainerd(ctx, c.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
 	}
@@ -547,8 +597,37 @@ func (c *Container) listItem(st runtimeapi.ContainerState) *runtimeapi.Container
 }
 
 // UpdateContainerResources applies new limits to a created or running
-// container and records them.
+// container and records them. NRI plugins see the request first and may
+// change it.
 func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
+	c, err := r.store.container(id)
+	if err != nil {
+		return err
+	}
+	npod, nctr, nriOK := r.nriContainerEvent(ctx, c, r.store.containerStatusOf(c))
+	if nriOK {
+		if res, err = r.nri.UpdateContainer(ctx, npod, nctr, res); err != nil {
+			return err
+		}
+	}
+	if err := r.updateContainerResources(ctx, c.ID, func(*runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error) {
+		return res, nil
+	}); err != nil {
+		return err
+	}
+	if nriOK {
+		nctr.Spec = r.containerSpec(ctx, c.ID)
+		r.nri.PostUpdateContainer(ctx, npod, nctr)
+	}
+	return nil
+}
+
+// updateContainerResources is UpdateContainerResources without NRI's
+// events, for the updates NRI plugins ask for: update gets the recorded
+// resources under the container's lock and returns the new ones.
+func (r *Runtime) updateContainerResources(ctx context.Context, id string, update func(*runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error)) error {
 	c, err := r.store.container(id)
 	if err != nil {
 		return err
@@ -560,6 +639,10 @@ func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res *
 	case runtimeapi.ContainerState_CONTAINER_CREATED, runtimeapi.ContainerState_CONTAINER_RUNNING:
 	default:
 		return fmt.Errorf("%w: container %s is %s", errdefs.ErrFailedPrecondition, c.ID, st.State)
+	}
+	res, err := update(st.Resources)
+	if err != nil {
+		return err
 	}
 	ctr, err := r.client.LoadContainer(ctx, c.ID)
 	if err != nil {

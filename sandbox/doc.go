@@ -3,5 +3,7 @@
 // the in-memory state store rebuilt from containerd on start, and the
 // monitor of task exits. It also owns the host facts those need: the cgroup
 // driver, whether the OOM score can be lowered, and whether the runtime and
-// the network are ready. It must not know about gRPC.
+// the network are ready. NRI plugins hear of every lifecycle step through
+// its sub-package nri, which it calls under its locks. It must not know
+// about gRPC.
 package sandbox

@@ -13,7 +13,7 @@ func TestListItemsSharedUntilStateChanges(t *testing.T) {
 	r := &Runtime{store: newStore(t.TempDir())}
 	cfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "ns", Uid: "u"}, Labels: map[string]string{"a": "b"}}
 	p := newPod(podMeta{ID: "pod1", Config: cfg, RuntimeHandler: "runc"})
-	r.store.addPod(p)
+	addShownPod(r.store, p)
 	c := newContainer(containerMeta{ID: "ctr1", PodID: "pod1", ImageName: "busybox", ImageRef: "ref",
 		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Annotations: map[string]string{"x": "y"}}})
 	r.store.addContainer(c)

@@ -287,11 +287,13 @@ func exitedStatus(st containerStatus, e exitInfo) containerStatus {
 	return st
 }
 
-// recordExit persists the exit once, then wakes waiters and tells kubelet.
+// recordExit persists the exit once, tells NRI plugins, then wakes waiters
+// (a StopContainer returns once plugins know) and tells kubelet.
 func (r *Runtime) recordExit(c *Container, e exitInfo) {
 	c.exitOnce.Do(func() {
 		st := exitedStatus(r.store.containerStatusOf(c), e)
 		logErr(r.store.setContainerStatus(c, st), "Record container exit", "container", c.ID)
+		r.nriContainerStopped(c, st)
 		close(c.exited)
 		klog.V(2).InfoS("Container exited", "container", c.ID, "code", st.ExitCode, "reason", st.Reason)
 		r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)

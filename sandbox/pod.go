@@ -235,7 +235,8 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	p := newPod(meta)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	// The exit monitor must find the pod before the task can exit.
+	// The exit monitor must find the pod before the task can exit; the
+	// CRI sees it once it is ready (showPod).
 	r.store.addPod(p)
 	undo = append(undo, func() { r.store.deletePod(id); r.store.removeCheckpoints("pods", id) })
 
@@ -261,9 +262,28 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			return "", err
 		}
 	}
-	if err := r.store.setPodStatus(p, podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, PID: pid, Network: network}); err != nil {
+	st := podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY, PID: pid, Network: network}
+	// NRI plugins hear of the pod while nobody else can see it yet; one may
+	// refuse it. Undone, they hear it stop and go (all of them: one
+	// earlier in their order may have accepted it). The sync block covers
+	// the event and showPod, not the pull, CNI and pause before: taken
+	// after p.mu, which nobody else can hold or wait for while the pod is
+	// not shown.
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
+	undo = append(undo, func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), nriNoticeTimeout)
+		defer cancel()
+		r.nri.StopPodSandbox(dctx, nriPod(p, st))
+		r.nri.RemovePodSandbox(dctx, nriPod(p, st))
+	})
+	if err := r.nri.RunPodSandbox(ctx, nriPod(p, st)); err != nil {
+		return "", fmt.Errorf("pod %s: %w", id, err)
+	}
+	if err := r.store.setPodStatus(p, st); err != nil {
 		return "", err
 	}
+	r.store.showPod(p)
 	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "ip", network.IP, "pause", infra)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	r.stats.started(p.ID)
@@ -371,6 +391,8 @@ func (r *Runtime) withRootfsSnapshot(id string, img images.Image, ri rootfsImage
 // the pod network. Stopping a stopped or unknown pod succeeds, as kubelet
 // retries stops.
 func (r *Runtime) StopPod(ctx context.Context, id string) error {
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
 	p, err := r.store.pod(id)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -426,6 +448,10 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 	}
 	st = r.store.podStatusOf(p)
 	if !st.NetworkDown {
+		// NRI plugins hear of the stop once the pod's containers (and
+		// pause) are stopped, while the pod is still there to look at; a
+		// stop repeated after this one completed sends nothing.
+		r.nri.StopPodSandbox(ctx, nriPod(p, st))
 		if err := RemovePodNetNS(p.NetNSPath); err != nil {
 			return fmt.Errorf("stop pod %s: %w", p.ID, err)
 		}
@@ -482,6 +508,8 @@ func awaitExit(ctx context.Context, exited <-chan struct{}, reap func()) error {
 // RemovePod stops the pod if needed and removes its containers, its pause
 // container and every file it made. Removing an unknown pod succeeds.
 func (r *Runtime) RemovePod(ctx context.Context, id string) error {
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
 	p, err := r.store.pod(id)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -499,6 +527,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	r.nri.RemovePodSandbox(ctx, nriPod(p, r.store.podStatusOf(p)))
 	if err := r.deleteContainerd(ctx, p.ID); err != nil {
 		return fmt.Errorf("remove pod %s: %w", p.ID, err)
 	}
@@ -669,6 +698,8 @@ func (r *Runtime) reapPause(ctx context.Context, p *Pod) {
 // UpdatePodResources records the pod-level resources kubelet applied to the
 // pod cgroup, which kubelet owns; they are reported in the verbose status.
 func (r *Runtime) UpdatePodResources(ctx context.Context, id string, overhead, resources *runtimeapi.LinuxContainerResources) error {
+	ctx, unblock := r.nri.BlockSync(ctx)
+	defer unblock()
 	p, err := r.store.pod(id)
 	if err != nil {
 		return err
@@ -679,6 +710,13 @@ func (r *Runtime) UpdatePodResources(ctx context.Context, id string, overhead, r
 	if st.State != runtimeapi.PodSandboxState_SANDBOX_READY {
 		return fmt.Errorf("%w: pod sandbox %s is not ready", errdefs.ErrFailedPrecondition, p.ID)
 	}
+	if err := r.nri.UpdatePodSandbox(ctx, nriPod(p, st), overhead, resources); err != nil {
+		return fmt.Errorf("pod %s: %w", p.ID, err)
+	}
 	st.Overhead, st.Resources = overhead, resources
-	return r.store.setPodStatus(p, st)
+	if err := r.store.setPodStatus(p, st); err != nil {
+		return err
+	}
+	r.nri.PostUpdatePodSandbox(ctx, nriPod(p, st))
+	return nil
 }

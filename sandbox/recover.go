@@ -105,6 +105,7 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 	}
 	p := newPod(*meta)
 	p.status = st
+	p.shown = true
 	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY && meta.Infraless {
 		// Without a pause process the pod lives as long as its pinned
 		// namespaces; a reboot or a cleaned /run ends it.

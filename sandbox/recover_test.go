@@ -13,7 +13,7 @@ import (
 func TestCleanOrphanFiles(t *testing.T) {
 	root, state := t.TempDir(), t.TempDir()
 	r := &Runtime{rootDir: root, stateDir: state, store: newStore(root)}
-	r.store.addPod(newPod(podMeta{ID: "podkept"}))
+	addShownPod(r.store, newPod(podMeta{ID: "podkept"}))
 	r.store.addContainer(newContainer(containerMeta{ID: "ctrkept"}))
 	files := map[string]bool{ // path -> kept
 		filepath.Join(root, "pods", "podkept.json"):          true,

@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/sandbox/nri"
 )
 
 // ErrRuntimeNotReady reports that containerd does not answer.
@@ -92,6 +93,11 @@ type Runtime struct {
 	shimSocketDir                 string
 	// reapMu serialises reapShims.
 	reapMu sync.Mutex
+
+	// nri relays lifecycle events to NRI plugins and applies their
+	// adjustments (nil: NRI is off); nriConfig is WithNRI's (nri.go).
+	nri       *nri.NRI
+	nriConfig *nri.Config
 }
 
 // Option configures a Runtime.
@@ -200,6 +206,9 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	r.events = newBroadcaster()
 	r.metrics = newMetricSet(r.cgroupV2, psiAvailable())
 	r.stats = newStatsCollector(r, r.statsPeriod)
+	if err := r.newNRI(); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
 	return r, nil
 }
 
@@ -208,7 +217,8 @@ func (r *Runtime) podDir(id string) string       { return filepath.Join(r.stateD
 func (r *Runtime) containerDir(id string) string { return filepath.Join(r.stateDir, "containers", id) }
 
 // Start rebuilds the store from containerd and the checkpoints, then follows
-// task exits until ctx ends or Close.
+// task exits until ctx ends or Close. NRI starts last: the plugins it
+// launches are synchronized with the recovered pods and containers.
 func (r *Runtime) Start(ctx context.Context) error {
 	if err := r.recover(ctx); err != nil {
 		return err
@@ -216,11 +226,17 @@ func (r *Runtime) Start(ctx context.Context) error {
 	r.monitor = newMonitor(r)
 	r.monitor.start()
 	r.stats.start()
+	if err := r.nri.Start(ctx); err != nil {
+		r.Close()
+		return err
+	}
 	return nil
 }
 
-// Close stops following events; containers keep running.
+// Close stops following events; containers keep running. NRI's plugins
+// are disconnected first (the ones it launched are stopped).
 func (r *Runtime) Close() {
+	r.nri.Close()
 	if r.monitor != nil {
 		r.monitor.stop()
 	}

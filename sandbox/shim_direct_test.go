@@ -105,7 +105,7 @@ func TestDirectShimSocketSelection(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			id := newID()
-			r.store.addPod(newPod(podMeta{ID: "pod-" + id, RuntimeHandler: tc.handler}))
+			addShownPod(r.store, newPod(podMeta{ID: "pod-" + id, RuntimeHandler: tc.handler}))
 			c := newContainer(containerMeta{ID: id, PodID: "pod-" + id})
 			if tc.bootstrap {
 				writeBootstrap(t, filepath.Join(bundles, "ns", id), boot)

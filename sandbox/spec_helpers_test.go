@@ -69,3 +69,9 @@ func checkErr(t *testing.T, err, want error) bool {
 	}
 	return err == nil
 }
+
+// addShownPod adds p to s as RunPodSandbox leaves a pod it finished.
+func addShownPod(s *store, p *Pod) {
+	s.addPod(p)
+	s.showPod(p)
+}

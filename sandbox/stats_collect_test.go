@@ -32,7 +32,7 @@ func newStatsFixture(t *testing.T, period time.Duration, started time.Time) *sta
 	t.Cleanup(f.r.layers.close)
 	p := newPod(podMeta{ID: "pod1", Infraless: true, RuntimeHandler: "runc"})
 	p.status = podStatus{State: runtimeapi.PodSandboxState_SANDBOX_READY}
-	f.r.store.addPod(p)
+	addShownPod(f.r.store, p)
 	c := newContainer(containerMeta{ID: "c1", PodID: "pod1", CgroupsPath: fixtureCgroup})
 	c.status = containerStatus{State: runtimeapi.ContainerState_CONTAINER_RUNNING, StartedAt: started}
 	f.r.store.addContainer(c)

@@ -250,7 +250,7 @@ func (s *metricSet) containerMetrics(in ctrMetricsIn) []*runtimeapi.Metric {
 		}
 	}
 
-	spec := specOf(in.res, s.v2)
+	spec := specFiguresOf(in.res, s.v2)
 	b.add(mSpecCPUPeriod, spec.cpuPeriod)
 	if spec.cpuQuota > 0 {
 		b.add(mSpecCPUQuota, spec.cpuQuota)
@@ -285,7 +285,7 @@ type specFigures struct {
 	memLimit, memReservation, memSwapLimit uint64
 }
 
-// specOf turns the resources kubelet set (CreateContainer,
+// specFiguresOf turns the resources kubelet set (CreateContainer,
 // UpdateContainerResources) into cAdvisor's container_spec_* figures, which
 // cAdvisor reads from the cgroup: no limit is 0; the period and shares the
 // kernel applies when none is set; the swap limit is memory+swap on cgroup
@@ -295,7 +295,7 @@ type specFigures struct {
 // memory.min (kubelet's memory QoS), unset on v1. The cgroup itself is
 // not read for these: on v2 the shares are a cpu.weight that runc's
 // conversion does not map back exactly.
-func specOf(res *runtimeapi.LinuxContainerResources, v2 bool) specFigures {
+func specFiguresOf(res *runtimeapi.LinuxContainerResources, v2 bool) specFigures {
 	f := specFigures{cpuPeriod: defaultCFSPeriod, cpuShares: defaultCPUShares}
 	if p := res.GetCpuPeriod(); p > 0 {
 		f.cpuPeriod = uint64(p)

@@ -391,7 +391,7 @@ func TestSpecOf(t *testing.T) {
 		{desc: "v1 ignores unified", res: &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.min": "5"}},
 			want: specFigures{cpuPeriod: 100000, cpuShares: 1024}},
 	} {
-		if got := specOf(tc.res, tc.v2); got != tc.want {
+		if got := specFiguresOf(tc.res, tc.v2); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.desc, got, tc.want)
 		}
 	}

@@ -63,8 +63,12 @@ type podStatus struct {
 type Pod struct {
 	podMeta
 
-	mu       sync.Mutex // serialises lifecycle operations on the pod
-	status   podStatus
+	mu     sync.Mutex // serialises lifecycle operations on the pod
+	status podStatus
+	// shown (guarded by store.mu) is false while RunPodSandbox makes the
+	// pod: the CRI does not see it (pod, listPods) until it is ready,
+	// and NRI plugins' RunPodSandbox hook runs before that.
+	shown    bool
 	exited   chan struct{} // closed when the pause task's exit is recorded
 	exitOnce sync.Once
 	// item is the pod's last ListPodSandbox entry (listItem).
@@ -206,9 +210,18 @@ func (s *store) releaseName(name, id string) {
 	}
 }
 
+// addPod adds a pod. One being made (not yet shown) is found only by
+// podExact, as the exit monitor must find its pause, until showPod.
 func (s *store) addPod(p *Pod) {
 	s.mu.Lock()
 	s.pods[p.ID] = p
+	s.mu.Unlock()
+}
+
+// showPod makes a pod RunPodSandbox finished visible to the CRI.
+func (s *store) showPod(p *Pod) {
+	s.mu.Lock()
+	p.shown = true
 	s.mu.Unlock()
 }
 
@@ -240,16 +253,17 @@ func (s *store) deleteContainer(id string) {
 	s.mu.Unlock()
 }
 
-// pod finds a pod by full id or unique id prefix (crictl and humans use prefixes).
+// pod finds a shown pod by full id or unique id prefix (crictl and humans
+// use prefixes).
 func (s *store) pod(id string) (*Pod, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if p, ok := s.pods[id]; ok {
+	if p, ok := s.pods[id]; ok && p.shown {
 		return p, nil
 	}
 	var found *Pod
 	for k, p := range s.pods {
-		if id != "" && strings.HasPrefix(k, id) {
+		if id != "" && p.shown && strings.HasPrefix(k, id) {
 			if found != nil {
 				return nil, fmt.Errorf("%w: pod id prefix %q is ambiguous", errdefs.ErrInvalidArgument, id)
 			}
@@ -283,12 +297,15 @@ func (s *store) container(id string) (*Container, error) {
 	return found, nil
 }
 
+// listPods lists the shown pods, oldest first.
 func (s *store) listPods() []*Pod {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]*Pod, 0, len(s.pods))
 	for _, p := range s.pods {
-		out = append(out, p)
+		if p.shown {
+			out = append(out, p)
+		}
 	}
 	slices.SortFunc(out, func(a, b *Pod) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out
@@ -419,7 +436,8 @@ func (s *store) removeCheckpoints(kind, id string) {
 	_ = os.Remove(filepath.Join(s.root, kind, id+".json"))
 }
 
-// podExact and containerExact look up by full id only (events carry full ids).
+// podExact and containerExact look up by full id only (events carry full
+// ids); podExact also finds a pod still being made.
 func (s *store) podExact(id string) *Pod {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -24,6 +24,7 @@ import (
 	"github.com/accel-cri/accel-cri/managed"
 	"github.com/accel-cri/accel-cri/metrics"
 	"github.com/accel-cri/accel-cri/sandbox"
+	"github.com/accel-cri/accel-cri/sandbox/nri"
 	"github.com/accel-cri/accel-cri/streaming"
 )
 
@@ -155,6 +156,7 @@ func serve(cfg config.Config) error {
 		taskBundles(daemon),
 		sandbox.WithHandlers(handlerConfigs(cfg.Runtimes), cfg.DefaultRuntime),
 		cdiOpt,
+		nriOption(cfg),
 	)
 	if err != nil {
 		return err
@@ -208,6 +210,9 @@ func serve(cfg config.Config) error {
 			if daemon != nil {
 				info["containerd"].(map[string]any)["pid"] = daemon.PID()
 				info["containerd"].(map[string]any)["restarts"] = daemon.Restarts()
+			}
+			if st := rt.NRIStatus(); st != nil {
+				info["nri"] = st
 			}
 			return info
 		}),
@@ -286,6 +291,36 @@ func handlerConfigs(rts map[string]config.RuntimeConfig) map[string]sandbox.Hand
 		}
 	}
 	return out
+}
+
+// nriOption switches NRI on as [nri] says.
+func nriOption(cfg config.Config) sandbox.Option {
+	n := cfg.NRI
+	if !n.Enable {
+		return func(*sandbox.Runtime) {}
+	}
+	v := n.DefaultValidator
+	return sandbox.WithNRI(nri.Config{
+		SocketPath:          cfg.NRISocket(),
+		PluginPath:          n.PluginPath,
+		PluginConfigPath:    n.PluginConfigPath,
+		RegistrationTimeout: time.Duration(n.RegistrationTime),
+		RequestTimeout:      time.Duration(n.RequestTime),
+		ExternalPlugins:     n.ExternalPlugins,
+		Validator: nri.ValidatorConfig{
+			Enable:                           v.Enable,
+			RejectOCIHookAdjustment:          v.RejectOCIHookAdjustment,
+			RejectRuntimeDefaultSeccomp:      v.RejectRuntimeDefaultSeccomp,
+			RejectUnconfinedSeccomp:          v.RejectUnconfinedSeccomp,
+			RejectCustomSeccomp:              v.RejectCustomSeccomp,
+			RejectNamespaceAdjustment:        v.RejectNamespaceAdjustment,
+			RejectSysctlAdjustment:           v.RejectSysctlAdjustment,
+			RequiredPlugins:                  v.RequiredPlugins,
+			TolerateMissingPluginsAnnotation: v.TolerateMissingPluginsAnnotation,
+		},
+		RuntimeName:    "accel-cri",
+		RuntimeVersion: version.Version,
+	})
 }
 
 // taskBundles locates the managed containerd's task bundles and shim

@@ -379,6 +379,10 @@ func (a *AccelCRI) PID() int {
 	return a.cmd.Process.Pid
 }
 
+// NRISocket is the instance's NRI socket: nri.sock in its state directory,
+// where accel-cri puts it unless [nri] socket_path says otherwise.
+func (a *AccelCRI) NRISocket() string { return filepath.Join(a.State, "nri.sock") }
+
 // IPCNamespacePath is /proc/<pid>/ns/ipc of the accel-cri process: the
 // namespace the node's (host) IPC is, with IPCNamespace.
 func (a *AccelCRI) IPCNamespacePath() string {
