@@ -412,9 +412,15 @@ func retryShimGone(ctx context.Context, deadline time.Time, create func() error,
 
 // shimGone reports whether err says the connection to a shim closed:
 // isConnError, or its text once it crossed containerd's API, which keeps
-// only the text.
+// only the text. It also covers the shim start that found the pod's shim
+// socket but was refused on it ("failed to start shim: start failed:
+// failed to create TTRPC connection: dial unix /run/containerd/s/...:
+// connect: connection refused"): the shim listening there was closing its
+// socket as its last task went (seen in the e2e suite under load).
 func shimGone(err error) bool {
-	return isConnError(err) || strings.Contains(err.Error(), ttrpc.ErrClosed.Error())
+	msg := err.Error()
+	return isConnError(err) || strings.Contains(msg, ttrpc.ErrClosed.Error()) ||
+		strings.Contains(msg, "failed to start shim") && strings.Contains(msg, "connection refused")
 }
 
 // killAll SIGKILLs every process of a container's task. The kill can fail

@@ -40,7 +40,19 @@ func TestRetryShimGone(t *testing.T) {
 			}
 		})
 	}
-	if !shimGone(ttrpc.ErrClosed) || shimGone(errors.New("ttrpc: other")) {
-		t.Error("shimGone")
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{ttrpc.ErrClosed, true},
+		{errors.New("create task: ttrpc: closed"), true},
+		{errors.New("create task: failed to start shim: start failed: failed to create TTRPC connection: dial unix /run/containerd/s/ae7f: connect: connection refused"), true},
+		{errors.New("ttrpc: other"), false},
+		{errors.New("dial tcp 127.0.0.1:5000: connect: connection refused"), false},
+		{errors.New("failed to start shim: start failed: exec: \"containerd-shim-runc-v2\": not found"), false},
+	} {
+		if got := shimGone(tc.err); got != tc.want {
+			t.Errorf("shimGone(%q) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
