@@ -232,6 +232,37 @@ func TestPodsAndContainers(t *testing.T) {
 		}
 	})
 
+	// critest "should ignore a seccomp profile that blocks setting hostname
+	// when privileged": a privileged container runs unconfined whatever
+	// profile it names, as with containerd and CRI-O.
+	t.Run("privileged containers ignore their seccomp profile", func(t *testing.T) {
+		profile := filepath.Join(e.Dir, "no-mkdir-priv.json")
+		os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}`), 0o644)
+		podID, pod := e.runPod(t, "seccomp-priv", func(c *runtimeapi.PodSandboxConfig) {
+			c.Linux.SecurityContext.Privileged = true
+		})
+		c := e.busybox("priv", `if mkdir /tmp/d 2>/dev/null; then r=mkdir-ok; else r=mkdir-denied; fi; echo "$r mode=$(grep Seccomp: /proc/self/status | tr -dc 0-9)"`)
+		c.Linux.SecurityContext.Privileged = true
+		c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: profile}
+		id := e.RunContainer(t, podID, pod, c)
+		e.WaitContainer(t, id, exited, 30*time.Second)
+		framework.WaitLog(t, logPath(pod, c), "mkdir-ok mode=0", 10*time.Second)
+	})
+
+	// A pod log directory nobody made (crictl, critest) is made at
+	// StartContainer, as containerd and CRI-O do, instead of failing the
+	// start with Unknown.
+	t.Run("a missing log directory is made", func(t *testing.T) {
+		podID, pod := e.runPod(t, "nologdir", func(c *runtimeapi.PodSandboxConfig) {
+			c.LogDirectory = filepath.Join(e.Dir, "not-made-yet", c.Metadata.Uid)
+		})
+		c := e.busybox("hello", "echo hello from a new directory")
+		c.LogPath = "hello/0.log"
+		id := e.RunContainer(t, podID, pod, c)
+		e.WaitContainer(t, id, exited, 30*time.Second)
+		framework.WaitLog(t, logPath(pod, c), "hello from a new directory", 10*time.Second)
+	})
+
 	t.Run("non-root user, groups, read-only rootfs, no capabilities", func(t *testing.T) {
 		podID, pod := e.runPod(t, "users")
 		c := e.busybox("nonroot", `echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"; touch /x 2>/dev/null || echo ro-denied; grep CapEff /proc/self/status; ls /root >/dev/null 2>&1 || echo root-denied`)
