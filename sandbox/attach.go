@@ -8,6 +8,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
 // Attach connects a client to the IO of a running container's main
@@ -32,7 +34,7 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts StreamOptions) err
 	}
 	done := make(chan struct{})
 	defer close(done)
-	if opts.TTY && c.io.tty && opts.Resize != nil {
+	if opts.TTY && c.io.TTY() && opts.Resize != nil {
 		task, err := r.loadTask(ctx, id)
 		if err != nil {
 			return fmt.Errorf("attach to container %s: %w", id, err)
@@ -42,7 +44,7 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts StreamOptions) err
 		})
 	}
 	klog.V(4).InfoS("Attach", "container", id, "stdin", opts.Stdin != nil, "stdout", opts.Stdout != nil, "stderr", opts.Stderr != nil, "tty", opts.TTY)
-	c.io.attach(ctx, attachment{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr})
+	c.io.Attach(ctx, stdio.Attachment{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr})
 	klog.V(4).InfoS("Attach ended", "container", id)
 	return nil
 }

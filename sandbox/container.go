@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
 // Exit reasons kubelet shows.
@@ -269,15 +270,15 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	var cio *containerIO
+	var cio *stdio.ContainerIO
 	var task containerd.Task
 	err = retryShimGone(ctx, time.Now().Add(killWait), func() error {
 		var err error
-		if cio, err = newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce()); err != nil {
+		if cio, err = stdio.New(r.containerDir(c.ID), c.LogPath, stdio.Options{TTY: c.Config.GetTty(), Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce()}); err != nil {
 			return err
 		}
-		if task, err = ctr.NewTask(ctx, cio.creator(), taskOpts...); err != nil {
-			cio.close()
+		if task, err = ctr.NewTask(ctx, cio.Creator(), taskOpts...); err != nil {
+			cio.Close()
 			return fmt.Errorf("create task: %w", err)
 		}
 		return nil
@@ -292,7 +293,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		p.shimSuspect.Store(true)
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	cio.setStdinCloser(stdinCloser(task))
+	cio.SetStdinCloser(stdinCloser(task))
 	c.io = cio
 	// NRI plugins hear of the start once the task exists; one may refuse it.
 	npod, nctr, nriOK := r.nriContainerEvent(ctx, c, st)
@@ -313,7 +314,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		logErr(derr, "Delete task that failed to start", "container", c.ID)
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	cio.releaseHolds()
+	cio.ReleaseHolds()
 	st.State = runtimeapi.ContainerState_CONTAINER_RUNNING
 	st.PID = task.Pid()
 	if c.process != nil {
@@ -499,7 +500,7 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 		removeLeftoverCgroup(c.CgroupsPath)
 	}
 	if c.io != nil {
-		c.io.close()
+		c.io.Close()
 	}
 	if err := os.RemoveAll(r.containerDir(c.ID)); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
@@ -692,7 +693,7 @@ func (r *Runtime) ReopenContainerLog(ctx context.Context, id string) error {
 	if c.LogPath == "" {
 		return fmt.Errorf("%w: container %s has no log path", errdefs.ErrFailedPrecondition, c.ID)
 	}
-	if err := c.io.reopenLog(); err != nil {
+	if err := c.io.ReopenLog(); err != nil {
 		return fmt.Errorf("reopen log of container %s: %w", c.ID, err)
 	}
 	return nil

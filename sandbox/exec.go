@@ -1,13 +1,11 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +15,8 @@ import (
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
 // ExecSyncOutputLimit caps what ExecSync keeps of each of stdout and
@@ -81,7 +81,7 @@ func (r *Runtime) ExecSync(ctx context.Context, id string, cmd []string, timeout
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	stdout, stderr := newCappedBuffer(ExecSyncOutputLimit), newCappedBuffer(ExecSyncOutputLimit)
+	stdout, stderr := stdio.NewCappedBuffer(ExecSyncOutputLimit), stdio.NewCappedBuffer(ExecSyncOutputLimit)
 	code, err := r.Exec(ctx, id, cmd, StreamOptions{Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && timeout > 0 {
@@ -114,42 +114,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 		return 0, err
 	}
 
-	// The runc shim needs both output FIFOs (a terminal needs stdout):
-	// output nobody asked for is discarded.
-	var stdin *eofReader
-	in, out, errOut := io.Reader(nil), io.Writer(io.Discard), io.Writer(io.Discard)
-	if opts.Stdin != nil {
-		stdin = newEOFReader(opts.Stdin)
-		in = stdin
-	}
-	if opts.Stdout != nil {
-		out = opts.Stdout
-	}
-	if opts.Stderr != nil {
-		errOut = opts.Stderr
-	}
-	if opts.TTY {
-		errOut = nil
-	}
 	execID := newID()[:32]
 	fifoDir := filepath.Join(r.containerDir(id), "exec")
-	var pio cio.IO
-	var output *execOutput // copies once started; nil: cio copies already
-	if stdin == nil {
-		if output, err = newExecOutput(fifoDir, execID, opts.TTY, out, errOut); err != nil {
-			return 0, fmt.Errorf("exec in container %s: %w", id, err)
-		}
-		pio = output
-	} else {
-		// stdin's FIFO needs a writer that opens once the shim has its
-		// read end: containerd's cio does that.
-		streams := []cio.Opt{cio.WithStreams(in, out, errOut), cio.WithFIFODir(fifoDir)}
-		if opts.TTY {
-			streams = append(streams, cio.WithTerminal)
-		}
-		if pio, err = cio.NewCreator(streams...)(execID); err != nil {
-			return 0, fmt.Errorf("exec in container %s: %w", id, err)
-		}
+	pio, err := stdio.NewExecIO(fifoDir, execID, opts.TTY, opts.Stdin, opts.Stdout, opts.Stderr)
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	r.warm.kick()
 	proc, err := r.createExec(ctx, id, rt, execID, execProcessSpec(rt.process, cmd, opts.TTY), pio)
@@ -172,9 +141,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	if err := proc.start(ctx); err != nil {
 		return 0, fmt.Errorf("exec in container %s: start %q: %w", id, cmd[0], err)
 	}
-	if output != nil {
-		output.start()
-	}
+	pio.Start()
 	_, direct := proc.(*shimExec)
 	klog.V(4).InfoS("Exec started", "container", id, "exec", execID, "cmd", cmd, "tty", opts.TTY, "direct", direct)
 
@@ -183,10 +150,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	if opts.TTY && opts.Resize != nil {
 		go forwardResize(waitCtx, opts.Resize, waitCtx.Done(), proc.resize)
 	}
-	if stdin != nil {
+	if stdinEOF := pio.StdinEOF(); stdinEOF != nil {
 		go func() {
 			select {
-			case <-stdin.eof:
+			case <-stdinEOF:
 				// The shim holds the stdin FIFO open itself: tell it to
 				// close the process's stdin so the process reads EOF.
 				cctx, cancel := context.WithTimeout(waitCtx, 10*time.Second)
@@ -202,7 +169,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	code, err := proc.wait(ctx)
 	if err == nil {
 		// The exit can be reported before the last output is copied.
-		waitIO(pio, execIODrainTimeout)
+		pio.WaitOutput(execIODrainTimeout)
 		klog.V(4).InfoS("Exec exited", "container", id, "exec", execID, "code", code)
 		return int32(code), nil
 	}
@@ -369,25 +336,6 @@ func (r *Runtime) execTarget(ctx context.Context, id string) (*runningTask, erro
 	return rt, nil
 }
 
-// waitIO waits until the output copy of a process ended, at most d (a
-// background child can hold the output open after the process exited; its
-// deletion, which follows, closes the output).
-func waitIO(i cio.IO, d time.Duration) {
-	if i == nil {
-		return
-	}
-	drained := make(chan struct{})
-	go func() {
-		i.Wait() // returns at the latest when the process is deleted
-		close(drained)
-	}()
-	select {
-	case <-drained:
-	case <-time.After(d):
-		klog.V(2).InfoS("Exec output still open after the process exited; returning without the rest")
-	}
-}
-
 // waitExecCleanup waits for exec processes still being deleted.
 func (r *Runtime) waitExecCleanup() {
 	done := make(chan struct{})
@@ -423,61 +371,4 @@ func forwardResize(ctx context.Context, sizes <-chan TerminalSize, done <-chan s
 			}
 		}
 	}
-}
-
-// eofReader reports when its reader ended (EOF or an error).
-type eofReader struct {
-	r    io.Reader
-	eof  chan struct{}
-	once sync.Once
-}
-
-func newEOFReader(r io.Reader) *eofReader { return &eofReader{r: r, eof: make(chan struct{})} }
-
-func (e *eofReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil {
-		e.once.Do(func() { close(e.eof) })
-	}
-	return n, err
-}
-
-// cappedBuffer keeps the first limit bytes written to it and discards the
-// rest, always reporting success so the writer is never blocked or failed.
-type cappedBuffer struct {
-	mu        sync.Mutex
-	buf       bytes.Buffer
-	limit     int
-	truncated bool
-}
-
-func newCappedBuffer(limit int) *cappedBuffer { return &cappedBuffer{limit: limit} }
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.limit - b.buf.Len(); room < len(p) {
-		b.truncated = true
-		b.buf.Write(p[:max(room, 0)])
-	} else {
-		b.buf.Write(p)
-	}
-	return len(p), nil
-}
-
-// Truncated reports whether output was discarded.
-func (b *cappedBuffer) Truncated() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.truncated
-}
-
-// Bytes returns what was kept; nil when nothing was written.
-func (b *cappedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() == 0 {
-		return nil
-	}
-	return bytes.Clone(b.buf.Bytes())
 }

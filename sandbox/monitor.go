@@ -213,7 +213,7 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 	if exit != nil {
 		logErr(r.store.persistExit(c, *exit), "Checkpoint container exit", "container", c.ID)
 	}
-	if c.io != nil && !c.io.wait(ioDrainTimeout) {
+	if c.io != nil && !c.io.Wait(ioDrainTimeout) {
 		klog.InfoS("Container output still open after its exit; closing", "container", c.ID)
 	}
 	info := r.deleteTask(ctx, c.ID)
@@ -221,7 +221,7 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 		exit = &info
 	}
 	if c.io != nil {
-		c.io.close()
+		c.io.Close()
 	}
 	r.recordExit(c, *exit)
 }
@@ -231,7 +231,7 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 func (r *Runtime) reapContainer(ctx context.Context, c *Container) {
 	info := r.deleteTask(ctx, c.ID)
 	if c.io != nil {
-		c.io.close()
+		c.io.Close()
 	}
 	r.recordExit(c, info)
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
 // recover rebuilds the store from containerd (what exists) and the status
@@ -170,19 +172,19 @@ func (r *Runtime) cleanPod(ctx context.Context, meta *podMeta) error {
 // reattach connects a running container's output FIFOs to a new log
 // writer and records it as running.
 func (r *Runtime) reattach(ctx context.Context, c *Container, ctr containerd.Container) error {
-	cio, err := newContainerIO(r.containerDir(c.ID), c.LogPath, c.Config.GetTty(), c.Config.GetStdin(), c.Config.GetStdinOnce())
+	cio, err := stdio.New(r.containerDir(c.ID), c.LogPath, stdio.Options{TTY: c.Config.GetTty(), Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce()})
 	if err != nil {
 		return err
 	}
-	task, err := ctr.Task(ctx, cio.attacher())
+	task, err := ctr.Task(ctx, cio.Attacher())
 	if err != nil {
-		cio.close()
+		cio.Close()
 		return fmt.Errorf("attach: %w", err)
 	}
 	if task.IO() == nil {
-		cio.close() // containerd named no FIFOs (its status is unknown)
+		cio.Close() // containerd named no FIFOs (its status is unknown)
 	}
-	cio.setStdinCloser(stdinCloser(task))
+	cio.SetStdinCloser(stdinCloser(task))
 	c.io = cio
 	if c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		c.status.State, c.status.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, time.Now()

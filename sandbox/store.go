@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/internal/fsutil"
+	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
 // PodState and ContainerState use the CRI's enums: they are the vocabulary
@@ -125,7 +126,7 @@ type Container struct {
 	exitOnce  sync.Once
 	startDone chan struct{} // closed when Start has recorded its outcome
 	startOnce sync.Once
-	io        *containerIO // set by Start; nil before
+	io        *stdio.ContainerIO // set by Start; nil before
 
 	// running caches the task of a started container and its process spec,
 	// so an exec needs no containerd lookups (nil: not known yet).

@@ -13,7 +13,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/accel-cri/accel-cri/sandbox/crilog"
+	"github.com/accel-cri/accel-cri/sandbox/stdio/crilog"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 

@@ -17,7 +17,7 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/accel-cri/accel-cri/sandbox/crilog"
+	"github.com/accel-cri/accel-cri/sandbox/stdio/crilog"
 )
 
 func randHex(n int) string {

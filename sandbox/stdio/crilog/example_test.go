@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/accel-cri/accel-cri/sandbox/crilog"
+	"github.com/accel-cri/accel-cri/sandbox/stdio/crilog"
 )
 
 func ExampleWriter() {

@@ -1,4 +1,4 @@
-package sandbox
+package stdio
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"golang.org/x/sys/unix"
 
-	"github.com/accel-cri/accel-cri/sandbox/crilog"
+	"github.com/accel-cri/accel-cri/sandbox/stdio/crilog"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
@@ -52,7 +52,7 @@ type failingWriter struct{}
 
 func (failingWriter) Write(p []byte) (int, error) { return 0, errors.New("client gone") }
 
-// testShim holds the other ends of a containerIO's FIFOs, as a shim does.
+// testShim holds the other ends of a ContainerIO's FIFOs, as a shim does.
 type testShim struct {
 	stdout, stderr *os.File // write ends
 	stdin          *os.File // read end
@@ -95,26 +95,26 @@ func openShim(t *testing.T, cfg cio.Config) *testShim {
 	return s
 }
 
-// newTestIO makes a started container's IO: FIFOs made by the creator and
+// newTestIO makes a started container's IO: FIFOs made by the Creator and
 // opened by a test shim.
-func newTestIO(t *testing.T, tty, stdin, stdinOnce bool) (*containerIO, *testShim, string) {
+func newTestIO(t *testing.T, tty, stdin, stdinOnce bool) (*ContainerIO, *testShim, string) {
 	t.Helper()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "c.log")
-	c, err := newContainerIO(filepath.Join(dir, "fifos"), logPath, tty, stdin, stdinOnce)
+	c, err := New(filepath.Join(dir, "fifos"), logPath, Options{TTY: tty, Stdin: stdin, StdinOnce: stdinOnce})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c.close()
-		c.wait(5 * time.Second)
+		c.Close()
+		c.Wait(5 * time.Second)
 	})
-	tio, err := c.creator()("id")
+	tio, err := c.Creator()("id")
 	if err != nil {
 		t.Fatal(err)
 	}
 	shim := openShim(t, tio.Config())
-	c.releaseHolds()
+	c.ReleaseHolds()
 	return c, shim, logPath
 }
 
@@ -142,10 +142,10 @@ func logLines(t *testing.T, path string) []string {
 }
 
 // attachAsync runs attach in a goroutine; the channel closes when it returns.
-func attachAsync(c *containerIO, ctx context.Context, a attachment) chan struct{} {
+func attachAsync(c *ContainerIO, ctx context.Context, a Attachment) chan struct{} {
 	done := make(chan struct{})
 	go func() {
-		c.attach(ctx, a)
+		c.Attach(ctx, a)
 		close(done)
 	}()
 	return done
@@ -180,8 +180,8 @@ func TestAttachFanOut(t *testing.T) {
 	c, shim, logPath := newTestIO(t, false, false, false)
 	var out1, out2, err1 syncBuffer
 	ctx := context.Background()
-	a1 := attachAsync(c, ctx, attachment{Stdout: &out1, Stderr: &err1})
-	a2 := attachAsync(c, ctx, attachment{Stdout: &out2})
+	a1 := attachAsync(c, ctx, Attachment{Stdout: &out1, Stderr: &err1})
+	a2 := attachAsync(c, ctx, Attachment{Stdout: &out2})
 	waitFor(t, "two stdout subscribers", func() bool { return subscribers(c.stdoutFan) == 2 })
 
 	io.WriteString(shim.stdout, "hello\n")
@@ -191,7 +191,7 @@ func TestAttachFanOut(t *testing.T) {
 	waitClosed(t, a1, "attach 1")
 	waitClosed(t, a2, "attach 2")
 	if out1.String() != "hello\nworld\n" || out2.String() != "hello\nworld\n" || err1.String() != "oops\n" {
-		t.Errorf("attacher output: %q %q stderr %q", out1.String(), out2.String(), err1.String())
+		t.Errorf("Attacher output: %q %q stderr %q", out1.String(), out2.String(), err1.String())
 	}
 	waitClosed(t, c.done, "log copy")
 	f, err := os.Open(logPath)
@@ -208,7 +208,7 @@ func TestAttachFanOut(t *testing.T) {
 		t.Errorf("log has %s", got)
 	}
 	// Attaching after the output ended returns at once.
-	waitClosed(t, attachAsync(c, ctx, attachment{Stdout: &out1}), "attach after exit")
+	waitClosed(t, attachAsync(c, ctx, Attachment{Stdout: &out1}), "attach after exit")
 }
 
 func TestAttachSlowOrGoneClientIsDropped(t *testing.T) {
@@ -217,9 +217,9 @@ func TestAttachSlowOrGoneClientIsDropped(t *testing.T) {
 	defer close(slow.release)
 	var fast syncBuffer
 	ctx := context.Background()
-	aSlow := attachAsync(c, ctx, attachment{Stdout: slow})
-	aGone := attachAsync(c, ctx, attachment{Stdout: failingWriter{}})
-	aFast := attachAsync(c, ctx, attachment{Stdout: &fast})
+	aSlow := attachAsync(c, ctx, Attachment{Stdout: slow})
+	aGone := attachAsync(c, ctx, Attachment{Stdout: failingWriter{}})
+	aFast := attachAsync(c, ctx, Attachment{Stdout: &fast})
 	waitFor(t, "three subscribers", func() bool { return subscribers(c.stdoutFan) == 3 })
 
 	// Far more chunks than a client may lag behind: the container must
@@ -246,8 +246,8 @@ func TestAttachStdin(t *testing.T) {
 	in1R, in1W := io.Pipe()
 	in2R, in2W := io.Pipe()
 	var out syncBuffer
-	a1 := attachAsync(c, ctx, attachment{Stdin: in1R, Stdout: &out})
-	a2 := attachAsync(c, ctx, attachment{Stdin: in2R})
+	a1 := attachAsync(c, ctx, Attachment{Stdin: in1R, Stdout: &out})
+	a2 := attachAsync(c, ctx, Attachment{Stdin: in2R})
 
 	got := make(chan string, 1)
 	go func() {
@@ -274,11 +274,11 @@ func TestAttachStdin(t *testing.T) {
 func TestAttachStdinOnce(t *testing.T) {
 	c, shim, _ := newTestIO(t, false, true, true)
 	var closed atomic.Int32
-	c.setStdinCloser(func() error { closed.Add(1); return nil })
+	c.SetStdinCloser(func() error { closed.Add(1); return nil })
 	ctx := context.Background()
 	inR, inW := io.Pipe()
 	var out syncBuffer
-	a1 := attachAsync(c, ctx, attachment{Stdin: inR, Stdout: &out})
+	a1 := attachAsync(c, ctx, Attachment{Stdin: inR, Stdout: &out})
 
 	read := make(chan string, 1)
 	go func() {
@@ -301,7 +301,7 @@ func TestAttachStdinOnce(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	// A later client's stdin goes nowhere (and is drained).
-	a2 := attachAsync(c, ctx, attachment{Stdin: strings.NewReader("ignored"), Stdout: io.Discard})
+	a2 := attachAsync(c, ctx, Attachment{Stdin: strings.NewReader("ignored"), Stdout: io.Discard})
 	io.WriteString(shim.stdout, "bye\n")
 	shim.closeOutput()
 	waitClosed(t, a1, "attach 1")
@@ -317,7 +317,7 @@ func TestAttachStdinOnce(t *testing.T) {
 func TestAttachTTYHasNoStderr(t *testing.T) {
 	c, shim, _ := newTestIO(t, true, false, false)
 	var out, errOut syncBuffer
-	a := attachAsync(c, context.Background(), attachment{Stdout: &out, Stderr: &errOut})
+	a := attachAsync(c, context.Background(), Attachment{Stdout: &out, Stderr: &errOut})
 	waitFor(t, "a subscriber", func() bool { return subscribers(c.stdoutFan) == 1 })
 	io.WriteString(shim.stdout, "tty output")
 	shim.closeOutput()
@@ -330,7 +330,7 @@ func TestAttachTTYHasNoStderr(t *testing.T) {
 func TestAttachEndsWithContext(t *testing.T) {
 	c, _, _ := newTestIO(t, false, false, false)
 	ctx, cancel := context.WithCancel(context.Background())
-	a := attachAsync(c, ctx, attachment{Stdout: io.Discard})
+	a := attachAsync(c, ctx, Attachment{Stdout: io.Discard})
 	waitFor(t, "a subscriber", func() bool { return subscribers(c.stdoutFan) == 1 })
 	cancel()
 	waitClosed(t, a, "attach after cancel")
@@ -343,7 +343,7 @@ func TestAttachLeavesNoGoroutine(t *testing.T) {
 	base := runtime.NumGoroutine()
 	for i := 0; i < 20; i++ {
 		inR, inW := io.Pipe()
-		a := attachAsync(c, context.Background(), attachment{Stdin: inR, Stdout: io.Discard, Stderr: io.Discard})
+		a := attachAsync(c, context.Background(), Attachment{Stdin: inR, Stdout: io.Discard, Stderr: io.Discard})
 		io.WriteString(shim.stdout, "x\n")
 		io.WriteString(inW, "y")
 		inW.Close()
@@ -351,22 +351,6 @@ func TestAttachLeavesNoGoroutine(t *testing.T) {
 	}
 	waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base })
 	t.Logf("goroutines: %d before, %d after 20 attach sessions", base, runtime.NumGoroutine())
-}
-
-func TestCappedBuffer(t *testing.T) {
-	b := newCappedBuffer(10)
-	for _, s := range []string{"0123", "4567", "89ab", "cdef"} {
-		if n, err := b.Write([]byte(s)); n != len(s) || err != nil {
-			t.Fatalf("Write(%q) = %d, %v: the writer must never see a short write", s, n, err)
-		}
-	}
-	if got := string(b.Bytes()); got != "0123456789" || !b.Truncated() {
-		t.Errorf("kept %q truncated %v", got, b.Truncated())
-	}
-	empty := newCappedBuffer(10)
-	if empty.Bytes() != nil || empty.Truncated() {
-		t.Error("empty buffer")
-	}
 }
 
 // The output goes from the FIFOs into the log, in the CRI format, and the
@@ -455,16 +439,16 @@ func TestDrainIsCompleteAtExit(t *testing.T) {
 	}
 }
 
-// Until releaseHolds, the output does not end when nothing writes the
-// FIFOs: the shim of a new task may open them after the creator did.
+// Until ReleaseHolds, the output does not end when nothing writes the
+// FIFOs: the shim of a new task may open them after the Creator did.
 func TestHoldsKeepNewOutputOpen(t *testing.T) {
 	dir := t.TempDir()
-	c, err := newContainerIO(dir, "", false, false, false)
+	c, err := New(dir, "", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.close()
-	if _, err := c.creator()("id"); err != nil {
+	defer c.Close()
+	if _, err := c.Creator()("id"); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -472,7 +456,7 @@ func TestHoldsKeepNewOutputOpen(t *testing.T) {
 		t.Fatal("output ended before the shim opened the FIFOs")
 	case <-time.After(50 * time.Millisecond):
 	}
-	c.releaseHolds()
+	c.ReleaseHolds()
 	waitClosed(t, c.done, "output end without writers after the holds are gone")
 }
 
@@ -482,17 +466,17 @@ func TestReattach(t *testing.T) {
 	dir := t.TempDir()
 	c1, shim, _ := newTestIO(t, false, true, false)
 	cfg := taskIO{c1}.Config()
-	c1.close() // accel-cri went away; the shim keeps its ends
+	c1.Close() // accel-cri went away; the shim keeps its ends
 	waitClosed(t, c1.done, "first IO")
 	io.WriteString(shim.stdout, "while down\n")
 
 	logPath := filepath.Join(dir, "new.log")
-	c2, err := newContainerIO(filepath.Join(dir, "unused"), logPath, false, true, false)
+	c2, err := New(filepath.Join(dir, "unused"), logPath, Options{Stdin: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c2.close()
-	tio, err := c2.attacher()(cio.NewFIFOSet(cfg, nil))
+	defer c2.Close()
+	tio, err := c2.Attacher()(cio.NewFIFOSet(cfg, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,25 +516,25 @@ func TestReattachEndedOrMissing(t *testing.T) {
 		{Stdout: filepath.Join(dir, "stdout"), Stderr: filepath.Join(dir, "stderr")},
 		{Stdout: filepath.Join(dir, "stdout"), Stderr: filepath.Join(dir, "gone")},
 	} {
-		c, err := newContainerIO(dir, "", false, false, false)
+		c, err := New(dir, "", Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.attacher()(cio.NewFIFOSet(cfg, nil)); err != nil {
+		if _, err := c.Attacher()(cio.NewFIFOSet(cfg, nil)); err != nil {
 			t.Fatal(err)
 		}
 		waitClosed(t, c.done, "drain of ended output")
-		c.close()
+		c.Close()
 	}
 }
 
 // Closing IO that was never opened (the task was never created) ends it.
 func TestCloseUnopened(t *testing.T) {
-	c, err := newContainerIO(t.TempDir(), filepath.Join(t.TempDir(), "c.log"), false, true, false)
+	c, err := New(t.TempDir(), filepath.Join(t.TempDir(), "c.log"), Options{Stdin: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.close()
+	c.Close()
 	waitClosed(t, c.done, "unopened IO")
 	if c.claimStdin() != nil {
 		t.Error("stdin offered by closed IO")
@@ -574,22 +558,22 @@ func TestIOGoroutinesAndDescriptors(t *testing.T) {
 		runtime.GC()
 		baseG, baseFD := runtime.NumGoroutine(), fds()
 		dir := t.TempDir()
-		c, err := newContainerIO(dir, filepath.Join(dir, "c.log"), tc.tty, tc.stdin, false)
+		c, err := New(dir, filepath.Join(dir, "c.log"), Options{TTY: tc.tty, Stdin: tc.stdin})
 		if err != nil {
 			t.Fatal(err)
 		}
-		tio, err := c.creator()("id")
+		tio, err := c.Creator()("id")
 		if err != nil {
 			t.Fatal(err)
 		}
 		shim := openShim(t, tio.Config())
-		c.releaseHolds()
+		c.ReleaseHolds()
 		if g := runtime.NumGoroutine() - baseG; g != tc.goroutines {
 			t.Errorf("tty=%v stdin=%v: %d goroutines, want %d", tc.tty, tc.stdin, g, tc.goroutines)
 		}
 		shim.closeOutput()
 		waitClosed(t, c.done, "drain")
-		c.close()
+		c.Close()
 		for _, f := range shim.all {
 			f.Close()
 		}

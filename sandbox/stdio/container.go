@@ -1,8 +1,6 @@
-package sandbox
+package stdio
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,17 +10,16 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/accel-cri/accel-cri/sandbox/crilog"
+	"github.com/accel-cri/accel-cri/sandbox/stdio/crilog"
 )
 
-// containerIO connects the stdio FIFOs of a container's main process to its
+// ContainerIO connects the stdio FIFOs of a container's main process to its
 // CRI log file and to the clients attached to it. accel-cri makes the FIFOs
 // itself, in the container's state directory, and hands their paths to
 // containerd in a cio.IO of its own, so containerd's client copies nothing:
@@ -36,7 +33,7 @@ import (
 // which drops a client that cannot keep up instead of waiting for it. The
 // FIFOs outlive accel-cri (the shim holds them open): after a restart the
 // FIFOs containerd names for the task are opened again.
-type containerIO struct {
+type ContainerIO struct {
 	dir       string
 	log       *crilog.Writer
 	tty       bool
@@ -66,9 +63,21 @@ const (
 	fifoStderr = "stderr"
 )
 
-func newContainerIO(dir, logPath string, tty, stdin, stdinOnce bool) (*containerIO, error) {
-	c := &containerIO{
-		dir: dir, tty: tty, stdin: stdin, stdinOnce: stdinOnce, done: make(chan struct{}),
+// Options are the stdio settings of a container's process.
+type Options struct {
+	TTY       bool // one output (stdout) through a terminal, no stderr
+	Stdin     bool // the process has a stdin attached clients write into
+	StdinOnce bool // the first attached client's end of stdin closes it
+}
+
+// New returns the IO of a container's main process, its FIFOs to be made
+// in dir (the container's state directory) by Creator or opened anew by
+// Attacher, and its output written to the CRI log at logPath (created or
+// appended to; none when logPath is empty). Nothing is read before Creator
+// or Attacher is used; Close releases what New opened.
+func New(dir, logPath string, opts Options) (*ContainerIO, error) {
+	c := &ContainerIO{
+		dir: dir, tty: opts.TTY, stdin: opts.Stdin, stdinOnce: opts.StdinOnce, done: make(chan struct{}),
 		stdoutFan: newFanout("stdout"), stderrFan: newFanout("stderr"),
 	}
 	if logPath != "" {
@@ -83,10 +92,13 @@ func newContainerIO(dir, logPath string, tty, stdin, stdinOnce bool) (*container
 	return c, nil
 }
 
-// creator makes the FIFOs of a new task in the container's directory and
+// TTY reports whether the process has a terminal.
+func (c *ContainerIO) TTY() bool { return c.tty }
+
+// Creator makes the FIFOs of a new task in the container's directory and
 // opens them before containerd asks the shim to: the shim's open of an
 // output FIFO for writing waits for a reader.
-func (c *containerIO) creator() cio.Creator {
+func (c *ContainerIO) Creator() cio.Creator {
 	return func(string) (cio.IO, error) {
 		cfg := cio.Config{Terminal: c.tty, Stdout: filepath.Join(c.dir, fifoStdout)}
 		if !c.tty {
@@ -118,9 +130,9 @@ func (c *containerIO) creator() cio.Creator {
 	}
 }
 
-// attacher opens the FIFOs of a running task (after a restart), wherever
+// Attacher opens the FIFOs of a running task (after a restart), wherever
 // the accel-cri that started it made them.
-func (c *containerIO) attacher() cio.Attach {
+func (c *ContainerIO) Attacher() cio.Attach {
 	return func(fifos *cio.FIFOSet) (cio.IO, error) {
 		if fifos == nil {
 			return nil, errors.New("containerd names no FIFOs for the task")
@@ -134,10 +146,10 @@ func (c *containerIO) attacher() cio.Attach {
 
 // open opens the FIFOs of cfg and starts reading the output ones. For a new
 // task (hold) it also holds a write end of each output FIFO, so that the
-// reads do not end before the shim has opened its own: releaseHolds lets
+// reads do not end before the shim has opened its own: ReleaseHolds lets
 // them go once the task started. A running task's shim holds its write ends
 // already; if it has closed them, the reads end at once, as they should.
-func (c *containerIO) open(cfg cio.Config, hold bool) (retErr error) {
+func (c *ContainerIO) open(cfg cio.Config, hold bool) (retErr error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.opened {
@@ -233,7 +245,7 @@ func openFIFOWriter(path string) (*os.File, error) {
 // copy drains one output FIFO into the log, with a copy of every chunk to
 // the attached clients; at the end of the output it ends their sessions,
 // and the last stream to end closes the log.
-func (c *containerIO) copy(f *os.File, stream string, fan *fanout) {
+func (c *ContainerIO) copy(f *os.File, stream string, fan *fanout) {
 	defer func() {
 		if c.copiers.Add(-1) == 0 {
 			c.finish()
@@ -266,101 +278,19 @@ func (c *containerIO) copy(f *os.File, stream string, fan *fanout) {
 }
 
 // finish closes the log and marks the output drained.
-func (c *containerIO) finish() {
+func (c *ContainerIO) finish() {
 	if c.log != nil {
-		logErr(c.log.Close(), "Close container log", "path", c.log.Path())
+		if err := c.log.Close(); err != nil {
+			klog.ErrorS(err, "Close container log", "path", c.log.Path())
+		}
 	}
 	close(c.done)
 }
 
-// outputBufSize is the read size of an output stream with data. Buffers
-// are pooled and held only while output flows, so it can be large.
-const outputBufSize = 32 << 10
-
-var outputBufs = sync.Pool{New: func() any {
-	b := make([]byte, outputBufSize)
-	return &b
-}}
-
-// drain reads f, a non-blocking FIFO in the poller, until EOF and hands
-// every chunk to out. An idle stream holds no buffer: it waits in a
-// one-byte read, and only once output arrives takes a pooled buffer, fills
-// it with whatever else is ready without waiting, and gives it back when
-// nothing more is. It returns nil at EOF, else the read error (also when f
-// was closed).
-func drain(f *os.File, out func([]byte)) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var first [1]byte
-	for {
-		n, err := f.Read(first[:])
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			continue
-		}
-		bp := outputBufs.Get().(*[]byte)
-		b := *bp
-		b[0] = first[0]
-		k := 1
-		for {
-			m, rerr := readReady(rc, b[k:])
-			k += m
-			if (k == len(b) || m == 0 || rerr != nil) && k > 0 {
-				out(b[:k])
-				k = 0
-			}
-			if rerr != nil {
-				outputBufs.Put(bp)
-				if rerr == io.EOF {
-					return nil
-				}
-				return rerr
-			}
-			if m == 0 {
-				break
-			}
-		}
-		outputBufs.Put(bp)
-	}
-}
-
-// readReady reads what the descriptor has now, without waiting: 0, nil
-// when nothing is ready, io.EOF when no writer is left.
-func readReady(rc syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var err error
-	if cerr := rc.Read(func(fd uintptr) bool {
-		for {
-			n, err = unix.Read(int(fd), p)
-			if err != unix.EINTR {
-				return true // never wait in the poller here
-			}
-		}
-	}); cerr != nil {
-		return 0, cerr
-	}
-	switch {
-	case err == unix.EAGAIN:
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-// releaseHolds lets the output FIFOs of a new task end when its shim closes
+// ReleaseHolds lets the output FIFOs of a new task end when its shim closes
 // them: called once the task started (the shim opened them when it created
 // the task).
-func (c *containerIO) releaseHolds() {
+func (c *ContainerIO) ReleaseHolds() {
 	c.mu.Lock()
 	holds := c.holds
 	c.holds = nil
@@ -370,8 +300,9 @@ func (c *containerIO) releaseHolds() {
 	}
 }
 
-// wait blocks until the output is drained, at most d.
-func (c *containerIO) wait(d time.Duration) bool {
+// Wait blocks until the output is drained and the log closed, at most d;
+// it reports whether it was.
+func (c *ContainerIO) Wait(d time.Duration) bool {
 	select {
 	case <-c.done:
 		return true
@@ -380,9 +311,9 @@ func (c *containerIO) wait(d time.Duration) bool {
 	}
 }
 
-// close ends everything: stdin, and the output streams where they are
-// (what the FIFOs still buffer is not read).
-func (c *containerIO) close() {
+// Close ends everything: stdin, and the output streams where they are
+// (what the FIFOs still buffer is not read). It can be called more than once.
+func (c *ContainerIO) Close() {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -411,7 +342,7 @@ func (c *containerIO) close() {
 
 // taskIO is the cio.IO containerd's client keeps for the task: the FIFO
 // paths, and none of the copying cio does.
-type taskIO struct{ c *containerIO }
+type taskIO struct{ c *ContainerIO }
 
 func (t taskIO) Config() cio.Config {
 	t.c.mu.Lock()
@@ -422,21 +353,21 @@ func (t taskIO) Config() cio.Config {
 // Cancel is called when creating or starting the task failed, and before
 // Wait when the handle deletes the task: the output stops there, as
 // containerd's own cio closes its FIFOs.
-func (t taskIO) Cancel() { t.c.close() }
+func (t taskIO) Cancel() { t.c.Close() }
 
 func (t taskIO) Wait() { <-t.c.done }
 
 // Close releases the descriptors; the FIFOs go with the container's
 // directory when the container is removed.
 func (t taskIO) Close() error {
-	t.c.close()
+	t.c.Close()
 	return nil
 }
 
-// setStdinCloser sets how the shim is told to close the process's stdin:
+// SetStdinCloser sets how the shim is told to close the process's stdin:
 // the shim keeps the stdin FIFO open for writing itself (so a restarted
 // accel-cri can reattach), so closing accel-cri's end alone is no EOF.
-func (c *containerIO) setStdinCloser(f func() error) {
+func (c *ContainerIO) SetStdinCloser(f func() error) {
 	c.stdinMu.Lock()
 	c.stdinCloser = f
 	c.stdinMu.Unlock()
@@ -444,7 +375,7 @@ func (c *containerIO) setStdinCloser(f func() error) {
 
 // claimStdin returns the writer to the container's stdin, or nil when the
 // container has no stdin or stdin_once closed it already.
-func (c *containerIO) claimStdin() io.Writer {
+func (c *ContainerIO) claimStdin() io.Writer {
 	c.stdinMu.Lock()
 	defer c.stdinMu.Unlock()
 	if c.stdinW == nil {
@@ -456,7 +387,7 @@ func (c *containerIO) claimStdin() io.Writer {
 // closeStdin closes the container's stdin for good: the process reads EOF.
 // The shim holds a write end of its own (so that a restarted accel-cri can
 // reopen the FIFO): accel-cri's is closed first, then the shim is told.
-func (c *containerIO) closeStdin() {
+func (c *ContainerIO) closeStdin() {
 	c.stdinMu.Lock()
 	w, closer := c.stdinW, c.stdinCloser
 	c.stdinW = nil
@@ -471,224 +402,17 @@ func (c *containerIO) closeStdin() {
 	default:
 	}
 	if closer != nil {
-		logErr(closer(), "Close container stdin", "dir", c.dir)
-	}
-}
-
-// attachment is one client attached to the container's IO.
-type attachment struct {
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
-}
-
-// attach connects a client to the container's output (and its stdin, when
-// the container has one) until the output ends, the client goes away
-// (a write fails, or it was too slow and got dropped), the client closes
-// its stdin (unless stdin_once: then the container's stdin is closed and
-// the session lasts until the output ends), or ctx ends.
-func (c *containerIO) attach(ctx context.Context, a attachment) {
-	var subs []*subscriber
-	if a.Stdout != nil {
-		subs = append(subs, c.stdoutFan.subscribe(a.Stdout))
-	}
-	if a.Stderr != nil && !c.tty {
-		subs = append(subs, c.stderrFan.subscribe(a.Stderr))
-	}
-	defer func() {
-		for _, s := range subs {
-			s.fan.remove(s, false)
-		}
-	}()
-
-	var detached chan struct{} // closed when the client's stdin ends and that ends the session
-	if a.Stdin != nil {
-		if w := c.claimStdin(); w != nil {
-			detached = make(chan struct{})
-			go func() {
-				_, err := io.Copy(w, a.Stdin)
-				klog.V(4).InfoS("Attached stdin ended", "dir", c.dir, "err", err)
-				if c.stdinOnce {
-					c.closeStdin()
-					return
-				}
-				close(detached)
-			}()
-		} else {
-			// Nothing reads it, but an unread stream can stall the
-			// client's connection: drain it (it ends with the connection).
-			go func() { _, _ = io.Copy(io.Discard, a.Stdin) }()
-		}
-	}
-
-	// A subscriber ends when its output ended and was written (done), or
-	// when it was removed (stop): dropped, or by this attach returning.
-	// A dropped one may still be stuck in a Write to a client that does
-	// not read; that Write fails once the client's connection is closed.
-	ended := make(chan *subscriber, len(subs))
-	for _, s := range subs {
-		go func() {
-			select {
-			case <-s.done:
-			case <-s.stop:
-			case <-ctx.Done():
-				return
-			}
-			ended <- s
-		}()
-	}
-	outputDone := c.done
-	if len(subs) > 0 {
-		outputDone = nil // the subscribers report the end of the output
-	}
-	for open := len(subs); open > 0 || len(subs) == 0; {
-		select {
-		case s := <-ended:
-			if s.dropped.Load() {
-				return // the client is gone or too slow
-			}
-			open--
-			if open == 0 {
-				return
-			}
-		case <-outputDone:
-			return
-		case <-detached:
-			return
-		case <-ctx.Done():
-			return
+		if err := closer(); err != nil {
+			klog.ErrorS(err, "Close container stdin", "dir", c.dir)
 		}
 	}
 }
 
-// reopenLog opens the log path anew after kubelet rotated the file.
-func (c *containerIO) reopenLog() error {
+// ReopenLog opens the log path anew after kubelet rotated the file; without
+// a log it does nothing.
+func (c *ContainerIO) ReopenLog() error {
 	if c.log == nil {
 		return nil
 	}
 	return c.log.Reopen()
-}
-
-// An attached client may lag behind the output by fanoutMaxLag bytes (in
-// at most fanoutQueue chunks) before it is dropped.
-const (
-	fanoutMaxLag = 4 << 20
-	fanoutQueue  = 1024
-)
-
-// fanout copies one output stream of a container to any number of attached
-// writers. Write never blocks and never fails: each writer has a bounded
-// queue and a goroutine of its own, and a writer whose queue is full or whose
-// Write failed is removed, so neither the container nor its log ever waits
-// for a client.
-type fanout struct {
-	name   string
-	mu     sync.Mutex
-	subs   map[*subscriber]struct{}
-	closed bool
-}
-
-// subscriber is one attached writer of a fanout.
-type subscriber struct {
-	fan     *fanout
-	w       io.Writer
-	queue   chan []byte
-	stop    chan struct{} // closed when removed: stop writing
-	done    chan struct{} // closed when the writer goroutine has returned
-	dropped atomic.Bool   // removed because it failed or lagged, not by its owner
-	lag     atomic.Int64  // bytes queued and not written yet
-}
-
-func newFanout(name string) *fanout {
-	return &fanout{name: name, subs: map[*subscriber]struct{}{}}
-}
-
-// subscribe adds w. Its done channel closes once the stream has ended and
-// everything queued was written, or when it is removed. Subscribing to an
-// ended stream returns a subscriber that is already done.
-func (f *fanout) subscribe(w io.Writer) *subscriber {
-	s := &subscriber{fan: f, w: w, queue: make(chan []byte, fanoutQueue), stop: make(chan struct{}), done: make(chan struct{})}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		close(s.done)
-		return s
-	}
-	f.subs[s] = struct{}{}
-	go s.run()
-	return s
-}
-
-func (s *subscriber) run() {
-	defer close(s.done)
-	for {
-		select {
-		case <-s.stop:
-			return
-		case b, ok := <-s.queue:
-			if !ok {
-				return
-			}
-			_, err := s.w.Write(b)
-			s.lag.Add(-int64(len(b)))
-			if err != nil {
-				klog.V(4).InfoS("Attached client went away", "stream", s.fan.name, "err", err)
-				s.fan.remove(s, true)
-				return
-			}
-		}
-	}
-}
-
-// Write hands a copy of p to every subscriber.
-func (f *fanout) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.subs) == 0 {
-		return len(p), nil
-	}
-	b := bytes.Clone(p)
-	for s := range f.subs {
-		if s.lag.Add(int64(len(b))) > fanoutMaxLag {
-			klog.InfoS("Dropping an attached client that does not keep up with the output", "stream", f.name, "lag", s.lag.Load())
-			f.removeLocked(s, true)
-			continue
-		}
-		select {
-		case s.queue <- b:
-		default:
-			klog.InfoS("Dropping an attached client that does not keep up with the output", "stream", f.name)
-			f.removeLocked(s, true)
-		}
-	}
-	return len(p), nil
-}
-
-// remove detaches s; dropped says it failed rather than left.
-func (f *fanout) remove(s *subscriber, dropped bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.removeLocked(s, dropped)
-}
-
-func (f *fanout) removeLocked(s *subscriber, dropped bool) {
-	if _, ok := f.subs[s]; !ok {
-		return
-	}
-	delete(f.subs, s)
-	s.dropped.Store(dropped)
-	close(s.stop)
-}
-
-// close ends the stream: subscribers write what they have queued, then end.
-func (f *fanout) close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return
-	}
-	f.closed = true
-	for s := range f.subs {
-		delete(f.subs, s)
-		close(s.queue)
-	}
 }

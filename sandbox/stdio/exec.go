@@ -1,4 +1,4 @@
-package sandbox
+package stdio
 
 import (
 	"errors"
@@ -8,9 +8,113 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"k8s.io/klog/v2"
 )
+
+// ExecIO is the IO of one exec session, the cio.IO to give the shim: its
+// FIFOs in the directory NewExecIO was given and the copies between them
+// and the client's streams. Close removes the FIFOs.
+type ExecIO struct {
+	cio.IO
+	output *execOutput // copies once started; nil: cio copies already
+	stdin  *eofReader  // nil without stdin
+}
+
+// NewExecIO makes the FIFOs of exec id in dir for a client's streams, a
+// nil one not asked for. The runc shim needs both output FIFOs (a terminal
+// needs stdout): output nobody asked for is discarded, and stderr is
+// ignored with a terminal (it has one output). Without stdin the output
+// FIFOs are read by execOutput once Start is called; with stdin,
+// containerd's cio opens the stdin FIFO's writer once the shim has its
+// read end, and copies all the streams.
+func NewExecIO(dir, id string, tty bool, stdin io.Reader, stdout, stderr io.Writer) (*ExecIO, error) {
+	e := &ExecIO{}
+	in, out, errOut := io.Reader(nil), io.Writer(io.Discard), io.Writer(io.Discard)
+	if stdin != nil {
+		e.stdin = newEOFReader(stdin)
+		in = e.stdin
+	}
+	if stdout != nil {
+		out = stdout
+	}
+	if stderr != nil {
+		errOut = stderr
+	}
+	if tty {
+		errOut = nil
+	}
+	if e.stdin == nil {
+		o, err := newExecOutput(dir, id, tty, out, errOut)
+		if err != nil {
+			return nil, err
+		}
+		e.IO, e.output = o, o
+		return e, nil
+	}
+	streams := []cio.Opt{cio.WithStreams(in, out, errOut), cio.WithFIFODir(dir)}
+	if tty {
+		streams = append(streams, cio.WithTerminal)
+	}
+	pio, err := cio.NewCreator(streams...)(id)
+	if err != nil {
+		return nil, err
+	}
+	e.IO = pio
+	return e, nil
+}
+
+// Start begins copying the output: call it once the process started (the
+// shim has opened its ends of the FIFOs).
+func (e *ExecIO) Start() {
+	if e.output != nil {
+		e.output.start()
+	}
+}
+
+// StdinEOF is closed when the client's stdin ended (EOF or an error); nil
+// without stdin.
+func (e *ExecIO) StdinEOF() <-chan struct{} {
+	if e.stdin == nil {
+		return nil
+	}
+	return e.stdin.eof
+}
+
+// WaitOutput waits until the output copy ended, at most d (a background
+// child can hold the output open after the process exited; the deletion
+// of the process, which follows, closes the output).
+func (e *ExecIO) WaitOutput(d time.Duration) {
+	drained := make(chan struct{})
+	go func() {
+		e.Wait() // returns at the latest when the process is deleted
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(d):
+		klog.V(2).InfoS("Exec output still open after the process exited; returning without the rest")
+	}
+}
+
+// eofReader reports when its reader ended (EOF or an error).
+type eofReader struct {
+	r    io.Reader
+	eof  chan struct{}
+	once sync.Once
+}
+
+func newEOFReader(r io.Reader) *eofReader { return &eofReader{r: r, eof: make(chan struct{})} }
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(func() { close(e.eof) })
+	}
+	return n, err
+}
 
 // execOutput is the output side of an exec session without stdin: the
 // stdout (and, without a terminal, stderr) FIFOs the shim writes into, read
