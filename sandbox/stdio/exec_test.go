@@ -2,6 +2,7 @@ package stdio
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -79,6 +80,19 @@ func TestExecIO(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The process exited: the output is copied, then the session ends.
+	end := func(t *testing.T, e *ExecIO, got fmt.Stringer, want string) {
+		t.Helper()
+		e.Start() // with stdin cio copies already: nothing to do
+		e.WaitOutput(10 * time.Second)
+		if got.String() != want {
+			t.Errorf("output %q, want %q", got.String(), want)
+		}
+		e.Cancel()
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	var errOut bytes.Buffer
 	e, err := NewExecIO(dir, "e1", false, nil, nil, &errOut)
@@ -93,15 +107,7 @@ func TestExecIO(t *testing.T) {
 	}
 	shimWrites(t, e.Config().Stdout, "discarded\n")
 	shimWrites(t, e.Config().Stderr, "to stderr\n")
-	e.Start()
-	e.WaitOutput(10 * time.Second)
-	if errOut.String() != "to stderr\n" {
-		t.Errorf("stderr %q", errOut.String())
-	}
-	e.Cancel()
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
+	end(t, e, &errOut, "to stderr\n")
 
 	var out syncBuffer
 	e, err = NewExecIO(dir, "e2", true, strings.NewReader("typed"), &out, &errOut)
@@ -123,13 +129,8 @@ func TestExecIO(t *testing.T) {
 	}
 	waitClosed(t, e.StdinEOF(), "stdin EOF")
 	shimWrites(t, cfg.Stdout, "tty output")
-	e.Start() // cio copies already: nothing to do
-	e.WaitOutput(10 * time.Second)
-	if out.String() != "tty output" {
-		t.Errorf("stdout %q", out.String())
-	}
-	e.Cancel()
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
+	end(t, e, &out, "tty output")
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left after Close: %v", left)
 	}
 }
