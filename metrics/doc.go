@@ -6,7 +6,7 @@
 //
 // The domain packages do not import Prometheus. They report through small
 // observer interfaces that *Metrics implements (images.PullObserver,
-// sandbox.CNIObserver, a CDI injector decorator), or are asked at scrape
+// podnet.CNIObserver, a CDI injector decorator), or are asked at scrape
 // time through small lister interfaces (RuntimeLister, DeviceLister,
 // ContainerdDaemon), so a scrape always shows the current state and no
 // hook has to keep counts in step.

@@ -13,7 +13,7 @@ import (
 	"github.com/accel-cri/accel-cri/cri"
 	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/internal/version"
-	"github.com/accel-cri/accel-cri/sandbox"
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 // Namespace prefixes every accel-cri series.
@@ -131,7 +131,7 @@ func (m *Metrics) ObservePull(_ string, size uint64, d time.Duration, err error)
 	m.pullBytes.Add(float64(size))
 }
 
-// ObserveCNI implements sandbox.CNIObserver.
+// ObserveCNI implements podnet.CNIObserver.
 func (m *Metrics) ObserveCNI(op string, d time.Duration, err error) {
 	m.cniDuration.WithLabelValues(op, result(err)).Observe(d.Seconds())
 }
@@ -144,7 +144,7 @@ func result(err error) string {
 }
 
 var (
-	_ sandbox.CNIObserver = (*Metrics)(nil)
+	_ podnet.CNIObserver  = (*Metrics)(nil)
 	_ images.PullObserver = (*Metrics)(nil)
 )
 

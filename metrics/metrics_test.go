@@ -21,6 +21,7 @@ import (
 	"github.com/accel-cri/accel-cri/cri"
 	"github.com/accel-cri/accel-cri/devices"
 	"github.com/accel-cri/accel-cri/sandbox"
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 // chain runs a unary handler behind the metrics interceptor and the CRI
@@ -120,11 +121,11 @@ accel_cri_image_pull_failures_total{code="Unauthenticated"} 1
 
 func TestObserveCNI(t *testing.T) {
 	m := New()
-	var obs sandbox.CNIObserver = m
-	obs.ObserveCNI(sandbox.CNISetup, 100*time.Millisecond, nil)
-	obs.ObserveCNI(sandbox.CNISetup, 300*time.Millisecond, nil)
-	obs.ObserveCNI(sandbox.CNISetup, time.Second, errors.New("no IP left"))
-	obs.ObserveCNI(sandbox.CNITeardown, 50*time.Millisecond, nil)
+	var obs podnet.CNIObserver = m
+	obs.ObserveCNI(podnet.CNISetup, 100*time.Millisecond, nil)
+	obs.ObserveCNI(podnet.CNISetup, 300*time.Millisecond, nil)
+	obs.ObserveCNI(podnet.CNISetup, time.Second, errors.New("no IP left"))
+	obs.ObserveCNI(podnet.CNITeardown, 50*time.Millisecond, nil)
 	tests := []struct {
 		op, result string
 		count      uint64

@@ -9,6 +9,8 @@ import (
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/testing/protocmp"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 func TestNRIPod(t *testing.T) {
@@ -23,7 +25,7 @@ func TestNRIPod(t *testing.T) {
 		{
 			desc: "pinned namespaces, no pause",
 			meta: podMeta{ID: "p1", Config: cfg, Infraless: true, NetNSPath: "/run/netns/p1", Pinned: PinnedNamespaces{UTS: "/s/uts", IPC: "/s/ipc"}},
-			st:   podStatus{Network: PodNetwork{IP: "10.0.0.2", AdditionalIPs: []string{"fd00::2"}}},
+			st:   podStatus{Network: podnet.IPs{IP: "10.0.0.2", AdditionalIPs: []string{"fd00::2"}}},
 			wantNS: []runtimespec.LinuxNamespace{
 				{Type: runtimespec.NetworkNamespace, Path: "/run/netns/p1"},
 				{Type: runtimespec.UTSNamespace, Path: "/s/uts"},

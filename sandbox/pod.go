@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 // Labels on accel-cri's containerd containers.
@@ -112,14 +113,14 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		if uids != nil {
 			// Owned by the pod's user namespace, which the pause joins
 			// (userns.go).
-			path, err = newPodNetNSInUserns(r.netnsDir(), uids[0], gids[0])
+			path, err = podnet.NewNetNSInUserns(r.netnsDir(), uids[0], gids[0])
 		} else {
-			path, err = NewPodNetNS(r.netnsDir())
+			path, err = podnet.NewNetNS(r.netnsDir())
 		}
 		if err != nil {
 			return "", fmt.Errorf("pod %s network namespace: %w", id, err)
 		}
-		undo = append(undo, func() { logErr(RemovePodNetNS(path), "Undo pod netns", "pod", id) })
+		undo = append(undo, func() { logErr(podnet.RemoveNetNS(path), "Undo pod netns", "pod", id) })
 		meta.NetNSPath = path
 		if uids != nil {
 			user, err := pinNetNSOwner(path, r.podDir(id))
@@ -149,7 +150,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	// run side by side. A pause container applies the pod's net sysctls
 	// itself; the network goes first then, so the sysctls win over the
 	// plugins' settings as they would in sequence.
-	var network PodNetwork
+	var network podnet.IPs
 	var joinNet func() error
 	if !hostNet {
 		_, netSysctls := splitSysctls(cfg.GetLinux().GetSysctls())
@@ -452,7 +453,7 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 		// pause) are stopped, while the pod is still there to look at; a
 		// stop repeated after this one completed sends nothing.
 		r.nri.StopPodSandbox(ctx, nriPod(p, st))
-		if err := RemovePodNetNS(p.NetNSPath); err != nil {
+		if err := podnet.RemoveNetNS(p.NetNSPath); err != nil {
 			return fmt.Errorf("stop pod %s: %w", p.ID, err)
 		}
 		// A stopped pod's containers cannot use /dev/shm any more; its

@@ -6,18 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
-	"time"
 
-	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/errdefs"
-	cnins "github.com/containernetworking/plugins/pkg/ns"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
-)
 
-// portForwardDialTimeout bounds the connect to the pod's port.
-const portForwardDialTimeout = 10 * time.Second
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
+)
 
 // ReadyPod resolves id (a full id or a unique prefix) to a ready pod's full
 // id: NotFound for an unknown pod, FailedPrecondition for one not ready.
@@ -49,44 +44,13 @@ func (r *Runtime) PortForward(ctx context.Context, podID string, port int32, str
 	if err != nil {
 		return err
 	}
-	conn, err := dialPod(ctx, p.NetNSPath, port)
+	conn, err := podnet.DialLoopback(ctx, p.NetNSPath, port)
 	if err != nil {
 		return fmt.Errorf("port-forward to pod %s: %w", id, err)
 	}
 	defer conn.Close()
 	klog.V(4).InfoS("Port-forward connected", "pod", id, "port", port, "remote", conn.RemoteAddr())
 	return pipeConn(ctx, conn, stream)
-}
-
-// dialPod connects to port on the loopback of the network namespace at
-// nsPath ("" is the host's). The socket is created inside the namespace
-// (netns Do switches a locked OS thread and back) and keeps working in it
-// after the switch back. Only IP literals are dialled: no resolver runs in
-// the namespace.
-func dialPod(ctx context.Context, nsPath string, port int32) (net.Conn, error) {
-	dial := func() (net.Conn, error) {
-		d := net.Dialer{Timeout: portForwardDialTimeout}
-		p := strconv.Itoa(int(port))
-		c, err4 := d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", p))
-		if err4 == nil {
-			return c, nil
-		}
-		c, err6 := d.DialContext(ctx, "tcp6", net.JoinHostPort("::1", p))
-		if err6 == nil {
-			return c, nil
-		}
-		return nil, fmt.Errorf("connect to port %d: IPv4: %v; IPv6: %v", port, err4, err6)
-	}
-	if nsPath == "" {
-		return dial()
-	}
-	var conn net.Conn
-	err := netns.LoadNetNS(nsPath).Do(func(cnins.NetNS) error {
-		var err error
-		conn, err = dial()
-		return err
-	})
-	return conn, err
 }
 
 // pipeConn copies both ways between the pod connection and the client

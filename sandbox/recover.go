@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
@@ -162,7 +163,7 @@ func (r *Runtime) cleanPod(ctx context.Context, meta *podMeta) error {
 	}
 	if meta.NetNSPath != "" {
 		logErr(r.network.TeardownPod(ctx, meta.ID, meta.NetNSPath, meta.Config), "Teardown network of unfinished pod", "pod", meta.ID)
-		logErr(RemovePodNetNS(meta.NetNSPath), "Remove netns of unfinished pod", "pod", meta.ID)
+		logErr(podnet.RemoveNetNS(meta.NetNSPath), "Remove netns of unfinished pod", "pod", meta.ID)
 	}
 	logErr(RemovePodFiles(r.podDir(meta.ID)), "Remove files of unfinished pod", "pod", meta.ID)
 	_ = os.Remove(r.creatingPath(meta.ID))
@@ -315,21 +316,11 @@ func (r *Runtime) cleanCreating(ctx context.Context) {
 // cleanOrphanNetNS removes network namespaces no pod owns (left by a crash
 // at a moment no checkpoint covers).
 func (r *Runtime) cleanOrphanNetNS() {
-	entries, err := os.ReadDir(r.netnsDir())
-	if err != nil {
-		return
-	}
 	owned := map[string]bool{}
 	for _, p := range r.store.listPods() {
 		owned[p.NetNSPath] = true
 	}
-	for _, e := range entries {
-		path := filepath.Join(r.netnsDir(), e.Name())
-		if !owned[path] && !strings.HasPrefix(e.Name(), ".") {
-			klog.InfoS("Removing network namespace no pod owns", "path", path)
-			logErr(RemovePodNetNS(path), "Remove orphan netns", "path", path)
-		}
-	}
+	podnet.RemoveOrphanNetNS(r.netnsDir(), owned)
 }
 
 // cleanLeases deletes the leases left in accel-cri's namespace. containerd's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/sandbox/nri"
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 // ErrRuntimeNotReady reports that containerd does not answer.
@@ -30,7 +31,7 @@ type ImageSource interface {
 // Runtime runs pods and containers on one containerd.
 type Runtime struct {
 	client       *containerd.Client
-	network      *Network
+	network      *podnet.Network
 	oom          *OOMScoreRange
 	cgroupDriver string
 	images       ImageSource
@@ -104,7 +105,7 @@ type Runtime struct {
 type Option func(*Runtime)
 
 // WithNetwork sets the pod network.
-func WithNetwork(n *Network) Option { return func(r *Runtime) { r.network = n } }
+func WithNetwork(n *podnet.Network) Option { return func(r *Runtime) { r.network = n } }
 
 // WithOOMScoreRange sets the OOM score range found at start.
 func WithOOMScoreRange(o *OOMScoreRange) Option { return func(r *Runtime) { r.oom = o } }

@@ -11,13 +11,12 @@ import (
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
-	cnins "github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 // usage is one sample of a task's resource use, whatever the cgroup version.
@@ -474,35 +473,24 @@ type linkCounters struct {
 func netnsStats(path string) (*podNet, error) {
 	now := time.Now().UnixNano()
 	out := &podNet{usage: &runtimeapi.NetworkUsage{Timestamp: now}}
-	err := netns.LoadNetNS(path).Do(func(cnins.NetNS) error {
-		links, err := netlink.LinkList()
-		if err != nil {
-			return err
+	links, err := podnet.InterfaceCounters(path)
+	for _, c := range links {
+		out.links = append(out.links, linkCounters{name: c.Interface,
+			rxBytes: c.RxBytes, rxPackets: c.RxPackets, rxErrors: c.RxErrors, rxDropped: c.RxDropped,
+			txBytes: c.TxBytes, txPackets: c.TxPackets, txErrors: c.TxErrors, txDropped: c.TxDropped})
+		iu := &runtimeapi.NetworkInterfaceUsage{
+			Name:     c.Interface,
+			RxBytes:  &runtimeapi.UInt64Value{Value: c.RxBytes},
+			RxErrors: &runtimeapi.UInt64Value{Value: c.RxErrors},
+			TxBytes:  &runtimeapi.UInt64Value{Value: c.TxBytes},
+			TxErrors: &runtimeapi.UInt64Value{Value: c.TxErrors},
 		}
-		for _, l := range links {
-			a := l.Attrs()
-			if a.Name == "lo" || a.Statistics == nil {
-				continue
-			}
-			st := a.Statistics
-			out.links = append(out.links, linkCounters{name: a.Name,
-				rxBytes: st.RxBytes, rxPackets: st.RxPackets, rxErrors: st.RxErrors, rxDropped: st.RxDropped,
-				txBytes: st.TxBytes, txPackets: st.TxPackets, txErrors: st.TxErrors, txDropped: st.TxDropped})
-			iu := &runtimeapi.NetworkInterfaceUsage{
-				Name:     a.Name,
-				RxBytes:  &runtimeapi.UInt64Value{Value: st.RxBytes},
-				RxErrors: &runtimeapi.UInt64Value{Value: st.RxErrors},
-				TxBytes:  &runtimeapi.UInt64Value{Value: st.TxBytes},
-				TxErrors: &runtimeapi.UInt64Value{Value: st.TxErrors},
-			}
-			if a.Name == "eth0" {
-				out.usage.DefaultInterface = iu
-			} else {
-				out.usage.Interfaces = append(out.usage.Interfaces, iu)
-			}
+		if c.Interface == podnet.PodInterface {
+			out.usage.DefaultInterface = iu
+		} else {
+			out.usage.Interfaces = append(out.usage.Interfaces, iu)
 		}
-		return nil
-	})
+	}
 	return out, err
 }
 

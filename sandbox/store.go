@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/internal/fsutil"
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
@@ -51,7 +52,7 @@ type podMeta struct {
 type podStatus struct {
 	State   PodState   `json:"state"`
 	PID     uint32     `json:"pid,omitempty"`
-	Network PodNetwork `json:"network"`
+	Network podnet.IPs `json:"network"`
 	// NetworkDown records that CNI DEL and the netns removal are done, so
 	// a repeated stop does not run them again.
 	NetworkDown bool `json:"networkDown,omitempty"`

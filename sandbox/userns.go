@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/snapshots"
-	"github.com/containerd/containerd/v2/pkg/netns"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/pkg/sys"
 	"github.com/containerd/errdefs"
@@ -79,33 +77,6 @@ func rootfsRemapOpts(uids, gids []runtimespec.LinuxIDMapping) []snapshots.Opt {
 // sys.UnshareAfterEnterUserns takes.
 func idMapString(m runtimespec.LinuxIDMapping) string {
 	return fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
-}
-
-// newPodNetNSInUserns creates a pod network namespace, bind-mounted under
-// baseDir like NewPodNetNS, whose owner is a new user namespace with the
-// mappings uid and gid (the pod's: usernsMappings allows one of each).
-// pinNetNSOwner keeps that user namespace for the pause container to join.
-func newPodNetNSInUserns(baseDir string, uid, gid runtimespec.LinuxIDMapping) (string, error) {
-	var path string
-	// A process is started in a new user namespace with the mappings and
-	// unshares a network namespace there; it is killed once the
-	// namespace is mounted.
-	err := sys.UnshareAfterEnterUserns(idMapString(uid), idMapString(gid), unix.CLONE_NEWNET, func(pid int) error {
-		ns, err := netns.NewNetNSFromPID(baseDir, uint32(pid))
-		if err != nil {
-			return err
-		}
-		path = ns.GetPath()
-		return nil
-	})
-	if err != nil {
-		var rerr error
-		if path != "" {
-			rerr = RemovePodNetNS(path)
-		}
-		return "", errors.Join(fmt.Errorf("create pod netns in a user namespace under %s: %w", baseDir, err), rerr)
-	}
-	return path, nil
 }
 
 // pinNetNSOwner bind-mounts the user namespace that owns the network

@@ -14,6 +14,8 @@ import (
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 func TestRootfsRemapOpts(t *testing.T) {
@@ -135,11 +137,11 @@ func TestPodNetNSInUserns(t *testing.T) {
 	dir := t.TempDir()
 	uid := runtimespec.LinuxIDMapping{HostID: 7 * 65536, Size: 65536}
 	gid := runtimespec.LinuxIDMapping{HostID: 8 * 65536, Size: 65536}
-	netnsPath, err := newPodNetNSInUserns(filepath.Join(dir, "netns"), uid, gid)
+	netnsPath, err := podnet.NewNetNSInUserns(filepath.Join(dir, "netns"), uid, gid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = RemovePodNetNS(netnsPath) })
+	t.Cleanup(func() { _ = podnet.RemoveNetNS(netnsPath) })
 	if !netnsExists(netnsPath) {
 		t.Fatalf("%s is no mounted network namespace", netnsPath)
 	}
@@ -183,7 +185,7 @@ func TestPodNetNSInUserns(t *testing.T) {
 	if _, err := os.Stat(pinned); !os.IsNotExist(err) || p.pinned() {
 		t.Errorf("%s still there after unpin: %v", pinned, err)
 	}
-	if err := RemovePodNetNS(netnsPath); err != nil {
+	if err := podnet.RemoveNetNS(netnsPath); err != nil {
 		t.Fatal(err)
 	}
 	if netnsExists(netnsPath) {

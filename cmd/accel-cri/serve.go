@@ -25,6 +25,7 @@ import (
 	"github.com/accel-cri/accel-cri/metrics"
 	"github.com/accel-cri/accel-cri/sandbox"
 	"github.com/accel-cri/accel-cri/sandbox/nri"
+	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/streaming"
 )
 
@@ -128,7 +129,7 @@ func serve(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
-	network, err := sandbox.NewNetwork(cfg.CNIConfDir, cfg.CNIBinDirs, sandbox.WithCNIObserver(m))
+	network, err := podnet.New(cfg.CNIConfDir, cfg.CNIBinDirs, podnet.WithCNIObserver(m))
 	if err != nil {
 		return err
 	}

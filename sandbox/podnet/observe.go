@@ -1,4 +1,4 @@
-package sandbox
+package podnet
 
 import (
 	"context"
@@ -19,22 +19,22 @@ type CNIObserver interface {
 	ObserveCNI(op string, d time.Duration, err error)
 }
 
-// NetworkOption configures a Network.
-type NetworkOption func(*networkOptions)
+// Option configures a Network.
+type Option func(*networkOptions)
 
 type networkOptions struct {
 	observer CNIObserver
 }
 
 // WithCNIObserver reports every CNI ADD and DEL to o.
-func WithCNIObserver(o CNIObserver) NetworkOption {
+func WithCNIObserver(o CNIObserver) Option {
 	return func(n *networkOptions) { n.observer = o }
 }
 
 // observeCNI wraps c so its Setup and Remove calls are timed for the
 // observer of opts; without one c is returned as it is. Timing the plugin
-// calls themselves keeps the hooks out of the pod code (podnet.go).
-func observeCNI(c gocni.CNI, opts []NetworkOption) gocni.CNI {
+// calls themselves keeps the hooks out of the pod code (cni.go).
+func observeCNI(c gocni.CNI, opts []Option) gocni.CNI {
 	var o networkOptions
 	for _, opt := range opts {
 		opt(&o)

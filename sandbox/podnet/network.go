@@ -1,4 +1,4 @@
-package sandbox
+package podnet
 
 import (
 	"context"
@@ -28,9 +28,9 @@ type Network struct {
 	done    chan struct{}
 }
 
-// NewNetwork loads the CNI config from confDir (creating the directory if it
+// New loads the CNI config from confDir (creating the directory if it
 // is missing, so it can be watched) and watches it for changes until Close.
-func NewNetwork(confDir string, binDirs []string, opts ...NetworkOption) (*Network, error) {
+func New(confDir string, binDirs []string, opts ...Option) (*Network, error) {
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cni conf dir: %w", err)
 	}

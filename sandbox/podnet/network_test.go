@@ -1,4 +1,4 @@
-package sandbox
+package podnet
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func waitReady(t *testing.T, n *Network, want bool) error {
 
 func TestNetworkFollowsConfDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "net.d")
-	n, err := NewNetwork(dir, []string{"/usr/lib/cni"})
+	n, err := New(dir, []string{"/usr/lib/cni"})
 	if err != nil {
 		t.Fatal(err)
 	}

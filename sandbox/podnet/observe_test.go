@@ -1,4 +1,4 @@
-package sandbox
+package podnet
 
 import (
 	"context"
@@ -50,7 +50,7 @@ func TestObserveCNI(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			obs := &recordingCNIObserver{}
-			c := observeCNI(stubCNI{setupErr: tc.setupErr, removeErr: tc.removeErr}, []NetworkOption{WithCNIObserver(obs)})
+			c := observeCNI(stubCNI{setupErr: tc.setupErr, removeErr: tc.removeErr}, []Option{WithCNIObserver(obs)})
 			if _, err := c.Setup(context.Background(), "p", "/ns"); !errors.Is(err, tc.setupErr) {
 				t.Fatalf("Setup err = %v, want %v", err, tc.setupErr)
 			}

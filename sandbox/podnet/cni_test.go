@@ -1,4 +1,4 @@
-package sandbox
+package podnet
 
 import (
 	"bufio"
@@ -179,7 +179,7 @@ func pnNewTestCNI(t *testing.T, o pnTestCNIOpts) *pnTestCNI {
 	if err := os.WriteFile(filepath.Join(confDir, "10-test.conflist"), []byte(conflist), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n, err := NewNetwork(confDir, []string{pnTestCNIBinDir})
+	n, err := New(confDir, []string{pnTestCNIBinDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,12 +250,12 @@ func pnTrackPod(t *testing.T, c *pnTestCNI, podID, nsPath string, cfg *runtimeap
 
 func pnNewTestNetNS(t *testing.T) string {
 	t.Helper()
-	path, err := NewPodNetNS(filepath.Join(t.TempDir(), "netns"))
+	path, err := NewNetNS(filepath.Join(t.TempDir(), "netns"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := RemovePodNetNS(path); err != nil {
+		if err := RemoveNetNS(path); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -437,11 +437,11 @@ func TestPodNetSetupTeardown(t *testing.T) {
 	if err := c.net.TeardownPod(ctx, podID, nsPath, cfg); err != nil {
 		t.Errorf("second TeardownPod: %v", err)
 	}
-	if err := RemovePodNetNS(nsPath); err != nil {
-		t.Fatalf("RemovePodNetNS: %v", err)
+	if err := RemoveNetNS(nsPath); err != nil {
+		t.Fatalf("RemoveNetNS: %v", err)
 	}
 	if err := c.net.TeardownPod(ctx, podID, nsPath, cfg); err != nil {
-		t.Errorf("TeardownPod after RemovePodNetNS: %v", err)
+		t.Errorf("TeardownPod after RemoveNetNS: %v", err)
 	}
 	pnAssertNoIptablesFor(t, podID, ips)
 }
@@ -560,7 +560,7 @@ func TestPodNetSetupFailureUndoes(t *testing.T) {
 
 func TestPodNetNotReady(t *testing.T) {
 	pnRequireCNI(t)
-	n, err := NewNetwork(filepath.Join(t.TempDir(), "net.d"), []string{pnTestCNIBinDir})
+	n, err := New(filepath.Join(t.TempDir(), "net.d"), []string{pnTestCNIBinDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -592,44 +592,6 @@ func TestPodNetTeardownWithoutSetup(t *testing.T) {
 	}
 	if err := c.net.TeardownPod(ctx, podID, "", cfg); err != nil {
 		t.Errorf("TeardownPod with no netns path: %v", err)
-	}
-}
-
-func TestNetNSCreateRemove(t *testing.T) {
-	pnRequireCNI(t)
-	base := filepath.Join(t.TempDir(), "netns")
-	path, err := NewPodNetNS(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { RemovePodNetNS(path) })
-	if filepath.Dir(path) != base {
-		t.Errorf("netns %s not under %s", path, base)
-	}
-	var podNS, hostNS os.FileInfo
-	if podNS, err = os.Stat(path); err != nil {
-		t.Fatal(err)
-	}
-	if hostNS, err = os.Stat("/proc/self/ns/net"); err != nil {
-		t.Fatal(err)
-	}
-	if os.SameFile(podNS, hostNS) {
-		t.Fatal("pod netns is the host's")
-	}
-	if err := cnins.IsNSorErr(path); err != nil {
-		t.Fatalf("%s is not a network namespace: %v", path, err)
-	}
-	if err := RemovePodNetNS(path); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("netns file still there: %v", err)
-	}
-	if err := RemovePodNetNS(path); err != nil {
-		t.Errorf("second RemovePodNetNS: %v", err)
-	}
-	if err := RemovePodNetNS(""); err != nil {
-		t.Errorf("RemovePodNetNS(\"\"): %v", err)
 	}
 }
 
@@ -708,7 +670,7 @@ func TestPodNetCNIArgs(t *testing.T) {
 			name:   "bandwidth",
 			strict: true,
 			mod: func(c *runtimeapi.PodSandboxConfig) {
-				c.Annotations = map[string]string{AnnotationIngressBandwidth: "10M", AnnotationEgressBandwidth: "1Gi"}
+				c.Annotations = map[string]string{annotationIngressBandwidth: "10M", annotationEgressBandwidth: "1Gi"}
 			},
 			check: func(t *testing.T, a cniArgs) {
 				want := gocni.BandWidth{IngressRate: 10_000_000, IngressBurst: bandwidthBurst, EgressRate: 1 << 30, EgressBurst: bandwidthBurst}
@@ -721,7 +683,7 @@ func TestPodNetCNIArgs(t *testing.T) {
 			name:   "egress only",
 			strict: true,
 			mod: func(c *runtimeapi.PodSandboxConfig) {
-				c.Annotations = map[string]string{AnnotationEgressBandwidth: "500k"}
+				c.Annotations = map[string]string{annotationEgressBandwidth: "500k"}
 			},
 			check: func(t *testing.T, a cniArgs) {
 				want := gocni.BandWidth{EgressRate: 500_000, EgressBurst: bandwidthBurst}
@@ -734,7 +696,7 @@ func TestPodNetCNIArgs(t *testing.T) {
 			name:   "bandwidth not a quantity",
 			strict: true,
 			mod: func(c *runtimeapi.PodSandboxConfig) {
-				c.Annotations = map[string]string{AnnotationIngressBandwidth: "fast"}
+				c.Annotations = map[string]string{annotationIngressBandwidth: "fast"}
 			},
 			wantErr: errdefs.ErrInvalidArgument,
 		},
@@ -742,7 +704,7 @@ func TestPodNetCNIArgs(t *testing.T) {
 			name:   "bandwidth too small",
 			strict: true,
 			mod: func(c *runtimeapi.PodSandboxConfig) {
-				c.Annotations = map[string]string{AnnotationEgressBandwidth: "10"}
+				c.Annotations = map[string]string{annotationEgressBandwidth: "10"}
 			},
 			wantErr: errdefs.ErrInvalidArgument,
 		},
@@ -750,14 +712,14 @@ func TestPodNetCNIArgs(t *testing.T) {
 			name:   "bandwidth too large",
 			strict: true,
 			mod: func(c *runtimeapi.PodSandboxConfig) {
-				c.Annotations = map[string]string{AnnotationEgressBandwidth: "2P"}
+				c.Annotations = map[string]string{annotationEgressBandwidth: "2P"}
 			},
 			wantErr: errdefs.ErrInvalidArgument,
 		},
 		{
 			name: "bad bandwidth is left out for teardown",
 			mod: func(c *runtimeapi.PodSandboxConfig) {
-				c.Annotations = map[string]string{AnnotationIngressBandwidth: "fast"}
+				c.Annotations = map[string]string{annotationIngressBandwidth: "fast"}
 			},
 			check: func(t *testing.T, a cniArgs) {
 				if _, ok := a.caps["bandwidth"]; ok {
@@ -802,16 +764,16 @@ func TestPodNetIPSelection(t *testing.T) {
 	tests := []struct {
 		name   string
 		result *gocni.Result
-		want   PodNetwork
+		want   IPs
 		err    bool
 	}{
-		{"v4", ipc("10.1.0.5"), PodNetwork{IP: "10.1.0.5"}, false},
-		{"v6 only", ipc("fd00::5"), PodNetwork{IP: "fd00::5"}, false},
-		{"v4 first", ipc("10.1.0.5", "fd00::5"), PodNetwork{IP: "10.1.0.5", AdditionalIPs: []string{"fd00::5"}}, false},
-		{"v6 first", ipc("fd00::5", "10.1.0.5"), PodNetwork{IP: "10.1.0.5", AdditionalIPs: []string{"fd00::5"}}, false},
-		{"three", ipc("fd00::5", "fd01::5", "10.1.0.5"), PodNetwork{IP: "10.1.0.5", AdditionalIPs: []string{"fd00::5", "fd01::5"}}, false},
-		{"no ips", ipc(), PodNetwork{}, true},
-		{"no eth0", &gocni.Result{Interfaces: map[string]*gocni.Config{"lo": {}}}, PodNetwork{}, true},
+		{"v4", ipc("10.1.0.5"), IPs{IP: "10.1.0.5"}, false},
+		{"v6 only", ipc("fd00::5"), IPs{IP: "fd00::5"}, false},
+		{"v4 first", ipc("10.1.0.5", "fd00::5"), IPs{IP: "10.1.0.5", AdditionalIPs: []string{"fd00::5"}}, false},
+		{"v6 first", ipc("fd00::5", "10.1.0.5"), IPs{IP: "10.1.0.5", AdditionalIPs: []string{"fd00::5"}}, false},
+		{"three", ipc("fd00::5", "fd01::5", "10.1.0.5"), IPs{IP: "10.1.0.5", AdditionalIPs: []string{"fd00::5", "fd01::5"}}, false},
+		{"no ips", ipc(), IPs{}, true},
+		{"no eth0", &gocni.Result{Interfaces: map[string]*gocni.Config{"lo": {}}}, IPs{}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
