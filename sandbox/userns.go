@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -84,7 +83,7 @@ func idMapString(m runtimespec.LinuxIDMapping) string {
 // newPodNetNSInUserns creates a pod network namespace, bind-mounted under
 // baseDir like NewPodNetNS, whose owner is a new user namespace with the
 // mappings uid and gid (the pod's: usernsMappings allows one of each).
-// pinNetNSOwner keeps that user namespace for the pause container to join.
+// podns.PinNetNSOwner keeps that user namespace for the pause container.
 func newPodNetNSInUserns(baseDir string, uid, gid runtimespec.LinuxIDMapping) (string, error) {
 	var path string
 	// A process is started in a new user namespace with the mappings and
@@ -104,40 +103,6 @@ func newPodNetNSInUserns(baseDir string, uid, gid runtimespec.LinuxIDMapping) (s
 			rerr = RemovePodNetNS(path)
 		}
 		return "", errors.Join(fmt.Errorf("create pod netns in a user namespace under %s: %w", baseDir, err), rerr)
-	}
-	return path, nil
-}
-
-// pinNetNSOwner bind-mounts the user namespace that owns the network
-// namespace at netnsPath onto podDir/ns/user and returns that path.
-func pinNetNSOwner(netnsPath, podDir string) (_ string, retErr error) {
-	dir := filepath.Join(podDir, podNSDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("pin user namespace: %w", err)
-	}
-	path := filepath.Join(dir, "user")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-	if err != nil {
-		return "", fmt.Errorf("pin user namespace: %w", err)
-	}
-	f.Close()
-	defer func() {
-		if retErr != nil {
-			os.Remove(path)
-		}
-	}()
-	nsf, err := os.Open(netnsPath)
-	if err != nil {
-		return "", fmt.Errorf("pin user namespace: %w", err)
-	}
-	defer nsf.Close()
-	userns, err := sys.GetUsernsForNamespace(nsf.Fd())
-	if err != nil {
-		return "", fmt.Errorf("pin user namespace of %s: %w", netnsPath, err)
-	}
-	defer userns.Close()
-	if err := unix.Mount(userns.Name(), path, "", unix.MS_BIND, ""); err != nil {
-		return "", fmt.Errorf("pin user namespace of %s at %s: %w", netnsPath, path, err)
 	}
 	return path, nil
 }
