@@ -1,7 +1,6 @@
 package podns
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -385,30 +384,4 @@ func isMountPoint(t *testing.T, path string) bool {
 		}
 	}
 	return false
-}
-
-// TestFilesJSON keeps the field names of the pod checkpoint (podMeta's
-// "files") as they were written before the type moved here.
-func TestFilesJSON(t *testing.T) {
-	f := Files{Dir: "/p", HostnamePath: "/p/hostname", HostsPath: "/p/hosts", ResolvPath: "/p/resolv.conf", ShmPath: "/p/shm"}
-	for _, tc := range []struct {
-		desc  string
-		files Files
-		want  string
-	}{
-		{"with shm", f, `{"dir":"/p","hostnamePath":"/p/hostname","hostsPath":"/p/hosts","resolvPath":"/p/resolv.conf","shmPath":"/p/shm"}`},
-		{"host ipc", Files{}, `{"dir":"","hostnamePath":"","hostsPath":"","resolvPath":""}`},
-	} {
-		b, err := json.Marshal(tc.files)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(b) != tc.want {
-			t.Errorf("%s: %s, want %s", tc.desc, b, tc.want)
-		}
-		var back Files
-		if err := json.Unmarshal([]byte(tc.want), &back); err != nil || back != tc.files {
-			t.Errorf("%s: read back %+v (%v), want %+v", tc.desc, back, err, tc.files)
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package podns
 
 import (
-	"encoding/json"
 	"os"
 	"runtime"
 	"strings"
@@ -109,30 +108,5 @@ func TestPinHostIPCAndNetwork(t *testing.T) {
 	}
 	if p != (Namespaces{}) {
 		t.Errorf("pinned = %+v, want nothing for a host network and IPC pod", p)
-	}
-}
-
-// TestNamespacesJSON keeps the field names of the pod checkpoint (podMeta's
-// "pinned") as they were written before the type moved here.
-func TestNamespacesJSON(t *testing.T) {
-	for _, tc := range []struct {
-		desc string
-		ns   Namespaces
-		want string
-	}{
-		{"none", Namespaces{}, `{}`},
-		{"all", Namespaces{UTS: "/p/ns/uts", IPC: "/p/ns/ipc", User: "/p/ns/user"}, `{"uts":"/p/ns/uts","ipc":"/p/ns/ipc","user":"/p/ns/user"}`},
-	} {
-		b, err := json.Marshal(tc.ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(b) != tc.want {
-			t.Errorf("%s: %s, want %s", tc.desc, b, tc.want)
-		}
-		var back Namespaces
-		if err := json.Unmarshal([]byte(tc.want), &back); err != nil || back != tc.ns {
-			t.Errorf("%s: read back %+v (%v), want %+v", tc.desc, back, err, tc.ns)
-		}
 	}
 }
