@@ -25,6 +25,7 @@ import (
 
 	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
+	"github.com/accel-cri/accel-cri/sandbox/podns"
 )
 
 // Labels on accel-cri's containerd containers.
@@ -100,11 +101,11 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		return "", fmt.Errorf("pod %s: %w", id, err)
 	}
 	defer os.Remove(r.creatingPath(id))
-	files, err := WritePodFiles(r.podDir(id), cfg, r.shmSize)
+	files, err := podns.WriteFiles(r.podDir(id), cfg, r.shmSize)
 	if err != nil {
 		return "", fmt.Errorf("pod %s files: %w", id, err)
 	}
-	undo = append(undo, func() { logErr(RemovePodFiles(r.podDir(id)), "Undo pod files", "pod", id) })
+	undo = append(undo, func() { logErr(podns.RemoveFiles(r.podDir(id)), "Undo pod files", "pod", id) })
 	meta.Files = files
 
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
@@ -123,11 +124,11 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		undo = append(undo, func() { logErr(podnet.RemoveNetNS(path), "Undo pod netns", "pod", id) })
 		meta.NetNSPath = path
 		if uids != nil {
-			user, err := pinNetNSOwner(path, r.podDir(id))
+			user, err := podns.PinNetNSOwner(path, r.podDir(id))
 			if err != nil {
 				return "", fmt.Errorf("pod %s: %w", id, err)
 			}
-			undo = append(undo, func() { logErr(unpinPodNamespaces(PinnedNamespaces{User: user}), "Undo pod user namespace", "pod", id) })
+			undo = append(undo, func() { logErr(podns.Unpin(podns.Namespaces{User: user}), "Undo pod user namespace", "pod", id) })
 			meta.Pinned.User = user
 		}
 		if err := writeJSON(r.creatingPath(id), meta); err != nil {
@@ -135,11 +136,11 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		}
 	}
 	if !infra {
-		pinned, err := pinPodNamespaces(r.podDir(id), cfg)
+		pinned, err := podns.Pin(r.podDir(id), cfg)
 		if err != nil {
 			return "", fmt.Errorf("pod %s: %w", id, err)
 		}
-		undo = append(undo, func() { logErr(unpinPodNamespaces(pinned), "Undo pod namespaces", "pod", id) })
+		undo = append(undo, func() { logErr(podns.Unpin(pinned), "Undo pod namespaces", "pod", id) })
 		meta.Pinned.UTS, meta.Pinned.IPC = pinned.UTS, pinned.IPC
 	}
 	if meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id); err != nil {
@@ -153,7 +154,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	var network podnet.IPs
 	var joinNet func() error
 	if !hostNet {
-		_, netSysctls := splitSysctls(cfg.GetLinux().GetSysctls())
+		_, netSysctls := podns.SplitSysctls(cfg.GetLinux().GetSysctls())
 		type netResult struct {
 			setup bool // CNI ADD succeeded: undo needs a DEL
 			err   error
@@ -164,7 +165,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 			network, res.err = r.network.SetupPod(ctx, id, meta.NetNSPath, cfg)
 			res.setup = res.err == nil
 			if res.err == nil && !infra {
-				res.err = applyNetSysctls(meta.NetNSPath, netSysctls)
+				res.err = podns.ApplyNetSysctls(meta.NetNSPath, netSysctls)
 			}
 			netDone <- res
 		}()
@@ -458,11 +459,11 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 		}
 		// A stopped pod's containers cannot use /dev/shm any more; its
 		// memory goes back now, not when kubelet garbage-collects the pod.
-		if err := ReleasePodShm(r.podDir(p.ID)); err != nil {
+		if err := podns.ReleaseShm(r.podDir(p.ID)); err != nil {
 			return fmt.Errorf("stop pod %s: %w", p.ID, err)
 		}
 		// So do its IPC objects, as when a pause process exits.
-		if err := unpinPodNamespaces(p.Pinned); err != nil {
+		if err := podns.Unpin(p.Pinned); err != nil {
 			return fmt.Errorf("stop pod %s: %w", p.ID, err)
 		}
 		st.NetworkDown = true
@@ -532,7 +533,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 	if err := r.deleteContainerd(ctx, p.ID); err != nil {
 		return fmt.Errorf("remove pod %s: %w", p.ID, err)
 	}
-	if err := RemovePodFiles(r.podDir(p.ID)); err != nil {
+	if err := podns.RemoveFiles(r.podDir(p.ID)); err != nil {
 		return fmt.Errorf("remove pod %s: %w", p.ID, err)
 	}
 	r.store.removeCheckpoints("pods", p.ID)

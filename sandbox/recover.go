@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
+	"github.com/accel-cri/accel-cri/sandbox/podns"
 	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
@@ -112,7 +113,7 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY && meta.Infraless {
 		// Without a pause process the pod lives as long as its pinned
 		// namespaces; a reboot or a cleaned /run ends it.
-		if !meta.Pinned.pinned() || !netnsExists(meta.NetNSPath) {
+		if !meta.Pinned.Mounted() || !podns.Mounted(meta.NetNSPath) {
 			p.status.State, p.status.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
 			if err := writeJSON(r.store.podStatusPath(p.ID), p.status); err != nil {
 				return err
@@ -165,7 +166,7 @@ func (r *Runtime) cleanPod(ctx context.Context, meta *podMeta) error {
 		logErr(r.network.TeardownPod(ctx, meta.ID, meta.NetNSPath, meta.Config), "Teardown network of unfinished pod", "pod", meta.ID)
 		logErr(podnet.RemoveNetNS(meta.NetNSPath), "Remove netns of unfinished pod", "pod", meta.ID)
 	}
-	logErr(RemovePodFiles(r.podDir(meta.ID)), "Remove files of unfinished pod", "pod", meta.ID)
+	logErr(podns.RemoveFiles(r.podDir(meta.ID)), "Remove files of unfinished pod", "pod", meta.ID)
 	_ = os.Remove(r.creatingPath(meta.ID))
 	return nil
 }
@@ -390,7 +391,7 @@ func (r *Runtime) cleanOrphanFiles() {
 	}{
 		{filepath.Join(r.rootDir, "pods", "*.json"), podKnown, os.Remove},
 		{filepath.Join(r.rootDir, "containers", "*.json"), ctrKnown, os.Remove},
-		{r.podDir("*"), podKnown, RemovePodFiles},
+		{r.podDir("*"), podKnown, podns.RemoveFiles},
 		{r.containerDir("*"), ctrKnown, os.RemoveAll},
 	} {
 		matches, _ := filepath.Glob(d.glob)

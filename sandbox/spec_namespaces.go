@@ -217,7 +217,7 @@ func withUserns(path string, uids, gids []runtimespec.LinuxIDMapping) oci.SpecOp
 }
 
 // podUsernsOpt is the user namespace of the pause container: the one at
-// path (see pinNetNSOwner), or a new one when path is "".
+// path (see podns.PinNetNSOwner), or a new one when path is "".
 func podUsernsOpt(u *runtimeapi.UserNamespace, path string, supported bool) (oci.SpecOpts, error) {
 	uids, gids, err := usernsMappings(u)
 	if err != nil || uids == nil {

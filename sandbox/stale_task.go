@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/internal/fsutil"
 )
 
 // When accel-cri dies while containerd creates a container's task, the
@@ -97,7 +99,7 @@ func (r *Runtime) clearStaleTask(ctx context.Context, c *Container, removing boo
 	}
 	if bundle != "" {
 		work, werr := os.Readlink(filepath.Join(bundle, "work"))
-		if err := unmountUnder(bundle); err != nil {
+		if err := fsutil.UnmountUnder(bundle); err != nil {
 			return fmt.Errorf("stale task of container %s: %w", c.ID, err)
 		}
 		if err := os.RemoveAll(bundle); err != nil {

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -11,10 +10,8 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/oci"
-	"github.com/containerd/containerd/v2/pkg/sys"
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -77,40 +74,6 @@ func rootfsRemapOpts(uids, gids []runtimespec.LinuxIDMapping) []snapshots.Opt {
 // sys.UnshareAfterEnterUserns takes.
 func idMapString(m runtimespec.LinuxIDMapping) string {
 	return fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
-}
-
-// pinNetNSOwner bind-mounts the user namespace that owns the network
-// namespace at netnsPath onto podDir/ns/user and returns that path.
-func pinNetNSOwner(netnsPath, podDir string) (_ string, retErr error) {
-	dir := filepath.Join(podDir, podNSDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("pin user namespace: %w", err)
-	}
-	path := filepath.Join(dir, "user")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-	if err != nil {
-		return "", fmt.Errorf("pin user namespace: %w", err)
-	}
-	f.Close()
-	defer func() {
-		if retErr != nil {
-			os.Remove(path)
-		}
-	}()
-	nsf, err := os.Open(netnsPath)
-	if err != nil {
-		return "", fmt.Errorf("pin user namespace: %w", err)
-	}
-	defer nsf.Close()
-	userns, err := sys.GetUsernsForNamespace(nsf.Fd())
-	if err != nil {
-		return "", fmt.Errorf("pin user namespace of %s: %w", netnsPath, err)
-	}
-	defer userns.Close()
-	if err := unix.Mount(userns.Name(), path, "", unix.MS_BIND, ""); err != nil {
-		return "", fmt.Errorf("pin user namespace of %s at %s: %w", netnsPath, path, err)
-	}
-	return path, nil
 }
 
 // withHostSys replaces the sysfs mount at /sys with a read-only bind of the

@@ -16,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
+	"github.com/accel-cri/accel-cri/sandbox/podns"
 )
 
 func TestRootfsRemapOpts(t *testing.T) {
@@ -142,17 +143,17 @@ func TestPodNetNSInUserns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = podnet.RemoveNetNS(netnsPath) })
-	if !netnsExists(netnsPath) {
+	if !podns.Mounted(netnsPath) {
 		t.Fatalf("%s is no mounted network namespace", netnsPath)
 	}
-	pinned, err := pinNetNSOwner(netnsPath, filepath.Join(dir, "pod"))
+	pinned, err := podns.PinNetNSOwner(netnsPath, filepath.Join(dir, "pod"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := PinnedNamespaces{User: pinned}
-	t.Cleanup(func() { _ = unpinPodNamespaces(p) })
-	if pinned != filepath.Join(dir, "pod", podNSDir, "user") || !p.pinned() {
-		t.Fatalf("pinned at %q (mounted: %v)", pinned, p.pinned())
+	p := podns.Namespaces{User: pinned}
+	t.Cleanup(func() { _ = podns.Unpin(p) })
+	if pinned != filepath.Join(dir, "pod", "ns", "user") || !p.Mounted() {
+		t.Fatalf("pinned at %q (mounted: %v)", pinned, p.Mounted())
 	}
 
 	// The pinned namespace is the netns's owner, a child of ours, with the
@@ -179,16 +180,16 @@ func TestPodNetNSInUserns(t *testing.T) {
 		t.Errorf("gid_map = %q, want %q", gidMap, want)
 	}
 
-	if err := unpinPodNamespaces(p); err != nil {
+	if err := podns.Unpin(p); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(pinned); !os.IsNotExist(err) || p.pinned() {
+	if _, err := os.Stat(pinned); !os.IsNotExist(err) || p.Mounted() {
 		t.Errorf("%s still there after unpin: %v", pinned, err)
 	}
 	if err := podnet.RemoveNetNS(netnsPath); err != nil {
 		t.Fatal(err)
 	}
-	if netnsExists(netnsPath) {
+	if podns.Mounted(netnsPath) {
 		t.Errorf("%s still mounted", netnsPath)
 	}
 }

@@ -1,4 +1,4 @@
-package sandbox
+package podns
 
 import (
 	"errors"
@@ -54,7 +54,7 @@ func pfRequireRoot(t *testing.T) {
 // pfPodFilesEnv is a temp dir with fake host files.
 type pfPodFilesEnv struct {
 	root, hosts, resolv string
-	opts                []PodFilesOption
+	opts                []FilesOption
 }
 
 const (
@@ -73,7 +73,7 @@ func pfNewPodFilesEnv(t *testing.T) *pfPodFilesEnv {
 	if err := os.WriteFile(e.resolv, []byte(pfTestHostResolv), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.opts = []PodFilesOption{
+	e.opts = []FilesOption{
 		WithHostsSource(e.hosts),
 		WithResolvConfSource(e.resolv),
 		WithHostname(func() (string, error) { return "node-1", nil }),
@@ -87,7 +87,7 @@ func (e *pfPodFilesEnv) podDir(t *testing.T, name string) string {
 	t.Helper()
 	dir := filepath.Join(e.root, "pods", name)
 	t.Cleanup(func() {
-		if err := RemovePodFiles(dir); err != nil {
+		if err := RemoveFiles(dir); err != nil {
 			t.Errorf("cleanup: %v", err)
 			unix.Unmount(filepath.Join(dir, "shm"), unix.MNT_DETACH)
 		}
@@ -131,11 +131,11 @@ func TestPodFilesWriteAndRemove(t *testing.T) {
 		DnsConfig: &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"ns.svc.cluster.local"}, Options: []string{"ndots:5"}},
 	}
 	const shmSize = 16 << 20
-	files, err := WritePodFiles(dir, cfg, shmSize, e.opts...)
+	files, err := WriteFiles(dir, cfg, shmSize, e.opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := PodFiles{
+	want := Files{
 		Dir:          dir,
 		HostnamePath: filepath.Join(dir, "hostname"),
 		HostsPath:    filepath.Join(dir, "hosts"),
@@ -187,8 +187,8 @@ func TestPodFilesWriteAndRemove(t *testing.T) {
 	checkShm()
 
 	// Writing again (e.g. after a restart) keeps one shm mount.
-	if _, err := WritePodFiles(dir, cfg, shmSize, e.opts...); err != nil {
-		t.Fatalf("second WritePodFiles: %v", err)
+	if _, err := WriteFiles(dir, cfg, shmSize, e.opts...); err != nil {
+		t.Fatalf("second WriteFiles: %v", err)
 	}
 	checkShm()
 
@@ -199,8 +199,8 @@ func TestPodFilesWriteAndRemove(t *testing.T) {
 	}
 	defer f.Close()
 
-	if err := RemovePodFiles(dir); err != nil {
-		t.Fatalf("RemovePodFiles: %v", err)
+	if err := RemoveFiles(dir); err != nil {
+		t.Fatalf("RemoveFiles: %v", err)
 	}
 	if m := pfMountAt(t, files.ShmPath); len(m) != 0 {
 		t.Errorf("shm still mounted: %+v", m[0])
@@ -208,8 +208,8 @@ func TestPodFilesWriteAndRemove(t *testing.T) {
 	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pod dir still there: %v", err)
 	}
-	if err := RemovePodFiles(dir); err != nil {
-		t.Errorf("second RemovePodFiles: %v", err)
+	if err := RemoveFiles(dir); err != nil {
+		t.Errorf("second RemoveFiles: %v", err)
 	}
 }
 
@@ -223,7 +223,7 @@ func TestPodFilesHostNamespaces(t *testing.T) {
 			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE},
 		}},
 	}
-	files, err := WritePodFiles(dir, cfg, 1<<20, e.opts...)
+	files, err := WriteFiles(dir, cfg, 1<<20, e.opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestPodFilesHostNamespaces(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(dir, "shm")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("shm dir made for a host-IPC pod: %v", err)
 	}
-	if err := RemovePodFiles(dir); err != nil {
+	if err := RemoveFiles(dir); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -256,7 +256,7 @@ func TestPodFilesDefaults(t *testing.T) {
 	// 64MiB.
 	cfg := &runtimeapi.PodSandboxConfig{DnsConfig: &runtimeapi.DNSConfig{}}
 	opts := append(e.opts, WithHostsSource(filepath.Join(e.root, "missing")))
-	files, err := WritePodFiles(dir, cfg, 0, opts...)
+	files, err := WriteFiles(dir, cfg, 0, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestPodFilesNoSymlinkEscape(t *testing.T) {
 	ipcHost := &runtimeapi.PodSandboxConfig{Hostname: "links", Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 		NamespaceOptions: &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE},
 	}}}
-	files, err := WritePodFiles(dir, ipcHost, 1<<20, e.opts...)
+	files, err := WriteFiles(dir, ipcHost, 1<<20, e.opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,8 +319,8 @@ func TestPodFilesNoSymlinkEscape(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir2, "shm")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WritePodFiles(dir2, &runtimeapi.PodSandboxConfig{}, 1<<20, e.opts...); err == nil {
-		t.Error("WritePodFiles mounted shm through a symlink")
+	if _, err := WriteFiles(dir2, &runtimeapi.PodSandboxConfig{}, 1<<20, e.opts...); err == nil {
+		t.Error("WriteFiles mounted shm through a symlink")
 	}
 	if m := pfMountAt(t, outside); len(m) != 0 {
 		unix.Unmount(outside, unix.MNT_DETACH)
@@ -332,15 +332,15 @@ func TestPodFilesNoSymlinkEscape(t *testing.T) {
 	if err := os.Symlink(outside, dir3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WritePodFiles(dir3, ipcHost, 1<<20, e.opts...); err == nil {
-		t.Error("WritePodFiles accepted a pod dir that is a symlink")
+	if _, err := WriteFiles(dir3, ipcHost, 1<<20, e.opts...); err == nil {
+		t.Error("WriteFiles accepted a pod dir that is a symlink")
 	}
 	if _, err := os.Lstat(filepath.Join(outside, "hostname")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file written into the symlink target: %v", err)
 	}
 	// Removing a symlinked pod dir does not remove what it points to.
-	if err := RemovePodFiles(dir3); err == nil {
-		t.Error("RemovePodFiles accepted a symlink")
+	if err := RemoveFiles(dir3); err == nil {
+		t.Error("RemoveFiles accepted a symlink")
 	}
 	if got := pfReadFile(t, victim); got != "keep" {
 		t.Errorf("victim changed: %q", got)
@@ -348,19 +348,19 @@ func TestPodFilesNoSymlinkEscape(t *testing.T) {
 }
 
 // A stopped pod gives its /dev/shm back at once; its other files stay until
-// RemovePodFiles.
-func TestReleasePodShm(t *testing.T) {
+// RemoveFiles.
+func TestReleaseShm(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pod")
-	files, err := WritePodFiles(dir, &runtimeapi.PodSandboxConfig{Hostname: "p"}, 1<<20)
+	files, err := WriteFiles(dir, &runtimeapi.PodSandboxConfig{Hostname: "p"}, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { RemovePodFiles(dir) })
+	t.Cleanup(func() { RemoveFiles(dir) })
 	if !isMountPoint(t, files.ShmPath) {
 		t.Fatal("shm not mounted")
 	}
 	for i := 0; i < 2; i++ {
-		if err := ReleasePodShm(dir); err != nil {
+		if err := ReleaseShm(dir); err != nil {
 			t.Fatalf("release #%d: %v", i, err)
 		}
 	}

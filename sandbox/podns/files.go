@@ -1,4 +1,4 @@
-package sandbox
+package podns
 
 import (
 	"errors"
@@ -6,20 +6,21 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/internal/fsutil"
 )
 
 // Names of the pod files inside the pod directory.
 const (
-	podHostnameFile = "hostname"
-	podHostsFile    = "hosts"
-	podResolvFile   = "resolv.conf"
-	podShmDir       = "shm"
+	hostnameFile = "hostname"
+	hostsFile    = "hosts"
+	resolvFile   = "resolv.conf"
+	shmDir       = "shm"
 )
 
 // fallbackShmSize is the pod /dev/shm size when the caller passes none.
@@ -28,10 +29,11 @@ const fallbackShmSize int64 = 64 << 20
 // defaultPodHosts is written when the host has no /etc/hosts.
 const defaultPodHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
-// PodFiles are the per-pod files bind-mounted into every container of the
+// Files are the per-pod files bind-mounted into every container of the
 // pod. ShmPath is "" when the pod shares the host IPC namespace (its
-// containers use the host's /dev/shm).
-type PodFiles struct {
+// containers use the host's /dev/shm). The JSON form is part of the pod's
+// checkpoint.
+type Files struct {
 	Dir          string `json:"dir"`
 	HostnamePath string `json:"hostnamePath"`
 	HostsPath    string `json:"hostsPath"`
@@ -39,51 +41,51 @@ type PodFiles struct {
 	ShmPath      string `json:"shmPath,omitempty"`
 }
 
-type podFilesOptions struct {
+type filesOptions struct {
 	hostsSource  string
 	resolvSource string
 	hostname     func() (string, error)
 }
 
-// PodFilesOption changes where WritePodFiles takes the host's files from.
-type PodFilesOption func(*podFilesOptions)
+// FilesOption changes where WriteFiles takes the host's files from.
+type FilesOption func(*filesOptions)
 
 // WithHostsSource sets the file copied as the pod's hosts file (default
 // /etc/hosts).
-func WithHostsSource(path string) PodFilesOption {
-	return func(o *podFilesOptions) { o.hostsSource = path }
+func WithHostsSource(path string) FilesOption {
+	return func(o *filesOptions) { o.hostsSource = path }
 }
 
 // WithResolvConfSource sets the file copied as the pod's resolv.conf when the
 // pod has no DNS config (default /etc/resolv.conf; kubelet's --resolv-conf
 // is the same idea).
-func WithResolvConfSource(path string) PodFilesOption {
-	return func(o *podFilesOptions) { o.resolvSource = path }
+func WithResolvConfSource(path string) FilesOption {
+	return func(o *filesOptions) { o.resolvSource = path }
 }
 
 // WithHostname sets how the host's hostname is found (default os.Hostname).
-func WithHostname(f func() (string, error)) PodFilesOption {
-	return func(o *podFilesOptions) { o.hostname = f }
+func WithHostname(f func() (string, error)) FilesOption {
+	return func(o *filesOptions) { o.hostname = f }
 }
 
-// WritePodFiles creates dir (0711) and writes the pod's hostname, hosts and
+// WriteFiles creates dir (0711) and writes the pod's hostname, hosts and
 // resolv.conf files (0644, atomically) and, unless the pod shares the host
 // IPC namespace, mounts a tmpfs of shmSize bytes at dir/shm. It can be called
 // again for the same pod (the shm mount is kept). The config is not
 // validated here; nothing is written through a symlink.
-func WritePodFiles(dir string, cfg *runtimeapi.PodSandboxConfig, shmSize int64, opts ...PodFilesOption) (PodFiles, error) {
-	o := podFilesOptions{hostsSource: "/etc/hosts", resolvSource: "/etc/resolv.conf", hostname: os.Hostname}
+func WriteFiles(dir string, cfg *runtimeapi.PodSandboxConfig, shmSize int64, opts ...FilesOption) (Files, error) {
+	o := filesOptions{hostsSource: "/etc/hosts", resolvSource: "/etc/resolv.conf", hostname: os.Hostname}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if err := makePodDir(dir); err != nil {
-		return PodFiles{}, err
+		return Files{}, err
 	}
-	files := PodFiles{
+	files := Files{
 		Dir:          dir,
-		HostnamePath: filepath.Join(dir, podHostnameFile),
-		HostsPath:    filepath.Join(dir, podHostsFile),
-		ResolvPath:   filepath.Join(dir, podResolvFile),
+		HostnamePath: filepath.Join(dir, hostnameFile),
+		HostsPath:    filepath.Join(dir, hostsFile),
+		ResolvPath:   filepath.Join(dir, resolvFile),
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 
@@ -91,47 +93,47 @@ func WritePodFiles(dir string, cfg *runtimeapi.PodSandboxConfig, shmSize int64, 
 	if hostname == "" || nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
 		h, err := o.hostname()
 		if err != nil {
-			return PodFiles{}, fmt.Errorf("pod hostname: host hostname: %w", err)
+			return Files{}, fmt.Errorf("pod hostname: host hostname: %w", err)
 		}
 		hostname = h
 	}
 	if err := writePodFile(files.HostnamePath, []byte(hostname+"\n")); err != nil {
-		return PodFiles{}, fmt.Errorf("pod hostname file: %w", err)
+		return Files{}, fmt.Errorf("pod hostname file: %w", err)
 	}
 
 	hosts, err := readHostFile(o.hostsSource, defaultPodHosts)
 	if err != nil {
-		return PodFiles{}, fmt.Errorf("pod hosts file: %w", err)
+		return Files{}, fmt.Errorf("pod hosts file: %w", err)
 	}
 	if err := writePodFile(files.HostsPath, hosts); err != nil {
-		return PodFiles{}, fmt.Errorf("pod hosts file: %w", err)
+		return Files{}, fmt.Errorf("pod hosts file: %w", err)
 	}
 
 	resolv := renderResolvConf(cfg.GetDnsConfig())
 	if resolv == nil {
 		if resolv, err = readHostFile(o.resolvSource, ""); err != nil {
-			return PodFiles{}, fmt.Errorf("pod resolv.conf: %w", err)
+			return Files{}, fmt.Errorf("pod resolv.conf: %w", err)
 		}
 	}
 	if err := writePodFile(files.ResolvPath, resolv); err != nil {
-		return PodFiles{}, fmt.Errorf("pod resolv.conf: %w", err)
+		return Files{}, fmt.Errorf("pod resolv.conf: %w", err)
 	}
 
 	if nsOpts.GetIpc() != runtimeapi.NamespaceMode_NODE {
 		if shmSize <= 0 {
 			shmSize = fallbackShmSize
 		}
-		files.ShmPath = filepath.Join(dir, podShmDir)
+		files.ShmPath = filepath.Join(dir, shmDir)
 		if err := mountPodShm(files.ShmPath, shmSize); err != nil {
-			return PodFiles{}, err
+			return Files{}, err
 		}
 	}
 	return files, nil
 }
 
-// RemovePodFiles unmounts everything mounted under dir (the shm tmpfs; lazily
+// RemoveFiles unmounts everything mounted under dir (the shm tmpfs; lazily
 // when busy) and removes dir. A missing dir is not an error.
-func RemovePodFiles(dir string) error {
+func RemoveFiles(dir string) error {
 	fi, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -150,7 +152,7 @@ func RemovePodFiles(dir string) error {
 	if err != nil {
 		return fmt.Errorf("remove pod files %s: %w", dir, err)
 	}
-	if err := unmountUnder(real); err != nil {
+	if err := fsutil.UnmountUnder(real); err != nil {
 		return fmt.Errorf("remove pod files %s: %w", dir, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -159,11 +161,11 @@ func RemovePodFiles(dir string) error {
 	return nil
 }
 
-// ReleasePodShm unmounts the pod's /dev/shm tmpfs (lazily when busy) so a
+// ReleaseShm unmounts the pod's /dev/shm tmpfs (lazily when busy) so a
 // stopped pod holds no memory; the rest of the pod's files stay until the
 // pod is removed. Idempotent.
-func ReleasePodShm(dir string) error {
-	real, err := filepath.EvalSymlinks(filepath.Join(dir, podShmDir))
+func ReleaseShm(dir string) error {
+	real, err := filepath.EvalSymlinks(filepath.Join(dir, shmDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -173,7 +175,7 @@ func ReleasePodShm(dir string) error {
 	if err != nil {
 		return fmt.Errorf("release pod shm in %s: %w", dir, err)
 	}
-	if err := unmountUnder(real); err != nil {
+	if err := fsutil.UnmountUnder(real); err != nil {
 		return fmt.Errorf("release pod shm in %s: %w", dir, err)
 	}
 	return nil
@@ -253,32 +255,6 @@ func mountPodShm(path string, size int64) error {
 	data := fmt.Sprintf("mode=1777,size=%d", size)
 	if err := unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
 		return fmt.Errorf("pod shm: mount tmpfs at %s (%s): %w", path, data, err)
-	}
-	return nil
-}
-
-// unmountUnder unmounts every mount point at or below dir, deepest first;
-// a busy one is detached lazily.
-func unmountUnder(dir string) error {
-	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
-		return err
-	}
-	points := make([]string, 0, len(mounts))
-	for _, m := range mounts {
-		points = append(points, m.Mountpoint)
-	}
-	// Longest first: children before parents; stacked mounts appear once per
-	// layer, so each is unmounted as often as it is mounted.
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	for _, p := range points {
-		err := unix.Unmount(p, unix.UMOUNT_NOFOLLOW)
-		if errors.Is(err, unix.EBUSY) {
-			err = unix.Unmount(p, unix.UMOUNT_NOFOLLOW|unix.MNT_DETACH)
-		}
-		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("unmount %s: %w", p, err)
-		}
 	}
 	return nil
 }
