@@ -225,6 +225,23 @@ func TestMetricsScrape(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("containerd restart counted %s after the kill", time.Since(killed).Round(time.Millisecond))
+	// containerd_up says the process runs, not that it serves yet: the
+	// cleanup's RemovePodSandbox needs it serving (on a loaded machine the
+	// new containerd takes seconds to open its socket), so wait for
+	// RuntimeReady, the readiness kubelet itself waits for.
+	for {
+		conds, err := a.Status(ctx)
+		if err != nil {
+			t.Fatalf("Status after the containerd restart: %v", err)
+		}
+		if conds[runtimeapi.RuntimeReady].Status {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd not serving again a minute after the kill: %v\n%s", conds[runtimeapi.RuntimeReady], a.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	if !strings.Contains(a.LogTail(200), "Serving metrics") {
 		t.Error("the log does not say where metrics are served")
