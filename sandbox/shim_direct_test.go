@@ -201,10 +201,11 @@ func serveFakeShim(t *testing.T, socket string, f *fakeShim) (stop func()) {
 		t.Fatal(err)
 	}
 	taskapi.RegisterTTRPCTaskService(srv, f)
-	l, err := net.Listen("unix", socket)
+	ul, err := net.Listen("unix", socket)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := &trackingListener{Listener: ul}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -215,10 +216,40 @@ func serveFakeShim(t *testing.T, socket string, f *fakeShim) (stop func()) {
 		once.Do(func() {
 			_ = srv.Close()
 			<-done
+			// ttrpc's Close leaves a connection that is not idle yet (a
+			// reply still being written) open: a shim that exits closes
+			// every one.
+			l.closeAll()
 		})
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// trackingListener remembers the connections it accepted, so a stopped
+// fake shim can close them all as an exited shim's are.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
 }
 
 func newFakeShim() *fakeShim { return &fakeShim{killed: make(chan struct{})} }
