@@ -54,7 +54,12 @@ func runFakeShim(mode, socket string) {
 		os.Exit(4) // not reached while nobody reads the FIFO
 	}
 	if mode == "child" {
-		if err := exec.Command("sleep", "3600").Start(); err != nil {
+		// The child dies with the fake shim (which the test ends): left
+		// running, it would outlive the test, holding what the test
+		// process inherited (CI's lock files).
+		child := exec.Command("sleep", "3600")
+		child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := child.Start(); err != nil {
 			os.Exit(5)
 		}
 	}
