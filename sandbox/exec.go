@@ -17,6 +17,8 @@ import (
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/sandbox/shim"
 )
 
 // ExecSyncOutputLimit caps what ExecSync keeps of each of stdout and
@@ -175,7 +177,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	if output != nil {
 		output.start()
 	}
-	_, direct := proc.(*shimExec)
+	_, direct := proc.(directExec)
 	klog.V(4).InfoS("Exec started", "container", id, "exec", execID, "cmd", cmd, "tty", opts.TTY, "direct", direct)
 
 	waitCtx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
@@ -219,7 +221,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 }
 
 // execProcess is an exec process in a container's shim, driven over the
-// shim's socket (shimExec) or through containerd (containerdExec).
+// shim's socket (directExec) or through containerd (containerdExec).
 type execProcess interface {
 	start(ctx context.Context) error
 	// wait returns the exit code once the process exited, or ctx's error.
@@ -242,8 +244,8 @@ func (r *Runtime) createExec(ctx context.Context, id string, rt *runningTask, ex
 		return r.directShimSocket(c)
 	})
 	if err == nil {
-		p, err := newShimExec(ctx, r.shims, socket, id, execID, spec, pio.Config())
-		if !errors.Is(err, errNoDirectShim) {
+		p, err := r.newDirectExec(ctx, socket, id, execID, spec, pio.Config())
+		if !errors.Is(err, shim.ErrNotDirect) {
 			return p, err
 		}
 		klog.V(2).InfoS("Exec through containerd: the shim is not reachable directly", "container", id, "err", err)
