@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/sandbox/shim"
 	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
@@ -264,7 +265,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 			return fmt.Errorf("start container %s: %w", c.ID, err)
 		}
 	} else if p.shimSuspect.Swap(false) {
-		r.reapShims(ctx, "start after a failed task create in the pod", r.shimsOfPod(p))
+		r.shims.Reap(ctx, "start after a failed task create in the pod", r.shimsOfPod(p))
 	}
 	taskOpts, err := taskIOOwnerOpts(ctx, c, ctr)
 	if err != nil {
@@ -412,7 +413,7 @@ func retryShimGone(ctx context.Context, deadline time.Time, create func() error,
 }
 
 // shimGone reports whether err says the connection to a shim closed:
-// isConnError, or its text once it crossed containerd's API, which keeps
+// shim.IsConnError, or its text once it crossed containerd's API, which keeps
 // only the text. It also covers the shim start that found the pod's shim
 // socket but was refused on it ("failed to start shim: start failed:
 // failed to create TTRPC connection: dial unix /run/containerd/s/...:
@@ -420,7 +421,7 @@ func retryShimGone(ctx context.Context, deadline time.Time, create func() error,
 // socket as its last task went (seen in the e2e suite under load).
 func shimGone(err error) bool {
 	msg := err.Error()
-	return isConnError(err) || strings.Contains(msg, ttrpc.ErrClosed.Error()) ||
+	return shim.IsConnError(err) || strings.Contains(msg, ttrpc.ErrClosed.Error()) ||
 		strings.Contains(msg, "failed to start shim") && strings.Contains(msg, "connection refused")
 }
 

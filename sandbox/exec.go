@@ -16,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/accel-cri/accel-cri/sandbox/shim"
 	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
@@ -142,7 +143,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 		return 0, fmt.Errorf("exec in container %s: start %q: %w", id, cmd[0], err)
 	}
 	pio.Start()
-	_, direct := proc.(*shimExec)
+	_, direct := proc.(directExec)
 	klog.V(4).InfoS("Exec started", "container", id, "exec", execID, "cmd", cmd, "tty", opts.TTY, "direct", direct)
 
 	waitCtx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
@@ -186,7 +187,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 }
 
 // execProcess is an exec process in a container's shim, driven over the
-// shim's socket (shimExec) or through containerd (containerdExec).
+// shim's socket (directExec) or through containerd (containerdExec).
 type execProcess interface {
 	start(ctx context.Context) error
 	// wait returns the exit code once the process exited, or ctx's error.
@@ -209,8 +210,8 @@ func (r *Runtime) createExec(ctx context.Context, id string, rt *runningTask, ex
 		return r.directShimSocket(c)
 	})
 	if err == nil {
-		p, err := newShimExec(ctx, r.shims, socket, id, execID, spec, pio.Config())
-		if !errors.Is(err, errNoDirectShim) {
+		p, err := r.newDirectExec(ctx, socket, id, execID, spec, pio.Config())
+		if !errors.Is(err, shim.ErrNotDirect) {
 			return p, err
 		}
 		klog.V(2).InfoS("Exec through containerd: the shim is not reachable directly", "container", id, "err", err)

@@ -123,9 +123,9 @@ func (m *monitor) async(f func(ctx context.Context)) {
 // reconcile finds exits missed while no subscription was active. It also
 // looks for shims left serving nothing: a containerd that restarts removes
 // the bundles of shims it cannot load (one killed while it started a shim
-// leaves that shim waiting for a reader of its log, see shim_orphans.go).
+// leaves that shim waiting for a reader of its log, see sandbox/shim).
 func (m *monitor) reconcile() {
-	m.async(func(ctx context.Context) { m.r.reapShims(ctx, "containerd (re)subscribed", nil) })
+	m.async(func(ctx context.Context) { m.r.shims.Reap(ctx, "containerd (re)subscribed", nil) })
 	ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 	defer cancel()
 	for _, p := range m.r.store.listPods() {

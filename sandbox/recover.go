@@ -63,8 +63,8 @@ func (r *Runtime) recover(ctx context.Context) error {
 	r.cleanOrphanFiles()
 	r.cleanLeases(ctx)
 	// Last, with every stale task deleted above: shims a cut-short task
-	// create left serving nothing, their bundles gone (shim_orphans.go).
-	if n := r.reapShims(ctx, "recovery", nil); n > 0 {
+	// create left serving nothing, their bundles gone (sandbox/shim).
+	if n := r.shims.Reap(ctx, "recovery", nil); n > 0 {
 		klog.InfoS("Ended shims nothing referred to", "shims", n)
 	}
 	klog.InfoS("Recovered state", "pods", len(r.store.listPods()), "containers", len(r.store.listContainers()))

@@ -16,6 +16,7 @@ import (
 	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/sandbox/nri"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
+	"github.com/accel-cri/accel-cri/sandbox/shim"
 )
 
 // ErrRuntimeNotReady reports that containerd does not answer.
@@ -67,8 +68,9 @@ type Runtime struct {
 	// execCleanup counts exec processes being deleted after their session
 	// returned (their output was still held open); Close waits for them.
 	execCleanup sync.WaitGroup
-	// shims are the connections to shims that execs are driven over.
-	shims *shimClients
+	// shims are the runc shims of the managed containerd, talked to
+	// directly: execs, stale tasks, orphans (nil: containerd is not ours).
+	shims *shim.Shims
 
 	// cdi resolves the CDI devices containers ask for (nil: CDI off).
 	cdi CDIInjector
@@ -88,12 +90,8 @@ type Runtime struct {
 	warm *migrationWarmer
 
 	// bundleRoot and containerdAddress locate task bundles and shim
-	// sockets of the managed containerd (WithTaskBundles); shimSocketDir is
-	// where its runc shims make their sockets ("": the shim's default).
+	// sockets of the managed containerd (WithTaskBundles).
 	bundleRoot, containerdAddress string
-	shimSocketDir                 string
-	// reapMu serialises reapShims.
-	reapMu sync.Mutex
 
 	// nri relays lifecycle events to NRI plugins and applies their
 	// adjustments (nil: NRI is off); nriConfig is WithNRI's (nri.go).
@@ -163,10 +161,12 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 		namespace:    "accel-cri",
 		layers:       newLayerUsages(),
 		statsPeriod:  DefaultStatsCollectionPeriod,
-		shims:        newShimClients(),
 	}
 	for _, o := range opts {
 		o(r)
+	}
+	if r.bundleRoot != "" {
+		r.shims = shim.New(shim.Config{Namespace: r.namespace, BundleRoot: r.bundleRoot, Address: r.containerdAddress})
 	}
 	if r.network == nil {
 		return nil, errors.New("sandbox: a network is required")
@@ -244,7 +244,7 @@ func (r *Runtime) Close() {
 	r.events.close()
 	r.waitExecCleanup()
 	r.stats.close()
-	r.shims.close()
+	r.shims.Close()
 	r.layers.close()
 }
 

@@ -77,7 +77,7 @@ type Pod struct {
 	item atomic.Pointer[runtimeapi.PodSandbox]
 	// shimSuspect: a task create of the pod failed or may have been cut
 	// short, and may have left a shim that swallows the pod's next task
-	// (shim_orphans.go); the next start ends such a shim first.
+	// (sandbox/shim); the next start ends such a shim first.
 	shimSuspect atomic.Bool
 }
 

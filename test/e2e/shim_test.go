@@ -33,7 +33,7 @@ import (
 // shim: the orphaned shim of issue 24, `shims=1 (allowed 0)` in the chaos
 // suite. (One whose bundle goes before anything opens its FIFO again waits
 // for ever, never serves, and swallows the pod's next task: the chaos
-// suite's other form of it, played by sandbox/shim_orphans_test.go.)
+// suite's other form of it, played by sandbox/shim/orphans_test.go.)
 //
 // accel-cri must end such a shim: while it runs (the pod's next start
 // works and the orphan goes), and at its own start (recovery). A running

@@ -1,4 +1,4 @@
-package sandbox
+package shim
 
 import (
 	"context"
@@ -94,9 +94,9 @@ func (f *fakeShimService) Shutdown(context.Context, *taskapi.ShutdownRequest) (*
 	return &emptypb.Empty{}, nil
 }
 
-// reapEnv is a Runtime over a test bundle root and shim socket directory.
+// reapEnv is the Shims of a test bundle root and shim socket directory.
 type reapEnv struct {
-	r                *Runtime
+	s                *Shims
 	root, socketDir  string
 	address, ns      string
 	addressElsewhere string
@@ -122,7 +122,9 @@ func newReapEnv(t *testing.T) *reapEnv {
 	}
 	e := &reapEnv{root: root, socketDir: sockets, address: filepath.Join(t.TempDir(), "containerd.sock"), ns: "accel-cri",
 		addressElsewhere: "/run/another-runtime/containerd.sock"}
-	e.r = &Runtime{namespace: e.ns, containerdAddress: e.address, bundleRoot: root, shimSocketDir: sockets, store: newStore(t.TempDir())}
+	e.s = New(Config{Namespace: e.ns, BundleRoot: root, Address: e.address})
+	e.s.socketDir = sockets
+	t.Cleanup(e.s.Close)
 	if err := os.MkdirAll(filepath.Join(root, e.ns), 0o711); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +139,7 @@ func (e *reapEnv) bundle(t *testing.T, id, group, socket string) string {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	spec := `{"annotations":{"` + AnnotationSandboxID + `":"` + group + `"}}`
+	spec := `{"annotations":{"io.kubernetes.cri.sandbox-id":"` + group + `"}}`
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(spec), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func (e *reapEnv) startShim(t *testing.T, mode, id, group, address, dir string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeShimProc{socket: e.r.groupSocket(group), exited: make(chan struct{})}
+	s := &fakeShimProc{socket: e.s.groupSocket(group), exited: make(chan struct{})}
 	s.cmd = &exec.Cmd{Path: exe, Args: []string{runcShimBinary, "-namespace", e.ns, "-id", id, "-address", address}, Dir: dir,
 		Env: append(os.Environ(), fakeShimEnv+"="+mode, fakeShimSocket+"="+s.socket)}
 	if err := s.cmd.Start(); err != nil {
@@ -186,7 +188,7 @@ func (e *reapEnv) startShim(t *testing.T, mode, id, group, address, dir string) 
 			_, err := os.Stat(s.socket)
 			return err == nil
 		}
-		pid, err := shimPidAt(context.Background(), s.socket)
+		pid, err := pidAt(context.Background(), s.socket)
 		return err == nil && pid == s.cmd.Process.Pid
 	}) {
 		t.Fatalf("fake shim (%s) not ready", mode)
@@ -234,10 +236,10 @@ func TestReapShimsStuck(t *testing.T) {
 		}
 	}
 
-	if got := e.r.listShims(); len(got) != 2 {
+	if got := e.s.listShims(); len(got) != 2 {
 		t.Fatalf("shims of this containerd: %+v, want the orphan and the kept one", got)
 	}
-	if n := e.r.reapShims(ctx, "test", nil); n != 1 {
+	if n := e.s.Reap(ctx, "test", nil); n != 1 {
 		t.Errorf("reaped %d shims, want 1", n)
 	}
 	orphan.waitExit(t)
@@ -278,7 +280,7 @@ func TestReapShimsServing(t *testing.T) {
 	e.bundle(t, "sibling", "pod-d", named.socket)
 	excluded := start("serve", "excluded", "pod-e")
 
-	if n := e.r.reapShims(ctx, "test", func(s shimProc) bool { return s.id != "excluded" }); n != 1 {
+	if n := e.s.Reap(ctx, "test", func(p Proc) bool { return p.id != "excluded" }); n != 1 {
 		t.Errorf("reaped %d shims, want 1", n)
 	}
 	idle.waitExit(t)
@@ -314,9 +316,9 @@ func TestShimDaemonArgs(t *testing.T) {
 		{"a flag without value", "containerd-shim-runc-v2 -namespace accel-cri -address " + addr + " -id", ""},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			id, ok := shimDaemonArgs(strings.Fields(tc.argv), addr, ns)
+			id, ok := daemonArgs(strings.Fields(tc.argv), addr, ns)
 			if id != tc.id || ok != (tc.id != "") {
-				t.Errorf("shimDaemonArgs(%q) = %q, %v; want %q", tc.argv, id, ok, tc.id)
+				t.Errorf("daemonArgs(%q) = %q, %v; want %q", tc.argv, id, ok, tc.id)
 			}
 		})
 	}
@@ -331,8 +333,8 @@ func TestShimRefs(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(e.root, e.ns, ".c"), 0o711); err != nil { // being removed
 		t.Fatal(err)
 	}
-	refs, complete := e.r.shimRefs()
-	for _, want := range []string{"/run/containerd/s/explicit", e.r.groupSocket("pod-1"), e.r.groupSocket("pod-2")} {
+	refs, complete := e.s.shimRefs()
+	for _, want := range []string{"/run/containerd/s/explicit", e.s.groupSocket("pod-1"), e.s.groupSocket("pod-2")} {
 		if !refs[want] {
 			t.Errorf("refs lack %s: %v", want, refs)
 		}
@@ -343,7 +345,7 @@ func TestShimRefs(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(e.root, e.ns, "d"), 0o711); err != nil { // being made
 		t.Fatal(err)
 	}
-	if _, complete := e.r.shimRefs(); complete {
+	if _, complete := e.s.shimRefs(); complete {
 		t.Error("a bundle naming no socket yet left the refs complete")
 	}
 }

@@ -1,4 +1,4 @@
-package sandbox
+package shim
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
-	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
@@ -38,11 +36,11 @@ import (
 // the shim already listening on the pod's socket, and that create hangs until
 // its caller gives up.
 //
-// reapShims finds shims of this runtime's containerd that no task bundle
-// names and that serve no process, and ends them: through their own
-// Shutdown when they answer as themselves (refused while they hold a task),
-// else SIGKILL, after checking again, through a pidfd that pins the process,
-// that it is still that shim.
+// Reap finds shims of this containerd that no task bundle names and that
+// serve no process, and ends them: through their own Shutdown when they
+// answer as themselves (refused while they hold a task), else SIGKILL,
+// after checking again, through a pidfd that pins the process, that it is
+// still that shim.
 
 // runcShimBinary is the shim binary of runc-type handlers; shims of other
 // runtimes (a VM's, gVisor's own) are never touched.
@@ -50,22 +48,19 @@ const runcShimBinary = "containerd-shim-runc-v2"
 
 // Annotations the runc shim groups tasks by (its manager's groupLabels, in
 // its order): tasks of one group share the shim listening on the group's
-// socket.
-var shimGroupAnnotations = []string{"io.containerd.runc.v2.group", AnnotationSandboxID}
+// socket. The second is the CRI's sandbox id, which the core sets on every
+// container's spec (sandbox.AnnotationSandboxID).
+var groupAnnotations = []string{"io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"}
 
 // procRoot is where procfs is mounted.
 const procRoot = "/proc"
 
-// defaultShimSocketDir is where the runc shim makes its sockets when
-// containerd names no socket directory (containerd's defaults.DefaultStateDir
-// + "/s"; the managed containerd names none).
-const defaultShimSocketDir = "/run/containerd/s"
+// exitWait bounds the wait for an ended shim to exit.
+const exitWait = 5 * time.Second
 
-// shimExitWait bounds the wait for an ended shim to exit.
-const shimExitWait = 5 * time.Second
-
-// shimProc is a shim daemon of this runtime's containerd, as /proc shows it.
-type shimProc struct {
+// Proc is a shim daemon of this containerd, as /proc shows it; a Match
+// looks at it.
+type Proc struct {
 	pid int
 	// id is the task it was started for (-id); its working directory is
 	// that task's bundle.
@@ -79,12 +74,12 @@ type shimProc struct {
 	listening []string
 }
 
-// shimDaemonArgs parses the command line of a runc shim daemon serving
+// daemonArgs parses the command line of a runc shim daemon serving
 // containerd address in namespace ns and returns the task it was started
 // for. The shim's one-shot invocations (start, delete: an action word and
 // -publish-binary) and anything with flags a daemon is not started with
 // are not matched.
-func shimDaemonArgs(argv []string, address, ns string) (id string, ok bool) {
+func daemonArgs(argv []string, address, ns string) (id string, ok bool) {
 	if len(argv) < 1 || filepath.Base(argv[0]) != runcShimBinary {
 		return "", false
 	}
@@ -116,19 +111,64 @@ func shimDaemonArgs(argv []string, address, ns string) (id string, ok bool) {
 	return id, true
 }
 
-// readShim returns the shim daemon pid is, if it is one of this runtime's
-// containerd: its command line names the containerd address and namespace,
-// and its working directory is the bundle of the task it names (or that
-// bundle deleted, or renamed to .<id> by containerd's removal).
-func (r *Runtime) readShim(pid int) (shimProc, bool) {
-	return r.readShimIn(pid, r.bundleNSDirs())
+// Match selects the shims a Reap may end; nil selects every one.
+type Match func(Proc) bool
+
+// none matches no shim.
+func none(Proc) bool { return false }
+
+// StartedFor matches the shims a create of task id may have started: the
+// one started for id, and the ones listening on the sockets of groups (the
+// task's group: its pod, or the task itself for a handler with a sandbox
+// per container).
+func (s *Shims) StartedFor(id string, groups ...string) Match {
+	if s == nil {
+		return none
+	}
+	sockets := make([]string, 0, len(groups))
+	for _, g := range groups {
+		sockets = append(sockets, s.groupSocket(g))
+	}
+	return func(p Proc) bool {
+		return p.id == id || p.listensOn(sockets...)
+	}
+}
+
+// OfGroup matches the shims of the tasks of group: started for the group's
+// own task or one that member says belongs to it, or listening on the
+// group's socket.
+func (s *Shims) OfGroup(group string, member func(id string) bool) Match {
+	if s == nil {
+		return none
+	}
+	socket := s.groupSocket(group)
+	return func(p Proc) bool {
+		return p.id == group || member(p.id) || p.listensOn(socket)
+	}
+}
+
+func (p Proc) listensOn(sockets ...string) bool {
+	for _, l := range p.listening {
+		if slices.Contains(sockets, l) {
+			return true
+		}
+	}
+	return false
+}
+
+// readShim returns the shim daemon pid is, if it is one of this
+// containerd's: its command line names the containerd address and
+// namespace, and its working directory is the bundle of the task it names
+// (or that bundle deleted, or renamed to .<id> by containerd's removal).
+func (s *Shims) readShim(pid int) (Proc, bool) {
+	return s.readShimIn(pid, s.bundleNSDirs())
 }
 
 // bundleNSDirs are the task bundle directory of the namespace as
 // configured and with its symlinks resolved (a process's working directory
 // is shown resolved).
-func (r *Runtime) bundleNSDirs() []string {
-	nsDir := filepath.Join(r.bundleRoot, r.namespace)
+func (s *Shims) bundleNSDirs() []string {
+	nsDir := filepath.Join(s.bundleRoot, s.namespace)
 	dirs := []string{nsDir}
 	if resolved, err := filepath.EvalSymlinks(nsDir); err == nil && resolved != nsDir {
 		dirs = append(dirs, resolved)
@@ -136,25 +176,25 @@ func (r *Runtime) bundleNSDirs() []string {
 	return dirs
 }
 
-func (r *Runtime) readShimIn(pid int, nsDirs []string) (shimProc, bool) {
+func (s *Shims) readShimIn(pid int, nsDirs []string) (Proc, bool) {
 	dir := filepath.Join(procRoot, strconv.Itoa(pid))
 	b, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 	if err != nil {
-		return shimProc{}, false
+		return Proc{}, false
 	}
-	id, ok := shimDaemonArgs(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), r.containerdAddress, r.namespace)
+	id, ok := daemonArgs(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), s.address, s.namespace)
 	if !ok {
-		return shimProc{}, false
+		return Proc{}, false
 	}
 	cwd, err := os.Readlink(filepath.Join(dir, "cwd"))
 	if err != nil {
-		return shimProc{}, false
+		return Proc{}, false
 	}
 	cwd, deleted := strings.CutSuffix(cwd, " (deleted)")
 	if !slices.Contains(nsDirs, filepath.Dir(cwd)) || (filepath.Base(cwd) != id && filepath.Base(cwd) != "."+id) {
-		return shimProc{}, false
+		return Proc{}, false
 	}
-	return shimProc{
+	return Proc{
 		pid:        pid,
 		id:         id,
 		bundleGone: deleted || filepath.Base(cwd) != id,
@@ -215,15 +255,15 @@ func listeningSockets(dir string) []string {
 	return paths
 }
 
-// shimRefs returns the shim sockets the task bundles of this runtime's
-// containerd name: the address containerd wrote into a bundle's
-// bootstrap.json, and the socket of the task's group (from its spec's
-// annotations, as the runc shim derives it), which a create in flight has
-// before its bootstrap.json. complete is false when a bundle names neither
+// shimRefs returns the shim sockets the task bundles of this containerd
+// name: the address containerd wrote into a bundle's bootstrap.json, and
+// the socket of the task's group (from its spec's annotations, as the runc
+// shim derives it), which a create in flight has before its
+// bootstrap.json. complete is false when a bundle names neither
 // (one being made): then no shim can be judged unreferenced.
-func (r *Runtime) shimRefs() (refs map[string]bool, complete bool) {
+func (s *Shims) shimRefs() (refs map[string]bool, complete bool) {
 	refs = map[string]bool{}
-	nsDir := filepath.Join(r.bundleRoot, r.namespace)
+	nsDir := filepath.Join(s.bundleRoot, s.namespace)
 	entries, err := os.ReadDir(nsDir)
 	if err != nil {
 		return refs, errors.Is(err, os.ErrNotExist)
@@ -235,12 +275,9 @@ func (r *Runtime) shimRefs() (refs map[string]bool, complete bool) {
 		}
 		bundle := filepath.Join(nsDir, e.Name())
 		named := false
-		if b, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json")); err == nil {
-			var p shimBootstrap
-			if json.Unmarshal(b, &p) == nil {
-				if path, _ := strings.CutPrefix(p.Address, "unix://"); filepath.IsAbs(path) {
-					refs[path], named = true, true
-				}
+		if p, err := readBootstrap(bundle); err == nil {
+			if path, ok := p.socketPath(); ok {
+				refs[path], named = true, true
 			}
 		}
 		if b, err := os.ReadFile(filepath.Join(bundle, "config.json")); err == nil {
@@ -249,13 +286,13 @@ func (r *Runtime) shimRefs() (refs map[string]bool, complete bool) {
 			}
 			if json.Unmarshal(b, &spec) == nil {
 				group := e.Name()
-				for _, a := range shimGroupAnnotations {
+				for _, a := range groupAnnotations {
 					if g := spec.Annotations[a]; g != "" {
 						group = g
 						break
 					}
 				}
-				refs[r.groupSocket(group)], named = true, true
+				refs[s.groupSocket(group)], named = true, true
 			}
 		}
 		if !named {
@@ -265,76 +302,69 @@ func (r *Runtime) shimRefs() (refs map[string]bool, complete bool) {
 	return refs, complete
 }
 
-// groupSocket is the socket the runc shim of task group listens on.
-func (r *Runtime) groupSocket(group string) string {
-	dir := r.shimSocketDir
-	if dir == "" {
-		dir = defaultShimSocketDir
-	}
-	return shimSocketIn(dir, r.containerdAddress, r.namespace, group)
-}
-
-// listShims returns this runtime's containerd's shim daemons.
-func (r *Runtime) listShims() []shimProc {
+// listShims returns this containerd's shim daemons.
+func (s *Shims) listShims() []Proc {
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil
 	}
-	nsDirs := r.bundleNSDirs()
-	var out []shimProc
+	nsDirs := s.bundleNSDirs()
+	var out []Proc
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if s, ok := r.readShimIn(pid, nsDirs); ok {
-			out = append(out, s)
+		if p, ok := s.readShimIn(pid, nsDirs); ok {
+			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// reapShims ends the shims of this runtime's containerd that match (all
-// when match is nil) and serve nothing: the bundle they were started in is
-// gone (one that exists is containerd's to load, and end, at its next
-// start), no task bundle names a socket they answer on, and no process is
-// their child. It returns how many it ended. Known only for the managed
-// containerd (WithTaskBundles); nothing is done otherwise.
-func (r *Runtime) reapShims(ctx context.Context, why string, match func(shimProc) bool) int {
-	if r.bundleRoot == "" || r.containerdAddress == "" {
+// Reap ends the shims of this containerd that match (all when match is
+// nil) and serve nothing: the bundle they were started in is gone (one
+// that exists is containerd's to load, and end, at its next start), no
+// task bundle names a socket they answer on, and no process is their
+// child. why is logged. It returns how many it ended. Known only for the
+// managed containerd (bundle root and address set); nothing is done
+// otherwise.
+func (s *Shims) Reap(ctx context.Context, why string, match Match) int {
+	if s == nil || s.bundleRoot == "" || s.address == "" {
 		return 0
 	}
-	r.reapMu.Lock()
-	defer r.reapMu.Unlock()
-	var candidates []shimProc
-	for _, s := range r.listShims() {
-		if s.bundleGone && (match == nil || match(s)) {
-			candidates = append(candidates, s)
+	s.reapMu.Lock()
+	defer s.reapMu.Unlock()
+	var candidates []Proc
+	for _, p := range s.listShims() {
+		if p.bundleGone && (match == nil || match(p)) {
+			candidates = append(candidates, p)
 		}
 	}
 	if len(candidates) == 0 {
 		return 0
 	}
-	refs, complete := r.shimRefs()
+	refs, complete := s.shimRefs()
 	if !complete {
 		klog.V(2).InfoS("A task bundle is being made; judging no shim now", "why", why)
 		return 0
 	}
 	ended := 0
-	for _, s := range candidates {
-		answers, kept := r.shimReferenced(ctx, s, refs)
+	for _, p := range candidates {
+		answers, kept := referenced(ctx, p, refs)
 		if kept {
 			continue
 		}
-		if s.children {
+		if p.children {
 			// Processes nobody knows (a container's init): they go with
-			// their container (removeLeftoverCgroup), then the shim.
-			klog.InfoS("Leaving a shim no task bundle refers to: it has child processes", "pid", s.pid, "task", s.id)
+			// their container (the core removes its leftover cgroup),
+			// then the shim.
+			klog.InfoS("Leaving a shim no task bundle refers to: it has child processes", "pid", p.pid, "task", p.id)
 			continue
 		}
-		klog.InfoS("Ending a shim no task bundle refers to", "pid", s.pid, "task", s.id, "answers", answers != "", "why", why)
-		if err := r.endShim(ctx, s, answers); err != nil {
-			klog.ErrorS(err, "Shim not ended", "pid", s.pid, "task", s.id)
+		klog.InfoS("Ending a shim no task bundle refers to", "pid", p.pid, "task", p.id, "answers", answers != "", "why", why)
+		if err := s.end(ctx, p, answers); err != nil {
+			klog.ErrorS(err, "Shim not ended", "pid", p.pid, "task", p.id)
 			continue
 		}
 		ended++
@@ -342,101 +372,76 @@ func (r *Runtime) reapShims(ctx context.Context, why string, match func(shimProc
 	return ended
 }
 
-// shimReferenced reports whether shim s serves, or may serve, a task some
+// referenced reports whether shim p serves, or may serve, a task some
 // bundle names: it listens on a referenced socket and answers there as
 // itself, or does not answer there (it cannot be told from a busy shim). It
-// also returns a socket s answers on as itself, if any.
-func (r *Runtime) shimReferenced(ctx context.Context, s shimProc, refs map[string]bool) (answers string, referenced bool) {
-	for _, path := range s.listening {
-		pid, err := shimPidAt(ctx, path)
-		if err == nil && pid == s.pid {
+// also returns a socket p answers on as itself, if any.
+func referenced(ctx context.Context, p Proc, refs map[string]bool) (answers string, named bool) {
+	for _, path := range p.listening {
+		pid, err := pidAt(ctx, path)
+		if err == nil && pid == p.pid {
 			answers = path
 		}
-		if refs[path] && (err != nil || pid == s.pid) {
+		if refs[path] && (err != nil || pid == p.pid) {
 			return answers, true
 		}
 	}
 	return answers, false
 }
 
-// shimPidAt asks the shim listening on socket for its pid (task API
-// Connect, answered without any task).
-func shimPidAt(ctx context.Context, socket string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, shimDialTimeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socket)
-	if err != nil {
-		return 0, err
-	}
-	client := ttrpc.NewClient(conn)
-	defer client.Close()
-	resp, err := taskapi.NewTTRPCTaskClient(client).Connect(ctx, &taskapi.ConnectRequest{})
-	if err != nil {
-		return 0, err
-	}
-	return int(resp.ShimPid), nil
-}
-
-// endShim ends shim s. One that answers on socket is asked to delete the
-// task it was started for and to shut down, which it refuses while it holds
-// a task; one that does not answer is killed, after its identity was checked
+// end ends shim p. One that answers on socket is asked to delete the task
+// it was started for and to shut down, which it refuses while it holds a
+// task; one that does not answer is killed, after its identity was checked
 // again through a pidfd that pins the process.
-func (r *Runtime) endShim(ctx context.Context, s shimProc, socket string) error {
-	pidfd, err := unix.PidfdOpen(s.pid, 0)
+func (s *Shims) end(ctx context.Context, p Proc, socket string) error {
+	pidfd, err := unix.PidfdOpen(p.pid, 0)
 	if err != nil {
-		return fmt.Errorf("pidfd_open %d: %w", s.pid, err)
+		return fmt.Errorf("pidfd_open %d: %w", p.pid, err)
 	}
 	defer unix.Close(pidfd)
 	if socket != "" {
-		if err := shutdownShim(ctx, socket, s.pid, s.id); err != nil {
+		if err := shutdown(ctx, socket, p.pid, p.id); err != nil {
 			return err
 		}
-		if waitPidfd(ctx, pidfd, shimExitWait) {
+		if waitPidfd(ctx, pidfd, exitWait) {
 			return nil
 		}
-		return fmt.Errorf("shim %d did not exit when asked: it holds a task", s.pid)
+		return fmt.Errorf("shim %d did not exit when asked: it holds a task", p.pid)
 	}
 	// The pidfd now pins the process: while it has not exited, /proc/<pid>
 	// is that process, and it must still be the same shim, serving nothing.
-	again, ok := r.readShim(s.pid)
-	if !ok || again.id != s.id || !again.bundleGone || again.children || waitPidfd(ctx, pidfd, 0) {
-		return fmt.Errorf("process %d changed; not signalled", s.pid)
+	again, ok := s.readShim(p.pid)
+	if !ok || again.id != p.id || !again.bundleGone || again.children || waitPidfd(ctx, pidfd, 0) {
+		return fmt.Errorf("process %d changed; not signalled", p.pid)
 	}
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return nil
 		}
-		return fmt.Errorf("kill shim %d: %w", s.pid, err)
+		return fmt.Errorf("kill shim %d: %w", p.pid, err)
 	}
-	if !waitPidfd(ctx, pidfd, shimExitWait) {
-		return fmt.Errorf("shim %d still running after SIGKILL", s.pid)
+	if !waitPidfd(ctx, pidfd, exitWait) {
+		return fmt.Errorf("shim %d still running after SIGKILL", p.pid)
 	}
 	return nil
 }
 
-// shutdownShim asks the shim at socket, if it is still process pid, to
-// delete task id (an exited one: a shim without child processes runs none)
-// and to exit if it then holds no task.
-func shutdownShim(ctx context.Context, socket string, pid int, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+// shutdown asks the shim at socket, if it is still process pid, to delete
+// task id (an exited one: a shim without child processes runs none) and to
+// exit if it then holds no task.
+func shutdown(ctx context.Context, socket string, pid int, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socket)
-	if err != nil {
-		return fmt.Errorf("shim %d: %w", pid, err)
-	}
-	client := ttrpc.NewClient(conn)
-	defer client.Close()
-	svc := taskapi.NewTTRPCTaskClient(client)
 	// The same connection for all three calls: the same process answers.
-	resp, err := svc.Connect(ctx, &taskapi.ConnectRequest{})
+	client, got, err := connect(ctx, socket)
 	if err != nil {
 		return fmt.Errorf("shim %d: %w", pid, err)
 	}
-	if int(resp.ShimPid) != pid {
-		return fmt.Errorf("socket %s is now served by process %d, not shim %d; not asked", socket, resp.ShimPid, pid)
+	defer client.Close()
+	if got != pid {
+		return fmt.Errorf("socket %s is now served by process %d, not shim %d; not asked", socket, got, pid)
 	}
+	svc := taskapi.NewTTRPCTaskClient(client)
 	_, _ = svc.Delete(ctx, &taskapi.DeleteRequest{ID: id})
 	_, _ = svc.Shutdown(ctx, &taskapi.ShutdownRequest{ID: id})
 	return nil
