@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // Labels on accel-cri's containerd containers.
@@ -141,7 +142,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		undo = append(undo, func() { logErr(unpinPodNamespaces(pinned), "Undo pod namespaces", "pod", id) })
 		meta.Pinned.UTS, meta.Pinned.IPC = pinned.UTS, pinned.IPC
 	}
-	if meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id); err != nil {
+	if meta.CgroupsPath, err = cgroups.Path(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id); err != nil {
 		return "", err
 	}
 

@@ -328,7 +328,7 @@ func (r *Runtime) reapShims(ctx context.Context, why string, match func(shimProc
 		}
 		if s.children {
 			// Processes nobody knows (a container's init): they go with
-			// their container (removeLeftoverCgroup), then the shim.
+			// their container (cgroups.Host.RemoveLeftover), then the shim.
 			klog.InfoS("Leaving a shim no task bundle refers to: it has child processes", "pid", s.pid, "task", s.id)
 			continue
 		}
