@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/accel-cri/accel-cri/sandbox"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -103,7 +103,7 @@ func verboseInfo(m map[string]any) (map[string]string, error) {
 // RuntimeConfig reports the cgroup driver kubelet must use.
 func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
 	driver := runtimeapi.CgroupDriver_CGROUPFS
-	if s.runtime.CgroupDriver() == sandbox.CgroupDriverSystemd {
+	if s.runtime.CgroupDriver() == cgroups.DriverSystemd {
 		driver = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil

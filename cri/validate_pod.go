@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // This file validates RunPodSandbox's config, and holds the checks that
@@ -332,24 +334,10 @@ func checkCgroupParent(field, p string) error {
 		}
 		return nil
 	}
-	if name, ok := strings.CutSuffix(p, ".slice"); !ok || !isUnitName(name) {
+	if !cgroups.IsSlice(p) {
 		return invalid("%s: %q must be an absolute cgroup path or a systemd slice name", field, p)
 	}
 	return nil
-}
-
-// isUnitName reports whether s is a non-empty systemd unit name prefix
-// without ".." or ':' (which separates runc's systemd cgroupsPath fields).
-func isUnitName(s string) bool {
-	if s == "" || strings.Contains(s, "..") {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.-\\@", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 // sysctlName is Kubernetes' sysctl name syntax ('.' or '/' separated).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/accel-cri/accel-cri/config"
 	"github.com/accel-cri/accel-cri/devices"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox"
 )
 
@@ -285,88 +286,33 @@ func (c *checker) handlersWithBinary(bin string) []string {
 	return out
 }
 
-// cgroupMounts reads the cgroup mounts from mountinfo: v1 controllers by
-// mount and whether cgroup2 is mounted at the root or only beside v1.
-type cgroupMounts struct {
-	v1          []string // controllers (mount options naming them)
-	v2Root      bool     // cgroup2 at /sys/fs/cgroup
-	v2Elsewhere string   // cgroup2 mounted below it (hybrid)
-}
-
-var v1Controllers = []string{"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"}
-
-func parseMountinfo(b []byte) cgroupMounts {
-	var m cgroupMounts
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, found := strings.Cut(line, " - ")
-		if !found {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 3 {
-			continue
-		}
-		mnt := f[4]
-		switch g[0] {
-		case "cgroup2":
-			if mnt == "/sys/fs/cgroup" {
-				m.v2Root = true
-			} else {
-				m.v2Elsewhere = mnt
-			}
-		case "cgroup":
-			for _, o := range strings.Split(g[2], ",") {
-				if slices.Contains(v1Controllers, o) && !slices.Contains(m.v1, o) {
-					m.v1 = append(m.v1, o)
-				}
-			}
-		}
-	}
-	return m
-}
-
 func checkCgroups(_ context.Context, c *checker) []Result {
 	const item = "cgroups"
-	b, err := c.host.ReadFile("/proc/self/mountinfo")
+	h, err := cgroups.Discover(c.host)
 	if err != nil {
-		return []Result{fail(item, "mount /proc", "read /proc/self/mountinfo: %v", err)}
+		return []Result{fail(item, "mount /proc", "%v", err)}
 	}
-	m := parseMountinfo(b)
-	driver := c.cfg.CgroupDriver
-	systemdPID1 := false
-	if comm, err := c.host.ReadFile("/proc/1/comm"); err == nil && strings.TrimSpace(string(comm)) == "systemd" {
-		systemdPID1 = true
-	}
-	// The same rule as sandbox.ResolveCgroupDriver.
-	if driver == "auto" {
-		driver = sandbox.CgroupDriverCgroupfs
-		if systemdPID1 {
-			driver = sandbox.CgroupDriverSystemd
-		}
-	}
+	systemdPID1 := cgroups.SystemdPID1(c.host)
+	driver := cgroups.ResolveDriver(c.cfg.CgroupDriver, systemdPID1)
 	drv := fmt.Sprintf("driver %s (cgroup_driver %q; kubelet's cgroupDriver must be %s)", driver, c.cfg.CgroupDriver, driver)
-	if driver == sandbox.CgroupDriverSystemd && !systemdPID1 {
+	if driver == cgroups.DriverSystemd && !systemdPID1 {
 		return []Result{fail(item, "set cgroup_driver = \"cgroupfs\" (and kubelet's cgroupDriver: cgroupfs), or boot with systemd",
 			"cgroup_driver \"systemd\" but systemd is not PID 1")}
 	}
-	var controllers []string
 	var version string
-	switch {
-	case m.v2Root:
+	switch h.Version {
+	case cgroups.V2:
 		version = "v2 (unified)"
-		cb, err := c.host.ReadFile("/sys/fs/cgroup/cgroup.controllers")
-		if err != nil {
-			return []Result{fail(item, "mount cgroup2 at /sys/fs/cgroup", "cgroup2 mounted but cgroup.controllers unreadable: %v", err)}
-		}
-		controllers = strings.Fields(string(cb))
-	case len(m.v1) > 0:
+	case cgroups.V1:
 		version = "v1 (legacy)"
-		if m.v2Elsewhere != "" {
-			version = "hybrid (v1 controllers, cgroup2 at " + m.v2Elsewhere + ")"
-		}
-		controllers = m.v1
+	case cgroups.Hybrid:
+		version = "hybrid (v1 controllers, cgroup2 at " + h.Unified + ")"
 	default:
 		return []Result{fail(item, "mount cgroup2 at /sys/fs/cgroup (systemd does this at boot)", "no cgroup filesystem mounted")}
+	}
+	controllers, err := h.Controllers()
+	if err != nil {
+		return []Result{fail(item, "mount cgroup2 at /sys/fs/cgroup", "cgroup2 mounted but cgroup.controllers unreadable: %v", err)}
 	}
 	var missing []string
 	for _, need := range []string{"cpu", "memory", "pids"} {
@@ -378,17 +324,17 @@ func checkCgroups(_ context.Context, c *checker) []Result {
 		return []Result{fail(item, "enable the controllers (kernel config, cgroup_enable=memory on the kernel command line)",
 			"%s without the %s controller(s) kubelet and accel-cri need", version, strings.Join(missing, ", "))}
 	}
-	switch {
-	case m.v2Root:
+	switch h.Version {
+	case cgroups.V2:
 		return []Result{ok(item, "%s, %s", version, drv)}
-	case m.v2Elsewhere != "":
+	case cgroups.Hybrid:
 		detail := fmt.Sprintf("%s, %s: Kubernetes 1.35+ kubelets refuse cgroup v1 by default", version, drv)
 		fix := "boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1), or set kubelet's failCgroupV1: false to run on it"
-		if v2c, _ := c.host.ReadFile(filepath.Join(m.v2Elsewhere, "cgroup.controllers")); len(strings.Fields(string(v2c))) > 0 {
-			detail += fmt.Sprintf("; the cgroup2 hierarchy holds controllers (%s)", strings.Join(strings.Fields(string(v2c)), " "))
+		if v2c := h.UnifiedControllers; len(v2c) > 0 {
+			detail += fmt.Sprintf("; the cgroup2 hierarchy holds controllers (%s)", strings.Join(v2c, " "))
 			if crun := c.handlersWithBinary("crun"); len(crun) > 0 {
 				detail += fmt.Sprintf(": crun (handlers %s) refuses every container (\"cgroups in hybrid mode not supported\")", strings.Join(crun, ", "))
-				fix += "; for crun use the wrapper in docs/runtime-handlers.md that hides " + m.v2Elsewhere + " from it"
+				fix += "; for crun use the wrapper in docs/runtime-handlers.md that hides " + h.Unified + " from it"
 			}
 		}
 		return []Result{warn(item, fix, "%s", detail)}

@@ -343,30 +343,6 @@ func TestPrint(t *testing.T) {
 	}
 }
 
-func TestParseMountinfo(t *testing.T) {
-	tests := []struct {
-		desc      string
-		in        string
-		v2Root    bool
-		elsewhere string
-		v1        []string
-	}{
-		{desc: "v2", in: v2Mountinfo, v2Root: true},
-		{desc: "v1", in: v1Mountinfo, v1: []string{"cpu", "cpuacct", "memory", "pids"}},
-		{desc: "hybrid", in: hybridMountinfo, elsewhere: "/sys/fs/cgroup/unified", v1: []string{"cpu", "cpuacct", "memory", "pids"}},
-		{desc: "name=systemd is no controller", in: "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"},
-		{desc: "garbage", in: "x y z\n - \n"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.desc, func(t *testing.T) {
-			m := parseMountinfo([]byte(tc.in))
-			if m.v2Root != tc.v2Root || m.v2Elsewhere != tc.elsewhere || strings.Join(m.v1, ",") != strings.Join(tc.v1, ",") {
-				t.Fatalf("got %+v", m)
-			}
-		})
-	}
-}
-
 func TestKernelAtLeast(t *testing.T) {
 	tests := []struct {
 		rel  string

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/shim"
 	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
@@ -81,7 +82,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		meta.LogPath = filepath.Join(dir, rel)
 	}
 	meta.StopSignal = stopSignalOf(cfg, img.Spec.Config.StopSignal)
-	if meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, p.Config.GetLinux().GetCgroupParent(), id); err != nil {
+	if meta.CgroupsPath, err = cgroups.Path(r.cgroupDriver, p.Config.GetLinux().GetCgroupParent(), id); err != nil {
 		return "", err
 	}
 	var targetPID uint32
@@ -109,7 +110,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		SandboxPID: pst.PID, Pinned: p.Pinned, TargetPID: targetPID, NetNSPath: p.NetNSPath,
 		HostnamePath: p.Files.HostnamePath, HostsPath: p.Files.HostsPath, ResolvPath: p.Files.ResolvPath, ShmPath: p.Files.ShmPath,
 		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: p.RuntimeHandler, AppArmorEnabled: r.appArmor,
-		CgroupV2: r.cgroupV2, SwapAvailable: r.swapAccounting, HugetlbAvailable: r.hugetlb, UsernsSupported: h.features.UserNamespaces,
+		CgroupV2: r.cgroupHost.V2(), SwapAvailable: r.cgroupHost.SwapAccounting, HugetlbAvailable: r.cgroupHost.Hugetlb, UsernsSupported: h.features.UserNamespaces,
 		MountOptionsSupported: h.features.MountOptions,
 		PassedAnnotations:     containerPassedAnnotations(h, p.Config.GetAnnotations(), cfg.GetAnnotations()),
 		SandboxPerContainer:   h.sandboxPerContainer, NoHostDevices: h.privilegedWithoutHostDevices, CDI: r.cdi,
@@ -498,7 +499,7 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 				return fmt.Errorf("remove container %s: %w", c.ID, err)
 			}
 		}
-		removeLeftoverCgroup(c.CgroupsPath)
+		r.cgroupHost.RemoveLeftover(c.CgroupsPath)
 	}
 	if c.io != nil {
 		c.io.Close()
@@ -702,7 +703,7 @@ func (r *Runtime) ReopenContainerLog(ctx context.Context, id string) error {
 
 // resourceFacts are this host's cgroup capabilities, found once.
 func (r *Runtime) resourceFacts() resourceFacts {
-	return resourceFacts{cgroupV2: r.cgroupV2, swap: r.swapAccounting, hugetlb: r.hugetlb}
+	return resourceFacts{cgroupV2: r.cgroupHost.V2(), swap: r.cgroupHost.SwapAccounting, hugetlb: r.cgroupHost.Hugetlb}
 }
 
 // updateSpecResources replaces the resource limits in spec with res, the

@@ -121,7 +121,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cmd []string, opts Stream
 	if err != nil {
 		return 0, fmt.Errorf("exec in container %s: %w", id, err)
 	}
-	r.warm.kick()
+	r.warm.Kick()
 	proc, err := r.createExec(ctx, id, rt, execID, execProcessSpec(rt.process, cmd, opts.TTY), pio)
 	if err != nil {
 		pio.Cancel()

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"path"
-	"strings"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -18,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/nri"
 )
 
@@ -67,13 +66,13 @@ func (r *Runtime) newNRI() error {
 // cannot enforce, as CreateContainer does for kubelet's (runc fails on
 // them): swap without swap accounting, hugepages without hugetlb.
 func (r *Runtime) fixNRIResources(res *runtimespec.LinuxResources) error {
-	if !r.swapAccounting && res.Memory != nil {
+	if !r.cgroupHost.SwapAccounting && res.Memory != nil {
 		res.Memory.Swap = nil
 	}
-	if !r.hugetlb {
+	if !r.cgroupHost.Hugetlb {
 		res.HugepageLimits = nil
 	}
-	if len(res.Unified) > 0 && !r.cgroupV2 {
+	if len(res.Unified) > 0 && !r.cgroupHost.V2() {
 		return fmt.Errorf("%w: resources.unified needs cgroup v2; this host uses cgroup v1", errdefs.ErrInvalidArgument)
 	}
 	return nil
@@ -86,21 +85,7 @@ func (r *Runtime) checkNRISpec(s *runtimespec.Spec) error {
 	if s.Linux == nil || s.Linux.CgroupsPath == "" {
 		return nil
 	}
-	p := s.Linux.CgroupsPath
-	if hasControl(p) || strings.Contains(p, "..") {
-		return fmt.Errorf("%w: cgroups path %q", errdefs.ErrInvalidArgument, p)
-	}
-	switch r.cgroupDriver {
-	case CgroupDriverSystemd:
-		if f := strings.Split(p, ":"); len(f) != 3 || !strings.HasSuffix(f[0], ".slice") || f[2] == "" {
-			return fmt.Errorf("%w: cgroups path %q is not the systemd driver's slice:prefix:name", errdefs.ErrInvalidArgument, p)
-		}
-	default:
-		if !path.IsAbs(p) || path.Clean(p) != p {
-			return fmt.Errorf("%w: cgroups path %q is not an absolute clean path", errdefs.ErrInvalidArgument, p)
-		}
-	}
-	return nil
+	return cgroups.CheckPath(r.cgroupDriver, s.Linux.CgroupsPath)
 }
 
 // nriPod is p with status st in NRI's terms.

@@ -87,27 +87,3 @@ func TestDetectOOMScoreRangeFile(t *testing.T) {
 		t.Fatal("garbage: want error")
 	}
 }
-
-func TestResolveCgroupDriver(t *testing.T) {
-	dir := t.TempDir()
-	systemd := filepath.Join(dir, "systemd")
-	os.WriteFile(systemd, []byte("systemd\n"), 0o600)
-	initp := filepath.Join(dir, "init")
-	os.WriteFile(initp, []byte("tini\n"), 0o600)
-	tests := []struct {
-		desc, configured, comm, want string
-	}{
-		{desc: "auto systemd", configured: "auto", comm: systemd, want: CgroupDriverSystemd},
-		{desc: "auto other init", configured: "auto", comm: initp, want: CgroupDriverCgroupfs},
-		{desc: "auto unreadable", configured: "auto", comm: filepath.Join(dir, "none"), want: CgroupDriverCgroupfs},
-		{desc: "explicit cgroupfs on systemd", configured: "cgroupfs", comm: systemd, want: CgroupDriverCgroupfs},
-		{desc: "explicit systemd", configured: "systemd", comm: initp, want: CgroupDriverSystemd},
-	}
-	for _, tc := range tests {
-		t.Run(tc.desc, func(t *testing.T) {
-			if got := ResolveCgroupDriver(tc.configured, tc.comm); got != tc.want {
-				t.Fatalf("got %s, want %s", got, tc.want)
-			}
-		})
-	}
-}

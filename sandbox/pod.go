@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/podns"
 )
@@ -143,7 +144,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		undo = append(undo, func() { logErr(podns.Unpin(pinned), "Undo pod namespaces", "pod", id) })
 		meta.Pinned.UTS, meta.Pinned.IPC = pinned.UTS, pinned.IPC
 	}
-	if meta.CgroupsPath, err = cgroupsPath(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id); err != nil {
+	if meta.CgroupsPath, err = cgroups.Path(r.cgroupDriver, cfg.GetLinux().GetCgroupParent(), id); err != nil {
 		return "", err
 	}
 

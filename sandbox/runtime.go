@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/nri"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/shim"
@@ -42,10 +42,9 @@ type Runtime struct {
 	stateDir     string // volatile: netns, pod files, fifos, runc root, temp mounts
 	shmSize      int64
 	appArmor     bool
-	cgroupV2     bool
-	// swapAccounting and hugetlb say whether those cgroup controllers exist.
-	swapAccounting, hugetlb bool
-	namespace               string // containerd namespace, for event filters
+	// cgroupHost is this host's cgroups: mounts, version, controllers.
+	cgroupHost cgroups.Host
+	namespace  string // containerd namespace, for event filters
 
 	store   *store
 	events  *broadcaster
@@ -87,7 +86,7 @@ type Runtime struct {
 
 	// warm shortens the OCI runtime's first cgroup migration after an
 	// idle spell (nil: not needed or not possible here).
-	warm *migrationWarmer
+	warm *cgroups.MigrationWarmer
 
 	// bundleRoot and containerdAddress locate task bundles and shim
 	// sockets of the managed containerd (WithTaskBundles).
@@ -155,7 +154,7 @@ func WithShmSize(bytes int64) Option { return func(r *Runtime) { r.shmSize = byt
 func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	r := &Runtime{
 		client:       client,
-		cgroupDriver: CgroupDriverCgroupfs,
+		cgroupDriver: cgroups.DriverCgroupfs,
 		snapshotter:  "overlayfs",
 		shmSize:      defaultShmSize,
 		namespace:    "accel-cri",
@@ -186,15 +185,14 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	r.appArmor = appArmorEnabled()
-	r.cgroupV2 = cgroupV2()
-	r.swapAccounting, r.hugetlb = cgroupControllers(r.cgroupV2)
-	r.warm = hostMigrationWarmer()
+	r.cgroupHost = *cgroups.Local()
+	r.warm = r.cgroupHost.MigrationWarmer()
 	if r.handlerConfigs == nil {
 		r.handlerConfigs, r.defaultHandler = map[string]HandlerConfig{"runc": {Type: RuntimeTypeRunc}}, "runc"
 	}
 	r.handlers = map[string]*handler{}
 	for name, hc := range r.handlerConfigs {
-		h, err := newHandler(name, hc, r.stateDir, r.snapshotter, r.cgroupDriver == CgroupDriverSystemd)
+		h, err := newHandler(name, hc, r.stateDir, r.snapshotter, r.cgroupDriver == cgroups.DriverSystemd)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
@@ -205,7 +203,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	}
 	r.store = newStore(r.rootDir)
 	r.events = newBroadcaster()
-	r.metrics = newMetricSet(r.cgroupV2, psiAvailable())
+	r.metrics = newMetricSet(r.cgroupHost.V2(), psiAvailable())
 	r.stats = newStatsCollector(r, r.statsPeriod)
 	if err := r.newNRI(); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -274,24 +272,6 @@ func (r *Runtime) OOMScoreRange() *OOMScoreRange { return r.oom }
 func appArmorEnabled() bool {
 	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
 	return err == nil && len(b) > 0 && b[0] == 'Y'
-}
-
-// cgroupControllers reports whether swap accounting and the hugetlb
-// controller exist; limits for missing controllers make runc fail.
-func cgroupControllers(v2 bool) (swap, hugetlb bool) {
-	if v2 {
-		b, _ := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
-		_, err := os.Stat("/sys/fs/cgroup/memory.swap.max")
-		return err == nil, strings.Contains(string(b), "hugetlb")
-	}
-	_, serr := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
-	_, herr := os.Stat("/sys/fs/cgroup/hugetlb")
-	return serr == nil, herr == nil
-}
-
-func cgroupV2() bool {
-	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
-	return err == nil
 }
 
 // logErr logs an error from a cleanup step that cannot fail the request.

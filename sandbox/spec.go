@@ -39,7 +39,7 @@ type podSpecParams struct {
 	ImageName string
 	// NetNSPath is the pod's network namespace; "" when the pod uses the host network.
 	NetNSPath string
-	// CgroupsPath is the pod's cgroup (see cgroupsPath).
+	// CgroupsPath is the pod's cgroup (see cgroups.Path).
 	CgroupsPath string
 	// OOM clamps oom_score_adj to what this host permits.
 	OOM *OOMScoreRange

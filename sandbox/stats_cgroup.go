@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // cgroupReader reads the cgroup files a CRI stats answer and the
@@ -33,58 +34,11 @@ type cgroupReader struct {
 	devices *blockDevices
 }
 
-// dir is the cgroup directory (relative to a hierarchy) of an OCI
-// cgroupsPath: "/parent/id" for cgroupfs, "slice:prefix:name" for systemd.
-func (c *cgroupReader) dir(cgroupsPath string) (string, error) {
-	if c.driver != CgroupDriverSystemd {
-		if !path.IsAbs(cgroupsPath) || path.Clean(cgroupsPath) != cgroupsPath || strings.Contains(cgroupsPath, "..") {
-			return "", fmt.Errorf("%w: cgroupfs path %q", errdefs.ErrInvalidArgument, cgroupsPath)
-		}
-		return cgroupsPath, nil
-	}
-	slice, rest, ok1 := strings.Cut(cgroupsPath, ":")
-	prefix, name, ok2 := strings.Cut(rest, ":")
-	if !ok1 || !ok2 || name == "" || strings.ContainsAny(name, "/") || strings.ContainsAny(prefix, "/") {
-		return "", fmt.Errorf("%w: systemd cgroups path %q", errdefs.ErrInvalidArgument, cgroupsPath)
-	}
-	d, err := expandSlice(slice)
-	if err != nil {
-		return "", err
-	}
-	unit := name + ".scope"
-	if prefix != "" {
-		unit = prefix + "-" + unit
-	}
-	return path.Join(d, unit), nil
-}
-
-// expandSlice turns a systemd slice name into its cgroup directory, the way
-// systemd nests slices: "a-b-c.slice" is /a.slice/a-b.slice/a-b-c.slice.
-func expandSlice(slice string) (string, error) {
-	name, ok := strings.CutSuffix(slice, ".slice")
-	if ok && name == "-" {
-		return "/", nil // the root slice
-	}
-	if !ok || strings.Contains(slice, "/") || strings.Contains(name, "--") || strings.HasSuffix(name, "-") {
-		return "", fmt.Errorf("%w: systemd slice %q", errdefs.ErrInvalidArgument, slice)
-	}
-	var b strings.Builder
-	prefix := ""
-	for part := range strings.SplitSeq(name, "-") {
-		if part == "" {
-			return "", fmt.Errorf("%w: systemd slice %q", errdefs.ErrInvalidArgument, slice)
-		}
-		b.WriteString("/" + prefix + part + ".slice")
-		prefix += part + "-"
-	}
-	return b.String(), nil
-}
-
 // read samples the cgroup of cgroupsPath; pid is the task's init process
 // (0: unknown). A cgroup that does not exist (the task exited and runc
 // removed it) is errdefs.ErrNotFound.
 func (c *cgroupReader) read(cgroupsPath string, pid uint32) (usage, error) {
-	d, err := c.dir(cgroupsPath)
+	d, err := cgroups.Dir(c.driver, cgroupsPath)
 	if err != nil {
 		return usage{}, err
 	}

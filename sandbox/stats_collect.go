@@ -9,6 +9,8 @@ import (
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // DefaultStatsCollectionPeriod is how often the stats collector samples
@@ -90,7 +92,7 @@ type statTask struct {
 func newStatsCollector(r *Runtime, period time.Duration) *statsCollector {
 	return &statsCollector{
 		r: r,
-		cg: &cgroupReader{root: cgroupRoot, v2: r.cgroupV2, swap: r.swapAccounting, driver: r.cgroupDriver,
+		cg: &cgroupReader{root: cgroups.Root, v2: r.cgroupHost.V2(), swap: r.cgroupHost.SwapAccounting, driver: r.cgroupDriver,
 			psi: r.metrics.pressure(), proc: "/proc", devices: newBlockDevices("/sys")},
 		period: period, renewLayer: r.renewLayer,
 		tasks: map[string]taskSample{}, nets: map[string]*podNet{}, pending: map[string]struct{}{},

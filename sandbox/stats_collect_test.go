@@ -10,6 +10,8 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // statsFixture is a Runtime with one ready infra-less runc pod and one
@@ -37,7 +39,7 @@ func newStatsFixture(t *testing.T, period time.Duration, started time.Time) *sta
 	c.status = containerStatus{State: runtimeapi.ContainerState_CONTAINER_RUNNING, StartedAt: started}
 	f.r.store.addContainer(c)
 	f.s = newStatsCollector(f.r, period)
-	f.s.cg = &cgroupReader{root: f.cgroups, driver: CgroupDriverCgroupfs}
+	f.s.cg = &cgroupReader{root: f.cgroups, driver: cgroups.DriverCgroupfs}
 	f.s.renewLayer = func(_ context.Context, c *Container, _ time.Duration) { f.layers = append(f.layers, c.ID) }
 	f.r.stats = f.s
 	f.setCPU(t, 0)

@@ -19,6 +19,7 @@ import (
 	"github.com/accel-cri/accel-cri/config"
 	"github.com/accel-cri/accel-cri/cri"
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/internal/debugserver"
 	"github.com/accel-cri/accel-cri/internal/version"
 	"github.com/accel-cri/accel-cri/managed"
@@ -134,7 +135,7 @@ func serve(cfg config.Config) error {
 		return err
 	}
 	defer network.Close()
-	driver := sandbox.ResolveCgroupDriver(cfg.CgroupDriver, "/proc/1/comm")
+	driver := cgroups.ResolveDriver(cfg.CgroupDriver, cgroups.SystemdPID1(cgroups.OS{}))
 	devMgr, cdiOpt, err := startDevices(ctx, cfg.Devices, m.CountAllocations)
 	if err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/accel-cri/accel-cri/internal/bench/floor"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // Runtime is the part of kubelet's CRI runtime client the benchmark uses;
@@ -652,8 +652,7 @@ func (r *runner) podGone(cfg *runtimeapi.PodSandboxConfig) {
 	if r.cfg.CgroupParent == "" || md.Uid == "" {
 		return
 	}
-	for _, base := range fsutil.CgroupMounts() {
-		dir := filepath.Join(base, r.cfg.CgroupParent, "pod"+md.Uid)
+	for _, dir := range cgroups.Local().Dirs(filepath.Join(r.cfg.CgroupParent, "pod"+md.Uid)) {
 		// Only empty directories can go; a child cgroup the runtime left
 		// is its own bug and stays visible.
 		_ = syscall.Rmdir(dir)

@@ -357,8 +357,8 @@ func (s *Shims) Reap(ctx context.Context, why string, match Match) int {
 		}
 		if p.children {
 			// Processes nobody knows (a container's init): they go with
-			// their container (the core removes its leftover cgroup),
-			// then the shim.
+			// their container (the core removes its leftover cgroup
+			// through cgroups.Host.RemoveLeftover), then the shim.
 			klog.InfoS("Leaving a shim no task bundle refers to: it has child processes", "pid", p.pid, "task", p.id)
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/accel-cri/accel-cri/internal/bench"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -218,7 +219,7 @@ func kernel() string {
 }
 
 func cgroupMode() string {
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+	if cgroups.Local().V2() {
 		return "cgroup v2"
 	}
 	return "cgroup v1"

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -108,15 +109,7 @@ func takeSnapshot(t *testing.T, e podEnv, extraDirs ...string) hostSnapshot {
 	s.cni = walk(filepath.Join(e.Dir, "ipam"))
 	results, _ := filepath.Glob("/var/lib/cni/results/" + e.NetworkName + "-*")
 	s.cni = append(s.cni, results...)
-	ctrls, _ := filepath.Glob("/sys/fs/cgroup/*" + e.CgroupRoot())
-	for _, c := range ctrls {
-		filepath.WalkDir(c, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				s.cgroups = append(s.cgroups, p)
-			}
-			return nil
-		})
-	}
+	s.cgroups = cgroups.Local().Walk(e.CgroupRoot())
 	s.images = containerdImages(t, e.AccelCRI)
 	s.containers = containerdContainers(t, e.AccelCRI)
 	s.snapshots = containerdSnapshots(t, e.AccelCRI)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/accel-cri/accel-cri/config"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
@@ -157,7 +158,7 @@ func TestCheckOnThisNode(t *testing.T) {
 
 	// cgroups: v1 or hybrid here is a warning, v2 is fine.
 	l, _ = line(report, "cgroups")
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+	if !cgroups.Local().V2() {
 		t.Log("this node runs cgroup v1")
 		if !strings.HasPrefix(l, "[WARN]") || !(strings.Contains(l, "v1 (legacy)") || strings.Contains(l, "hybrid")) || !strings.Contains(l, "failCgroupV1") && !strings.Contains(l, "refuse cgroup v1") {
 			t.Errorf("cgroup v1 node, the report says: %q", l)

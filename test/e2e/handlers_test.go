@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -50,9 +51,10 @@ func TestRuntimeHandlers(t *testing.T) {
 		// mode not supported, drop all controllers from cgroupv2". It runs
 		// when that hierarchy is hidden from it, in a mount namespace of
 		// its own; it then uses the v1 controllers like runc.
-		t.Log("cgroup hybrid mode with v2 controllers: crun runs with /sys/fs/cgroup/unified hidden")
+		unified := cgroups.Local().Unified
+		t.Logf("cgroup hybrid mode with v2 controllers: crun runs with %s hidden", unified)
 		crun = filepath.Join(dir, "crun-accel")
-		script := "#!/bin/sh\nexec unshare -m --propagation unchanged sh -c 'umount -l /sys/fs/cgroup/unified && exec crun \"$@\"' crun \"$@\"\n"
+		script := "#!/bin/sh\nexec unshare -m --propagation unchanged sh -c 'umount -l " + unified + " && exec crun \"$@\"' crun \"$@\"\n"
 		if err := os.WriteFile(crun, []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -296,8 +298,8 @@ func writeWrapper(t *testing.T, dir, binary, flags string) string {
 // hybridWithV2Controllers reports a cgroup v1 host whose unified (v2)
 // hierarchy has controllers.
 func hybridWithV2Controllers() bool {
-	b, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers")
-	return err == nil && strings.TrimSpace(string(b)) != ""
+	h := cgroups.Local()
+	return h.Version == cgroups.Hybrid && len(h.UnifiedControllers) > 0
 }
 
 // dirEntries counts the entries of dir (0 when it does not exist).

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -409,7 +410,7 @@ func TestPodsAndContainers(t *testing.T) {
 		if cs.GetStatus().GetResources().GetLinux().GetMemoryLimitInBytes() != 96<<20 {
 			t.Errorf("status resources %v", cs.GetStatus().GetResources())
 		}
-		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", pod.Linux.CgroupParent, id, "memory.limit_in_bytes"))
+		limit, err := os.ReadFile(filepath.Join(cgroups.Local().ControllerDir("memory", filepath.Join(pod.Linux.CgroupParent, id)), "memory.limit_in_bytes"))
 		if err != nil || strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
 			t.Errorf("cgroup memory limit = %q, %v", limit, err)
 		}

@@ -15,6 +15,7 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -87,11 +88,13 @@ func checkSeries(t *testing.T, keys map[string][]string, base []string, ms []*ru
 	return out
 }
 
-// cgroupFile reads a number of the container's cgroup (cgroupfs driver).
+// cgroupCPUNanos reads the CPU time of the container's cgroup (cgroupfs
+// driver).
 func cgroupCPUNanos(t *testing.T, parent, id string) uint64 {
 	t.Helper()
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		raw, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", parent, id, "cpu.stat"))
+	h := cgroups.Local()
+	if h.V2() {
+		raw, err := os.ReadFile(filepath.Join(h.ControllerDir("cpu", filepath.Join(parent, id)), "cpu.stat"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +102,7 @@ func cgroupCPUNanos(t *testing.T, parent, id string) uint64 {
 		fmt.Sscanf(string(raw), "usage_usec %d", &usec)
 		return usec * 1000
 	}
-	raw, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuacct", parent, id, "cpuacct.usage"))
+	raw, err := os.ReadFile(filepath.Join(h.ControllerDir("cpuacct", filepath.Join(parent, id)), "cpuacct.usage"))
 	if err != nil {
 		t.Fatal(err)
 	}

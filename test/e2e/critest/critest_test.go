@@ -21,7 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/accel-cri/accel-cri/hack/testimages"
-	"github.com/accel-cri/accel-cri/internal/fsutil"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -463,14 +463,15 @@ func watchIDs(t *testing.T, a *framework.AccelCRI) *idSet {
 
 // cgroupParent is the cgroup below which accel-cri (cgroupfs driver) puts
 // pods and containers that have no cgroup parent, as critest's have.
-const cgroupParent = "accel-cri"
+const cgroupParent = "/" + cgroups.Prefix
 
-// existingCgroupParents lists the hierarchies that have cgroupParent.
+// existingCgroupParents lists the hierarchies' cgroupParent directories
+// that exist.
 func existingCgroupParents() map[string]bool {
 	out := map[string]bool{}
-	for _, base := range fsutil.CgroupMounts() {
-		if _, err := os.Stat(filepath.Join(base, cgroupParent)); err == nil {
-			out[base] = true
+	for _, dir := range cgroups.Local().Dirs(cgroupParent) {
+		if _, err := os.Stat(dir); err == nil {
+			out[dir] = true
 		}
 	}
 	return out
@@ -501,45 +502,20 @@ func removeLeftovers(t *testing.T, a *framework.AccelCRI, ids *idSet, parentsBef
 	if err != nil || len(ctrs) > 0 {
 		t.Errorf("containers left after every pod was removed: %d, %v", len(ctrs), err)
 	}
-	for _, base := range fsutil.CgroupMounts() {
+	for _, parent := range cgroups.Local().Dirs(cgroupParent) {
 		for _, id := range ids.list() {
-			dir := filepath.Join(base, cgroupParent, id)
+			dir := filepath.Join(parent, id)
 			if _, err := os.Stat(dir); err != nil {
 				continue
 			}
 			t.Errorf("cgroup %s is left after its pod or container was removed", dir)
-			if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
-				for _, f := range strings.Fields(string(b)) {
-					var pid int
-					if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
-				}
-			}
-			_ = removeCgroupTree(dir)
+			cgroups.KillProcs(dir)
+			_ = cgroups.RemoveTree(dir)
 		}
-		if !parentsBefore[base] {
-			_ = syscall.Rmdir(filepath.Join(base, cgroupParent)) // fails while in use: then it is not ours alone
+		if !parentsBefore[parent] {
+			_ = syscall.Rmdir(parent) // fails while in use: then it is not ours alone
 		}
 	}
-}
-
-// removeCgroupTree removes dir and the cgroups below it, deepest first.
-func removeCgroupTree(dir string) error {
-	var dirs []string
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	var errs []error
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := syscall.Rmdir(dirs[i]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // mountPoints returns the mount points of the test's mount namespace.

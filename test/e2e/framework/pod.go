@@ -5,18 +5,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/stdio/crilog"
 )
 
@@ -177,53 +175,12 @@ func RemovePods(ctx context.Context, rs internalapi.RuntimeService, report func(
 
 // removeCgroups removes the cgroup directories under CgroupRoot in every
 // hierarchy (runc creates parents it never removes).
-func (a *AccelCRI) removeCgroups() {
-	for _, base := range fsutil.CgroupMounts() {
-		root := filepath.Join(base, a.CgroupRoot())
-		var dirs []string
-		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = syscall.Rmdir(dirs[i])
-		}
-	}
-}
+func (a *AccelCRI) removeCgroups() { cgroups.Local().RemoveTrees(a.CgroupRoot()) }
 
 // killCgroupProcs kills every process in a cgroup below CgroupRoot.
-func (a *AccelCRI) killCgroupProcs() {
-	for _, base := range fsutil.CgroupMounts() {
-		filepath.WalkDir(filepath.Join(base, a.CgroupRoot()), func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-				return nil
-			}
-			b, _ := os.ReadFile(p)
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-			return nil
-		})
-	}
-}
+func (a *AccelCRI) killCgroupProcs() { cgroups.Local().KillTree(a.CgroupRoot()) }
 
 // LeftCgroups lists the cgroups left below the pod cgroup parents
 // (CgroupRoot/pod<uid>/...): those are the pods' and containers' own. The
 // parents themselves belong to kubelet, which creates and removes them.
-func (a *AccelCRI) LeftCgroups() []string {
-	var left []string
-	for _, base := range fsutil.CgroupMounts() {
-		root := filepath.Join(base, a.CgroupRoot())
-		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() && strings.Count(strings.TrimPrefix(p, root), "/") >= 2 {
-				left = append(left, p)
-			}
-			return nil
-		})
-	}
-	return left
-}
+func (a *AccelCRI) LeftCgroups() []string { return cgroups.Local().Leftovers(a.CgroupRoot()) }

@@ -2,7 +2,6 @@ package framework
 
 import (
 	"fmt"
-	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/internal/testutil/hostnet"
 )
 
@@ -45,7 +45,7 @@ func SweepStale(t hostnet.T) {
 		return err == nil
 	}
 	stale := map[string]bool{}
-	for _, base := range fsutil.CgroupMounts() {
+	for _, base := range cgroups.Local().MountPoints() {
 		entries, _ := os.ReadDir(base)
 		for _, e := range entries {
 			if e.IsDir() && !owned(e.Name()) {

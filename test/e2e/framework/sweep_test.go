@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/accel-cri/accel-cri/internal/fsutil"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // TestSweepStaleReapsKilledRuns plays a run killed mid-test (its temp root
@@ -71,7 +71,7 @@ func TestSweepStaleReapsKilledRuns(t *testing.T) {
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)
 	}
-	bases := fsutil.CgroupMounts()
+	bases := cgroups.Local().MountPoints()
 	if len(bases) == 0 {
 		t.Fatal("no cgroup mount")
 	}

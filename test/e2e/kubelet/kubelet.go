@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"maps"
 	"math/big"
 	"net"
@@ -33,6 +32,8 @@ import (
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
+
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
 // KubeletVersion is the kubelet hack/build-kubelet.sh builds (hack/tools/go.mod).
@@ -566,7 +567,7 @@ func (k *Kubelet) writeTLS(t testing.TB) {
 // its parent's cpus and mems), as kubelet wants its cgroupRoot to exist.
 func makeCgroupRoot(t testing.TB, root string) {
 	t.Helper()
-	for _, base := range fsutil.CgroupMounts() {
+	for _, base := range cgroups.Local().MountPoints() {
 		dir := filepath.Join(base, root)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)

@@ -3,7 +3,6 @@ package kubelet
 import (
 	"context"
 	"fmt"
-	"github.com/accel-cri/accel-cri/internal/fsutil"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 
 	"github.com/accel-cri/accel-cri/devices/devicetest"
+	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
@@ -360,13 +360,10 @@ func TestKubeletOnAccelCRI(t *testing.T) {
 					left = append(left, "mount "+strings.Fields(l)[4])
 				}
 			}
-			for _, base := range fsutil.CgroupMounts() {
-				filepath.WalkDir(filepath.Join(base, a.CgroupRoot()), func(p string, d os.DirEntry, err error) error {
-					if err == nil && d.IsDir() && (strings.Contains(p, web.Metadata.UID) || strings.Contains(p, id)) {
-						left = append(left, "cgroup "+p)
-					}
-					return nil
-				})
+			for _, p := range cgroups.Local().Walk(a.CgroupRoot()) {
+				if strings.Contains(p, web.Metadata.UID) || strings.Contains(p, id) {
+					left = append(left, "cgroup "+p)
+				}
 			}
 			if len(left) == 0 {
 				t.Logf("everything of the pod was gone %s after the manifest was removed", time.Since(removed).Round(100*time.Millisecond))

@@ -1,4 +1,4 @@
-package sandbox
+package cgroups
 
 import (
 	"bufio"
@@ -11,11 +11,10 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/moby/sys/mountinfo"
 	"k8s.io/klog/v2"
 )
 
-// migrationWarmer shortens the first cgroup migration after an idle spell.
+// MigrationWarmer shortens the first cgroup migration after an idle spell.
 //
 // Every write to a cgroup.procs file (the OCI runtime moving an exec'd or a
 // new container process into the container's cgroups) takes the kernel's
@@ -26,7 +25,7 @@ import (
 // project's 2-core VM, a third of a cold `runc exec`), while a burst of
 // execs pays it once.
 //
-// kick starts a no-op migration of accel-cri into its own cgroup in the
+// Kick starts a no-op migration of accel-cri into its own cgroup in the
 // background as soon as an exec is requested. The grace period then
 // elapses while the shim starts `runc exec`, and runc's own migration,
 // 10-15 ms later, finds the lock still warm (it stays warm for about one
@@ -35,7 +34,7 @@ import (
 // late for a kick made before NewTask. Hosts whose cgroup hierarchy is
 // mounted with favordynmods keep the lock warm permanently and need none
 // of this.
-type migrationWarmer struct {
+type MigrationWarmer struct {
 	procs string // accel-cri's own cgroup.procs, in one hierarchy
 	pid   []byte
 	// busy: one warming write at a time (a second one finds the lock warm
@@ -43,21 +42,16 @@ type migrationWarmer struct {
 	busy, off atomic.Bool
 }
 
-// hostMigrationWarmer is newMigrationWarmer for this process.
-func hostMigrationWarmer() *migrationWarmer {
+// MigrationWarmer is the warmer of this process on h (nil: warming is
+// not needed or not possible; Kick on nil does nothing).
+func (h *Host) MigrationWarmer() *MigrationWarmer {
 	cg, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		klog.V(4).InfoS("No cgroup migration warming", "err", err)
 		return nil
 	}
 	defer cg.Close()
-	mi, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		klog.V(4).InfoS("No cgroup migration warming", "err", err)
-		return nil
-	}
-	defer mi.Close()
-	w, why := newMigrationWarmer(cg, mi)
+	w, why := newMigrationWarmer(cg, h.Mounts, h.Favordynmods)
 	if w == nil {
 		klog.V(4).InfoS("No cgroup migration warming", "reason", why)
 		return nil
@@ -70,34 +64,38 @@ func hostMigrationWarmer() *migrationWarmer {
 // into the cgroup it is in. It returns nil, and the reason, when warming is
 // not needed or not possible: favordynmods is set, or no hierarchy of this
 // process is mounted where this process sees it.
-func newMigrationWarmer(procSelfCgroup, mountInfo io.Reader) (*migrationWarmer, string) {
+func newMigrationWarmer(procSelfCgroup io.Reader, mounts []Mount, favordynmods bool) (*MigrationWarmer, string) {
 	own, err := ownCgroups(procSelfCgroup)
 	if err != nil {
 		return nil, err.Error()
 	}
-	mounts, favor, err := cgroupMountsOf(mountInfo)
-	if err != nil {
-		return nil, err.Error()
-	}
-	if favor {
+	if favordynmods {
 		return nil, "a cgroup hierarchy is mounted with favordynmods"
 	}
 	// The unified hierarchy first: on a hybrid host it has no
 	// controllers, so its migration callbacks do nothing.
-	for _, m := range mounts {
+	var ordered []Mount
+	for _, v2 := range []bool{true, false} {
+		for _, m := range mounts {
+			if m.V2 == v2 {
+				ordered = append(ordered, m)
+			}
+		}
+	}
+	for _, m := range ordered {
 		for key, p := range own {
 			if !m.holds(key) {
 				continue
 			}
-			rel, ok := underRoot(p, m.root)
+			rel, ok := underRoot(p, m.Root)
 			if !ok {
 				continue
 			}
-			procs := filepath.Join(m.point, rel, "cgroup.procs")
+			procs := filepath.Join(m.Point, rel, "cgroup.procs")
 			if _, err := os.Stat(procs); err != nil {
 				continue
 			}
-			return &migrationWarmer{procs: procs, pid: []byte(strconv.Itoa(os.Getpid()))}, ""
+			return &MigrationWarmer{procs: procs, pid: []byte(strconv.Itoa(os.Getpid()))}, ""
 		}
 	}
 	return nil, "no cgroup hierarchy of this process is mounted in its mount namespace"
@@ -116,10 +114,10 @@ func underRoot(p, root string) (string, bool) {
 	return "", false
 }
 
-// kick starts the warming migration unless one is under way. It never
+// Kick starts the warming migration unless one is under way. It never
 // blocks: the write waits out the grace period in its own goroutine, which
 // ends when the write returns.
-func (w *migrationWarmer) kick() {
+func (w *MigrationWarmer) Kick() {
 	if w == nil || w.off.Load() || !w.busy.CompareAndSwap(false, true) {
 		return
 	}
@@ -132,7 +130,7 @@ func (w *migrationWarmer) kick() {
 	}()
 }
 
-func (w *migrationWarmer) write() error {
+func (w *MigrationWarmer) write() error {
 	f, err := os.OpenFile(w.procs, os.O_WRONLY, 0)
 	if err != nil {
 		return err
@@ -164,51 +162,4 @@ func ownCgroups(r io.Reader) (map[string]string, error) {
 		return nil, errors.New("this process is in no cgroup hierarchy")
 	}
 	return own, nil
-}
-
-type cgroupMount struct {
-	v2      bool
-	options map[string]bool // its super options: a v1 mount's controllers, name=
-	root    string          // the hierarchy's path mounted here
-	point   string
-}
-
-// holds says whether the mount is the hierarchy /proc/self/cgroup lists
-// under key: "" for the unified one, else its controllers ("cpu,cpuacct",
-// "name=systemd"). A controller is in one hierarchy only, so a mount
-// with all of them is that hierarchy, whatever the order of its options.
-func (m cgroupMount) holds(key string) bool {
-	if key == "" || m.v2 {
-		return key == "" && m.v2
-	}
-	for _, c := range strings.Split(key, ",") {
-		if !m.options[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// cgroupMountsOf lists the cgroup mounts of a mountinfo, the unified ones
-// first, and whether any of them has favordynmods.
-func cgroupMountsOf(r io.Reader) ([]cgroupMount, bool, error) {
-	infos, err := mountinfo.GetMountsFromReader(r, mountinfo.FSTypeFilter("cgroup", "cgroup2"))
-	if err != nil {
-		return nil, false, fmt.Errorf("read mountinfo: %w", err)
-	}
-	var unified, v1 []cgroupMount
-	favor := false
-	for _, i := range infos {
-		m := cgroupMount{v2: i.FSType == "cgroup2", options: map[string]bool{}, root: i.Root, point: i.Mountpoint}
-		for _, o := range strings.Split(i.VFSOptions, ",") {
-			favor = favor || o == "favordynmods"
-			m.options[o] = true
-		}
-		if m.v2 {
-			unified = append(unified, m)
-		} else {
-			v1 = append(v1, m)
-		}
-	}
-	return append(unified, v1...), favor, nil
 }

@@ -1,4 +1,4 @@
-package sandbox
+package cgroups
 
 import (
 	"fmt"
@@ -103,7 +103,11 @@ func TestNewMigrationWarmer(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, why := newMigrationWarmer(strings.NewReader(tc.cgroup), strings.NewReader(tc.mountinfo))
+			h, err := Discover(fakeHost(tc.mountinfo, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, why := newMigrationWarmer(strings.NewReader(tc.cgroup), h.Mounts, h.Favordynmods)
 			if tc.want == "" {
 				if w != nil {
 					t.Fatalf("warmer on %s, want none", w.procs)
@@ -126,8 +130,8 @@ func TestNewMigrationWarmer(t *testing.T) {
 	}
 }
 
-// waitKick waits for the warming write kick started to end.
-func waitKick(t *testing.T, w *migrationWarmer) {
+// waitKick waits for the warming write Kick started to end.
+func waitKick(t *testing.T, w *MigrationWarmer) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); w.busy.Load(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -141,8 +145,8 @@ func TestMigrationWarmerKick(t *testing.T) {
 	if err := os.WriteFile(procs, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w := &migrationWarmer{procs: procs, pid: []byte("4242")}
-	w.kick()
+	w := &MigrationWarmer{procs: procs, pid: []byte("4242")}
+	w.Kick()
 	waitKick(t, w)
 	if b, _ := os.ReadFile(procs); string(b) != "4242" || w.off.Load() {
 		t.Fatalf("after a kick: file %q, off %v", b, w.off.Load())
@@ -150,21 +154,21 @@ func TestMigrationWarmerKick(t *testing.T) {
 
 	// A failing write turns warming off for good.
 	w.procs = filepath.Join(t.TempDir(), "gone", "cgroup.procs")
-	w.kick()
+	w.Kick()
 	waitKick(t, w)
 	if !w.off.Load() {
 		t.Fatal("warming still on after a failed write")
 	}
 	w.procs = procs
 	_ = os.WriteFile(procs, nil, 0o644)
-	w.kick()
+	w.Kick()
 	waitKick(t, w)
 	if b, _ := os.ReadFile(procs); len(b) != 0 {
 		t.Errorf("written %q while off", b)
 	}
 
-	var none *migrationWarmer
-	none.kick() // no warming on this host: a no-op
+	var none *MigrationWarmer
+	none.Kick() // no warming on this host: a no-op
 }
 
 // TestHostMigrationWarmer moves this test process into its own cgroup on
@@ -174,13 +178,13 @@ func TestHostMigrationWarmer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	h, err := Discover(OS{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, why := newMigrationWarmer(strings.NewReader(string(before)), strings.NewReader(string(mounts)))
+	w, why := newMigrationWarmer(strings.NewReader(string(before)), h.Mounts, h.Favordynmods)
 	if w == nil {
-		if strings.Contains(string(mounts), "favordynmods") {
+		if h.Favordynmods {
 			return // nothing to warm on this host
 		}
 		t.Fatalf("no warmer on this host: %s", why)
