@@ -1,4 +1,4 @@
-package sandbox
+package stats
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ type cgroupReader struct {
 // dir is the cgroup directory (relative to a hierarchy) of an OCI
 // cgroupsPath: "/parent/id" for cgroupfs, "slice:prefix:name" for systemd.
 func (c *cgroupReader) dir(cgroupsPath string) (string, error) {
-	if c.driver != CgroupDriverSystemd {
+	if c.driver != cgroupDriverSystemd {
 		if !path.IsAbs(cgroupsPath) || path.Clean(cgroupsPath) != cgroupsPath || strings.Contains(cgroupsPath, "..") {
 			return "", fmt.Errorf("%w: cgroupfs path %q", errdefs.ErrInvalidArgument, cgroupsPath)
 		}

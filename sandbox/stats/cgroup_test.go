@@ -1,4 +1,4 @@
-package sandbox
+package stats
 
 import (
 	"math"
@@ -13,21 +13,24 @@ import (
 	"github.com/containerd/errdefs"
 )
 
+// cgroupDriverCgroupfs is the cgroupfs driver's name (Config.CgroupDriver).
+const cgroupDriverCgroupfs = "cgroupfs"
+
 func TestCgroupReaderDir(t *testing.T) {
 	for _, tc := range []struct {
 		driver, path, want string
 		bad                bool
 	}{
-		{driver: CgroupDriverCgroupfs, path: "/kubepods/besteffort/pod1/abc", want: "/kubepods/besteffort/pod1/abc"},
-		{driver: CgroupDriverCgroupfs, path: "kubepods/abc", bad: true},
-		{driver: CgroupDriverCgroupfs, path: "/kubepods/../etc", bad: true},
-		{driver: CgroupDriverSystemd, path: "kubepods-besteffort-pod1.slice:cri-containerd:abc", want: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope"},
-		{driver: CgroupDriverSystemd, path: "system.slice:accel-cri:abc", want: "/system.slice/accel-cri-abc.scope"},
-		{driver: CgroupDriverSystemd, path: "-.slice::abc", want: "/abc.scope"},
-		{driver: CgroupDriverSystemd, path: "kubepods--x.slice:p:abc", bad: true},
-		{driver: CgroupDriverSystemd, path: "kubepods.slice:p", bad: true},
-		{driver: CgroupDriverSystemd, path: "kubepods.slice:p:a/b", bad: true},
-		{driver: CgroupDriverSystemd, path: "/kubepods.slice:p:abc", bad: true},
+		{driver: cgroupDriverCgroupfs, path: "/kubepods/besteffort/pod1/abc", want: "/kubepods/besteffort/pod1/abc"},
+		{driver: cgroupDriverCgroupfs, path: "kubepods/abc", bad: true},
+		{driver: cgroupDriverCgroupfs, path: "/kubepods/../etc", bad: true},
+		{driver: cgroupDriverSystemd, path: "kubepods-besteffort-pod1.slice:cri-containerd:abc", want: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope"},
+		{driver: cgroupDriverSystemd, path: "system.slice:accel-cri:abc", want: "/system.slice/accel-cri-abc.scope"},
+		{driver: cgroupDriverSystemd, path: "-.slice::abc", want: "/abc.scope"},
+		{driver: cgroupDriverSystemd, path: "kubepods--x.slice:p:abc", bad: true},
+		{driver: cgroupDriverSystemd, path: "kubepods.slice:p", bad: true},
+		{driver: cgroupDriverSystemd, path: "kubepods.slice:p:a/b", bad: true},
+		{driver: cgroupDriverSystemd, path: "/kubepods.slice:p:abc", bad: true},
 	} {
 		c := &cgroupReader{driver: tc.driver}
 		got, err := c.dir(tc.path)
@@ -189,7 +192,7 @@ func TestCgroupReaderV1(t *testing.T) {
 			}
 			writeFiles(t, h.cgroups, tc.write)
 			before := time.Now()
-			got, err := h.reader(false, tc.swap, false, CgroupDriverCgroupfs).read(d, tc.pid)
+			got, err := h.reader(false, tc.swap, false, cgroupDriverCgroupfs).read(d, tc.pid)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,7 +227,7 @@ func TestCgroupReaderV1Errors(t *testing.T) {
 				os.RemoveAll(filepath.Join(h.cgroups, tc.remove))
 			}
 			writeFiles(t, h.cgroups, tc.write)
-			_, err := h.reader(false, true, false, CgroupDriverCgroupfs).read(d, 101)
+			_, err := h.reader(false, true, false, cgroupDriverCgroupfs).read(d, 101)
 			if err == nil || errdefs.IsNotFound(err) != tc.notFound {
 				t.Errorf("read: %v, want an error (NotFound: %v)", err, tc.notFound)
 			}
@@ -281,7 +284,7 @@ func TestCgroupReaderV2(t *testing.T) {
 				os.RemoveAll(filepath.Join(h.cgroups, f))
 			}
 			writeFiles(t, h.cgroups, tc.write)
-			got, err := h.reader(true, true, tc.psi, CgroupDriverSystemd).read(path, 101)
+			got, err := h.reader(true, true, tc.psi, cgroupDriverSystemd).read(path, 101)
 			if err != nil {
 				t.Fatal(err)
 			}
