@@ -326,7 +326,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	if err := r.store.setContainerStatus(c, st); err != nil {
 		return err
 	}
-	r.stats.started(c.ID)
+	r.stats.Started(c.ID)
 	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	if nriOK {
 		nctr.State, nctr.PID, nctr.StartedAt = st.State, st.PID, st.StartedAt
@@ -509,8 +509,7 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	}
 	r.store.removeCheckpoints("containers", c.ID)
 	r.store.deleteContainer(c.ID)
-	r.stats.forget(c.ID)
-	r.layers.forget(c.ID)
+	r.stats.Forget(c.ID)
 	r.store.releaseName(containerName(c.PodID, c.Config.GetMetadata()), c.ID)
 	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil

@@ -289,7 +289,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	r.store.showPod(p)
 	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "ip", network.IP, "pause", infra)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
-	r.stats.started(p.ID)
+	r.stats.Started(p.ID)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return id, nil
 }
@@ -539,7 +539,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 	}
 	r.store.removeCheckpoints("pods", p.ID)
 	r.store.deletePod(p.ID)
-	r.stats.forget(p.ID)
+	r.stats.Forget(p.ID)
 	r.store.releaseName(podName(p.Config.GetMetadata()), p.ID)
 	r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/accel-cri/accel-cri/sandbox/nri"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/shim"
+	"github.com/accel-cri/accel-cri/sandbox/stats"
 )
 
 // ErrRuntimeNotReady reports that containerd does not answer.
@@ -49,12 +50,11 @@ type Runtime struct {
 	store   *store
 	events  *broadcaster
 	monitor *monitor
-	// stats keeps the tasks' latest resource-use samples; statsPeriod is
-	// its collection period (0: sample on every stats call).
-	stats       *statsCollector
+	// stats keeps the tasks' latest resource-use samples and answers the
+	// stats calls; statsPeriod is its collection period (0: sample on
+	// every stats call).
+	stats       *stats.Collector
 	statsPeriod time.Duration
-	// metrics are the cAdvisor metrics of ListPodSandboxMetrics on this host.
-	metrics *metricSet
 
 	// handlerConfigs are the configured runtime handlers, resolved into
 	// handlers by New; defaultHandler names the one for pods that name none.
@@ -82,7 +82,6 @@ type Runtime struct {
 	// to be unpacked, so pod and container creation skip containerd's
 	// image and snapshot lookups.
 	unpacked sync.Map // snapshotter + "\x00" + image id -> rootfsImage
-	layers   *layerUsages
 
 	// warm shortens the OCI runtime's first cgroup migration after an
 	// idle spell (nil: not needed or not possible here).
@@ -158,8 +157,7 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 		snapshotter:  "overlayfs",
 		shmSize:      defaultShmSize,
 		namespace:    "accel-cri",
-		layers:       newLayerUsages(),
-		statsPeriod:  DefaultStatsCollectionPeriod,
+		statsPeriod:  stats.DefaultPeriod,
 	}
 	for _, o := range opts {
 		o(r)
@@ -203,8 +201,8 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	}
 	r.store = newStore(r.rootDir)
 	r.events = newBroadcaster()
-	r.metrics = newMetricSet(r.cgroupHost.V2(), psiAvailable())
-	r.stats = newStatsCollector(r, r.statsPeriod)
+	r.stats = stats.New(statsSource{r}, r.client, stats.Config{Period: r.statsPeriod, CgroupRoot: cgroups.Root,
+		CgroupV2: r.cgroupHost.V2(), SwapAccounting: r.cgroupHost.SwapAccounting, CgroupDriver: r.cgroupDriver})
 	if err := r.newNRI(); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
@@ -224,7 +222,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	}
 	r.monitor = newMonitor(r)
 	r.monitor.start()
-	r.stats.start()
+	r.stats.Start()
 	if err := r.nri.Start(ctx); err != nil {
 		r.Close()
 		return err
@@ -241,9 +239,8 @@ func (r *Runtime) Close() {
 	}
 	r.events.close()
 	r.waitExecCleanup()
-	r.stats.close()
+	r.stats.Close()
 	r.shims.Close()
-	r.layers.close()
 }
 
 // RuntimeReady is nil when containerd answers its health service.

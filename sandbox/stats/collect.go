@@ -1,4 +1,4 @@
-package sandbox
+package stats
 
 import (
 	"context"
@@ -9,20 +9,18 @@ import (
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
-
-	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
-// DefaultStatsCollectionPeriod is how often the stats collector samples
-// every running task: kubelet's own housekeeping (and cAdvisor's) runs
-// every 10 s, so fresher samples would not be seen.
-const DefaultStatsCollectionPeriod = 10 * time.Second
+// DefaultPeriod is how often the collector samples every running task:
+// kubelet's own housekeeping (and cAdvisor's) runs every 10 s, so fresher
+// samples would not be seen.
+const DefaultPeriod = 10 * time.Second
 
 // startedSampleDelay batches the first samples of tasks that start close
 // together (a node starting many pods) into one pass.
 const startedSampleDelay = 100 * time.Millisecond
 
-// statsCollector keeps the latest resource-use sample of every running
+// Collector keeps the latest resource-use sample of every running
 // task and the network counters of every ready pod, so the stats calls
 // kubelet polls (ListContainerStats, ListPodSandboxStats,
 // ListPodSandboxMetrics) answer from memory instead of reading a cgroup
@@ -31,13 +29,16 @@ const startedSampleDelay = 100 * time.Millisecond
 // after it starts; a sample is at most one period old (CRI-O's
 // stats_collection_period, cAdvisor's housekeeping). With period 0 every
 // call samples what it reports.
-type statsCollector struct {
-	r      *Runtime
-	cg     *cgroupReader
-	period time.Duration
+type Collector struct {
+	src     Source
+	cd      Containerd
+	cg      *cgroupReader
+	metrics *metricSet // the cAdvisor metrics of PodMetrics on this host
+	layers  *layerUsages
+	period  time.Duration
 	// renewLayer measures a container's writable layer if its figure is
-	// older than the age given (Runtime.renewLayer).
-	renewLayer func(ctx context.Context, c *Container, maxAge time.Duration)
+	// older than the age given (renewLayerOf; tests replace it).
+	renewLayer func(ctx context.Context, c Container, maxAge time.Duration)
 
 	mu      sync.Mutex
 	tasks   map[string]taskSample // container or pause task id
@@ -50,7 +51,7 @@ type statsCollector struct {
 	// answer is dozens of small protobuf objects.
 	builtCtrs map[string]builtContainerStats
 	builtPods map[string]builtPodStats
-	// The same for ListPodSandboxMetrics (stats_metrics.go).
+	// The same for ListPodSandboxMetrics (metrics.go).
 	builtCtrMetrics map[string]builtContainerMetrics
 	builtPodMetrics map[string]builtPodMetrics
 
@@ -58,7 +59,7 @@ type statsCollector struct {
 	stop     chan struct{}
 	done     chan struct{} // closed when loop returns
 	stopOnce sync.Once
-	looping  bool // start ran the loop (set before any close)
+	looping  bool // Start ran the loop (set before any Close)
 }
 
 // taskSample is a task's usage and its CPU rate over the sample window.
@@ -76,34 +77,43 @@ type taskSample struct {
 // keeps its predecessor's base instead.
 const minRateWindow = time.Second
 
-// statTask says how to sample one task.
-type statTask struct {
-	id          string
-	cgroupsPath string
-	// direct: the task's processes are in cgroupsPath on this host (a
-	// runc-style handler), so the cgroup is read without asking the shim.
-	direct bool
-	// startedAt is the start of the first sample's CPU window.
-	startedAt time.Time
-	// pid is the task's init process (its limits are reported).
-	pid uint32
+// Config is the host's cgroup facts and the collection period.
+type Config struct {
+	// Period is how often every running task is sampled (DefaultPeriod);
+	// 0 samples on every call instead.
+	Period time.Duration
+	// CgroupRoot is where the cgroup hierarchies are mounted.
+	CgroupRoot string
+	// CgroupV2: the unified hierarchy; SwapAccounting: v1 memsw or v2
+	// memory.swap.current exist.
+	CgroupV2, SwapAccounting bool
+	// CgroupDriver is "cgroupfs" or "systemd": how a Task's CgroupsPath
+	// names its cgroup.
+	CgroupDriver string
 }
 
-func newStatsCollector(r *Runtime, period time.Duration) *statsCollector {
-	return &statsCollector{
-		r: r,
-		cg: &cgroupReader{root: cgroups.Root, v2: r.cgroupHost.V2(), swap: r.cgroupHost.SwapAccounting, driver: r.cgroupDriver,
-			psi: r.metrics.pressure(), proc: "/proc", devices: newBlockDevices("/sys")},
-		period: period, renewLayer: r.renewLayer,
-		tasks: map[string]taskSample{}, nets: map[string]*podNet{}, pending: map[string]struct{}{},
+// New returns a collector over the pods and containers of src; Start
+// runs its loop. The metrics' descriptors are built here, from cfg and
+// whether the kernel accounts pressure.
+func New(src Source, cd Containerd, cfg Config) *Collector {
+	metrics := newMetricSet(cfg.CgroupV2, psiAvailable())
+	s := &Collector{
+		src: src, cd: cd,
+		cg: &cgroupReader{root: cfg.CgroupRoot, v2: cfg.CgroupV2, swap: cfg.SwapAccounting, driver: cfg.CgroupDriver,
+			psi: metrics.pressure(), proc: "/proc", devices: newBlockDevices("/sys")},
+		metrics: metrics, layers: newLayerUsages(),
+		period: cfg.Period,
+		tasks:  map[string]taskSample{}, nets: map[string]*podNet{}, pending: map[string]struct{}{},
 		builtCtrs: map[string]builtContainerStats{}, builtPods: map[string]builtPodStats{},
 		builtCtrMetrics: map[string]builtContainerMetrics{}, builtPodMetrics: map[string]builtPodMetrics{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
+	s.renewLayer = s.renewLayerOf
+	return s
 }
 
-// start runs the collection loop until close; with period 0 there is none.
-func (s *statsCollector) start() {
+// Start runs the collection loop until Close; with period 0 there is none.
+func (s *Collector) Start() {
 	if s.period <= 0 {
 		return
 	}
@@ -111,15 +121,17 @@ func (s *statsCollector) start() {
 	go s.loop()
 }
 
-// close stops the loop and waits for it.
-func (s *statsCollector) close() {
+// Close stops the loop and waits for it, then stops the writable layers'
+// measurements under way and waits for them.
+func (s *Collector) Close() {
 	s.stopOnce.Do(func() { close(s.stop) })
 	if s.looping {
 		<-s.done
 	}
+	s.layers.close()
 }
 
-func (s *statsCollector) loop() {
+func (s *Collector) loop() {
 	defer close(s.done)
 	t := time.NewTicker(s.period)
 	defer t.Stop()
@@ -145,9 +157,9 @@ func (s *statsCollector) loop() {
 	}
 }
 
-// started asks for a first sample of a task (or a pod's network) that has
+// Started asks for a first sample of a task (or a pod's network) that has
 // just started, so the next stats call finds it.
-func (s *statsCollector) started(id string) {
+func (s *Collector) Started(id string) {
 	if s.period <= 0 {
 		return
 	}
@@ -160,7 +172,9 @@ func (s *statsCollector) started(id string) {
 	}
 }
 
-func (s *statsCollector) forget(id string) {
+// Forget drops what is kept of a removed container or pod: its samples,
+// answers and writable layer figure.
+func (s *Collector) Forget(id string) {
 	s.mu.Lock()
 	delete(s.tasks, id)
 	delete(s.nets, id)
@@ -170,6 +184,7 @@ func (s *statsCollector) forget(id string) {
 	delete(s.builtCtrMetrics, id)
 	delete(s.builtPodMetrics, id)
 	s.mu.Unlock()
+	s.layers.forget(id)
 }
 
 // builtContainerStats is a container's answer and what it was built from.
@@ -187,7 +202,7 @@ type builtPodStats struct {
 	out        *runtimeapi.PodSandboxStats
 }
 
-func (s *statsCollector) builtContainer(id string, sampleAt time.Time, layer *runtimeapi.FilesystemUsage) *runtimeapi.ContainerStats {
+func (s *Collector) builtContainer(id string, sampleAt time.Time, layer *runtimeapi.FilesystemUsage) *runtimeapi.ContainerStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b, ok := s.builtCtrs[id]; ok && b.sampleAt.Equal(sampleAt) && b.layer == layer {
@@ -196,18 +211,18 @@ func (s *statsCollector) builtContainer(id string, sampleAt time.Time, layer *ru
 	return nil
 }
 
-// keepContainer remembers an answer unless the container went away
-// meanwhile (forget ran).
-func (s *statsCollector) keepContainer(id string, b builtContainerStats) {
-	if s.r.store.containerExact(id) == nil {
+// keep remembers answer b of pod or container id in m (one of the built
+// maps) unless the pod or container went away meanwhile (Forget ran).
+func keep[V any](s *Collector, m map[string]V, id string, b V) {
+	if !s.src.Exists(id) {
 		return
 	}
 	s.mu.Lock()
-	s.builtCtrs[id] = b
+	m[id] = b
 	s.mu.Unlock()
 }
 
-func (s *statsCollector) builtPod(id string, pauseAt time.Time, net *runtimeapi.NetworkUsage, containers []*runtimeapi.ContainerStats) *runtimeapi.PodSandboxStats {
+func (s *Collector) builtPod(id string, pauseAt time.Time, net *runtimeapi.NetworkUsage, containers []*runtimeapi.ContainerStats) *runtimeapi.PodSandboxStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.builtPods[id]
@@ -217,18 +232,9 @@ func (s *statsCollector) builtPod(id string, pauseAt time.Time, net *runtimeapi.
 	return b.out
 }
 
-func (s *statsCollector) keepPod(id string, b builtPodStats) {
-	if s.r.store.podExact(id) == nil {
-		return
-	}
-	s.mu.Lock()
-	s.builtPods[id] = b
-	s.mu.Unlock()
-}
-
 // collect samples every running task and ready pod, or only those in only
 // (ids of tasks or pods) when it is not nil.
-func (s *statsCollector) collect(only map[string]struct{}) {
+func (s *Collector) collect(only map[string]struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(s.period, 30*time.Second))
 	defer cancel()
 	go func() {
@@ -245,33 +251,29 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 		_, ok := only[id]
 		return ok
 	}
-	var tasks []statTask
-	var pods []*Pod
-	var ctrs []*Container
-	for _, p := range s.r.store.listPods() {
-		if s.r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+	var tasks []Task
+	var pods []Pod
+	var ctrs []Container
+	for _, p := range s.src.Pods() {
+		if !p.Ready {
 			continue
 		}
 		if want(p.ID) {
 			pods = append(pods, p)
-			if !p.Infraless {
-				if t, ok := s.r.statTaskOf(p.ID); ok {
-					tasks = append(tasks, t)
-				}
+			if p.Pause.ID != "" {
+				tasks = append(tasks, p.Pause)
 			}
 		}
 	}
-	for _, c := range s.r.store.listContainers() {
+	for _, c := range s.src.Containers("") {
 		if !want(c.ID) {
 			continue
 		}
 		ctrs = append(ctrs, c)
-		if s.r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		if !c.Running {
 			continue
 		}
-		if t, ok := s.r.statTaskOf(c.ID); ok {
-			tasks = append(tasks, t)
-		}
+		tasks = append(tasks, c.Task)
 	}
 	samples := s.sample(ctx, tasks)
 	nets := make(map[string]*podNet, len(pods))
@@ -279,7 +281,7 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 		if p.NetNSPath == "" {
 			continue
 		}
-		n, err := netnsStats(p.NetNSPath)
+		n, err := s.netnsStats(p.NetNSPath)
 		if err != nil {
 			klog.V(4).InfoS("Sampling a pod's network counters", "pod", p.ID, "err", err)
 			continue
@@ -301,26 +303,10 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 		}
 		// Answers of containers and pods removed between a keep and
 		// their forget.
-		for id := range s.builtCtrs {
-			if s.r.store.containerExact(id) == nil {
-				delete(s.builtCtrs, id)
-			}
-		}
-		for id := range s.builtPods {
-			if s.r.store.podExact(id) == nil {
-				delete(s.builtPods, id)
-			}
-		}
-		for id := range s.builtCtrMetrics {
-			if s.r.store.containerExact(id) == nil {
-				delete(s.builtCtrMetrics, id)
-			}
-		}
-		for id := range s.builtPodMetrics {
-			if s.r.store.podExact(id) == nil {
-				delete(s.builtPodMetrics, id)
-			}
-		}
+		dropGone(s.builtCtrs, s.src.Exists)
+		dropGone(s.builtPods, s.src.Exists)
+		dropGone(s.builtCtrMetrics, s.src.Exists)
+		dropGone(s.builtPodMetrics, s.src.Exists)
 	}
 	for id, n := range nets {
 		s.nets[id] = n
@@ -335,32 +321,42 @@ func (s *statsCollector) collect(only map[string]struct{}) {
 		s.renewLayer(ctx, c, s.period/2)
 	}
 	// And the filesystems the layers are on (one statfs each).
-	s.r.layers.renewFilesystems(s.period / 2)
+	s.layers.renewFilesystems(s.period / 2)
+}
+
+// dropGone deletes the entries of m, by pod or container id, that exists
+// says are gone.
+func dropGone[V any](m map[string]V, exists func(id string) bool) {
+	for id := range m {
+		if !exists(id) {
+			delete(m, id)
+		}
+	}
 }
 
 // sample reads the usage of tasks and records it; the result holds the
 // tasks that are running.
-func (s *statsCollector) sample(ctx context.Context, tasks []statTask) map[string]taskSample {
+func (s *Collector) sample(ctx context.Context, tasks []Task) map[string]taskSample {
 	out := make(map[string]taskSample, len(tasks))
 	var viaShim []string
-	byID := make(map[string]statTask, len(tasks))
+	byID := make(map[string]Task, len(tasks))
 	for _, t := range tasks {
-		byID[t.id] = t
-		if !t.direct {
-			viaShim = append(viaShim, t.id)
+		byID[t.ID] = t
+		if !t.HostCgroups {
+			viaShim = append(viaShim, t.ID)
 			continue
 		}
-		u, err := s.cg.read(t.cgroupsPath, t.pid)
+		u, err := s.cg.read(t.CgroupsPath, t.PID)
 		if err != nil {
 			if !errdefs.IsNotFound(err) {
-				klog.V(4).InfoS("Reading a task's cgroup", "task", t.id, "err", err)
+				klog.V(4).InfoS("Reading a task's cgroup", "task", t.ID, "err", err)
 			}
 			continue
 		}
-		out[t.id] = s.record(t, u)
+		out[t.ID] = s.record(t, u)
 	}
 	if len(viaShim) > 0 {
-		us, err := s.r.tasksUsage(ctx, viaShim)
+		us, err := s.tasksUsage(ctx, viaShim)
 		if err != nil {
 			klog.V(4).InfoS("Asking shims for task metrics", "tasks", len(viaShim), "err", err)
 		}
@@ -373,14 +369,14 @@ func (s *statsCollector) sample(ctx context.Context, tasks []statTask) map[strin
 
 // record stores u as t's latest sample, with the CPU rate since the
 // previous one (or since the task started).
-func (s *statsCollector) record(t statTask, u usage) taskSample {
+func (s *Collector) record(t Task, u usage) taskSample {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev, ok := s.tasks[t.id]
+	prev, ok := s.tasks[t.ID]
 	from := prev.u
 	switch {
 	case !ok:
-		from = usage{at: t.startedAt}
+		from = usage{at: t.StartedAt}
 	case u.at.Sub(prev.u.at) < minRateWindow && !prev.base.at.IsZero():
 		from = prev.base
 	}
@@ -391,25 +387,24 @@ func (s *statsCollector) record(t statTask, u usage) taskSample {
 	if ok && !u.at.After(prev.u.at) {
 		return prev // a concurrent sampler was later
 	}
-	s.tasks[t.id] = ts
+	s.tasks[t.ID] = ts
 	return ts
 }
 
-// usages returns the latest samples of the running tasks ids; ids without
-// a usable one are sampled now. A task that is not running is missing.
-func (s *statsCollector) usages(ctx context.Context, ids []string) map[string]taskSample {
-	out := make(map[string]taskSample, len(ids))
-	var missing []statTask
+// usages returns the latest samples of the running tasks, by id; tasks
+// without a usable one are sampled now. A task that is not running is
+// missing.
+func (s *Collector) usages(ctx context.Context, tasks []Task) map[string]taskSample {
+	out := make(map[string]taskSample, len(tasks))
+	var missing []Task
 	now := time.Now()
 	s.mu.Lock()
-	for _, id := range ids {
-		if ts, ok := s.tasks[id]; ok && s.period > 0 && now.Sub(ts.u.at) < 3*s.period {
-			out[id] = ts
+	for _, t := range tasks {
+		if ts, ok := s.tasks[t.ID]; ok && s.period > 0 && now.Sub(ts.u.at) < 3*s.period {
+			out[t.ID] = ts
 			continue
 		}
-		if t, ok := s.r.statTaskOf(id); ok {
-			missing = append(missing, t)
-		}
+		missing = append(missing, t)
 	}
 	s.mu.Unlock()
 	for id, ts := range s.sample(ctx, missing) {
@@ -419,7 +414,7 @@ func (s *statsCollector) usages(ctx context.Context, ids []string) map[string]ta
 }
 
 // network returns a ready pod's interface counters.
-func (s *statsCollector) network(p *Pod) (*podNet, error) {
+func (s *Collector) network(p Pod) (*podNet, error) {
 	if s.period > 0 {
 		s.mu.Lock()
 		n, ok := s.nets[p.ID]
@@ -428,7 +423,7 @@ func (s *statsCollector) network(p *Pod) (*podNet, error) {
 			return n, nil
 		}
 	}
-	n, err := netnsStats(p.NetNSPath)
+	n, err := s.netnsStats(p.NetNSPath)
 	if err != nil {
 		return nil, err
 	}
@@ -438,29 +433,4 @@ func (s *statsCollector) network(p *Pod) (*podNet, error) {
 		s.mu.Unlock()
 	}
 	return n, nil
-}
-
-// statTaskOf describes the task of container or pod id; false when there
-// is none.
-func (r *Runtime) statTaskOf(id string) (statTask, bool) {
-	if c, err := r.store.container(id); err == nil {
-		st := r.store.containerStatusOf(c)
-		return statTask{id: id, cgroupsPath: c.CgroupsPath, direct: r.hostCgroups(c.PodID), startedAt: st.StartedAt, pid: st.PID}, true
-	}
-	if p := r.store.podExact(id); p != nil && !p.Infraless {
-		return statTask{id: id, cgroupsPath: p.CgroupsPath, direct: r.hostCgroups(p.ID), startedAt: p.CreatedAt, pid: r.store.podStatusOf(p).PID}, true
-	}
-	return statTask{}, false
-}
-
-// hostCgroups reports whether the tasks of a pod live in their OCI
-// cgroupsPath on this host: runc and crun put them there; gVisor and VM
-// handlers keep the real figures in their sandbox, which the shim reports.
-func (r *Runtime) hostCgroups(podID string) bool {
-	p := r.store.podExact(podID)
-	if p == nil {
-		return false
-	}
-	h, err := r.handlerOf(p.RuntimeHandler)
-	return err == nil && h.runcStyle()
 }

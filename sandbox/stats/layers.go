@@ -1,4 +1,4 @@
-package sandbox
+package stats
 
 import (
 	"context"
@@ -34,7 +34,7 @@ type layerUsages struct {
 	filesystems  map[string]*layerFilesystem
 	noFilesystem map[string]bool
 	wg           sync.WaitGroup
-	ctx          context.Context // ends with the runtime: renewals stop
+	ctx          context.Context // ends with the collector: renewals stop
 	cancel       context.CancelFunc
 }
 
@@ -63,12 +63,12 @@ func (l *layerUsages) forget(id string) {
 }
 
 // writableLayer reports the disk use of container c's writable layer.
-func (r *Runtime) writableLayer(ctx context.Context, c *Container) (*runtimeapi.FilesystemUsage, error) {
-	l := r.layers
+func (s *Collector) writableLayer(ctx context.Context, c Container) (*runtimeapi.FilesystemUsage, error) {
+	l := s.layers
 	l.mu.Lock()
 	e, ok := l.entries[c.ID]
-	// With a stats collector, it renews the entries (renewLayer).
-	if ok && (time.Since(e.at) < layerUsageMaxAge || e.renewing || r.stats.period > 0) {
+	// With a collection loop, it renews the entries (renewLayerOf).
+	if ok && (time.Since(e.at) < layerUsageMaxAge || e.renewing || s.period > 0) {
 		l.mu.Unlock()
 		return e.usage, nil
 	}
@@ -80,7 +80,7 @@ func (r *Runtime) writableLayer(ctx context.Context, c *Container) (*runtimeapi.
 			defer l.wg.Done()
 			rctx, cancel := context.WithTimeout(l.ctx, time.Minute)
 			defer cancel()
-			u, err := r.measureLayer(rctx, c)
+			u, err := s.measureLayer(rctx, c)
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			if cur, ok := l.entries[c.ID]; ok && cur == e {
@@ -95,11 +95,11 @@ func (r *Runtime) writableLayer(ctx context.Context, c *Container) (*runtimeapi.
 		return e.usage, nil
 	}
 	l.mu.Unlock()
-	u, err := r.measureLayer(ctx, c)
+	u, err := s.measureLayer(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	if _, serr := r.store.container(c.ID); serr == nil {
+	if s.src.Exists(c.ID) {
 		l.mu.Lock()
 		l.entries[c.ID] = &layerUsage{usage: u, at: time.Now()}
 		l.mu.Unlock()
@@ -107,10 +107,10 @@ func (r *Runtime) writableLayer(ctx context.Context, c *Container) (*runtimeapi.
 	return u, nil
 }
 
-// renewLayer measures c's writable layer when its entry is missing or
-// older than maxAge (the stats collector's pass, in its own goroutine).
-func (r *Runtime) renewLayer(ctx context.Context, c *Container, maxAge time.Duration) {
-	l := r.layers
+// renewLayerOf measures c's writable layer when its entry is missing or
+// older than maxAge (the collector's pass, in its own goroutine).
+func (s *Collector) renewLayerOf(ctx context.Context, c Container, maxAge time.Duration) {
+	l := s.layers
 	l.mu.Lock()
 	e, ok := l.entries[c.ID]
 	if ok && (time.Since(e.at) < maxAge || e.renewing) {
@@ -118,7 +118,7 @@ func (r *Runtime) renewLayer(ctx context.Context, c *Container, maxAge time.Dura
 		return
 	}
 	l.mu.Unlock()
-	u, err := r.measureLayer(ctx, c)
+	u, err := s.measureLayer(ctx, c)
 	if err != nil {
 		klog.V(4).InfoS("Measuring a writable layer", "container", c.ID, "err", err)
 		return
@@ -126,23 +126,23 @@ func (r *Runtime) renewLayer(ctx context.Context, c *Container, maxAge time.Dura
 	l.mu.Lock()
 	l.entries[c.ID] = &layerUsage{usage: u, at: time.Now()}
 	l.mu.Unlock()
-	if _, serr := r.store.container(c.ID); serr != nil {
+	if !s.src.Exists(c.ID) {
 		l.forget(c.ID) // removed while it was measured
 	}
 }
 
 // measureLayer asks the snapshotter for the layer's use; nil when the
 // container has none (any more).
-func (r *Runtime) measureLayer(ctx context.Context, c *Container) (*runtimeapi.FilesystemUsage, error) {
-	sn := r.podSnapshotter(c.PodID)
-	su, err := r.client.SnapshotService(sn).Usage(ctx, c.ID)
+func (s *Collector) measureLayer(ctx context.Context, c Container) (*runtimeapi.FilesystemUsage, error) {
+	sn := c.Snapshotter
+	su, err := s.cd.SnapshotService(sn).Usage(ctx, c.ID)
 	if errdefs.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	r.layers.learnFilesystem(ctx, r.client.SnapshotService(sn), sn, c.ID)
+	s.layers.learnFilesystem(ctx, s.cd.SnapshotService(sn), sn, c.ID)
 	return &runtimeapi.FilesystemUsage{
 		Timestamp:  time.Now().UnixNano(),
 		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: sn},

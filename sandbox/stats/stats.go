@@ -1,4 +1,4 @@
-package sandbox
+package stats
 
 import (
 	"context"
@@ -15,8 +15,6 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
 
 // usage is one sample of a task's resource use, whatever the cgroup version.
@@ -80,7 +78,7 @@ type deviceIO struct {
 
 // tasksUsage asks containerd for the metrics of several tasks in one call
 // (containerd asks each shim); tasks that are gone are missing in the map.
-func (r *Runtime) tasksUsage(ctx context.Context, ids []string) (map[string]usage, error) {
+func (s *Collector) tasksUsage(ctx context.Context, ids []string) (map[string]usage, error) {
 	out := make(map[string]usage, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -89,7 +87,7 @@ func (r *Runtime) tasksUsage(ctx context.Context, ids []string) (map[string]usag
 	for i, id := range ids {
 		filters[i] = "id==" + id
 	}
-	resp, err := r.client.TaskService().Metrics(ctx, &tasks.MetricsRequest{Filters: filters})
+	resp, err := s.cd.TaskService().Metrics(ctx, &tasks.MetricsRequest{Filters: filters})
 	if err != nil {
 		return nil, fmt.Errorf("task metrics: %w", errgrpc.ToNative(err))
 	}
@@ -271,29 +269,22 @@ func cpuMemStats(s taskSample) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage, *
 	return cpu, mem, swap
 }
 
-// ContainerStats reports a container's CPU, memory and writable layer use.
-func (r *Runtime) ContainerStats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error) {
-	c, err := r.store.container(id)
-	if err != nil {
-		return nil, err
-	}
-	return r.containerStats(ctx, c)
-}
-
-func (r *Runtime) containerStats(ctx context.Context, c *Container) (*runtimeapi.ContainerStats, error) {
+// ContainerStats reports container c: its task's CPU and memory use while
+// it runs, and its writable layer's use.
+func (s *Collector) ContainerStats(ctx context.Context, c Container) (*runtimeapi.ContainerStats, error) {
 	var u *taskSample
-	if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-		if ts, ok := r.stats.usages(ctx, []string{c.ID})[c.ID]; ok {
+	if c.Running {
+		if ts, ok := s.usages(ctx, []Task{c.Task})[c.ID]; ok {
 			u = &ts
 		}
 	}
-	return r.containerStatsOf(ctx, c, u)
+	return s.containerStatsOf(ctx, c, u)
 }
 
 // containerStatsOf reports a container with its task's usage u (nil: not
 // running) and its writable layer's use.
-func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *taskSample) (*runtimeapi.ContainerStats, error) {
-	wl, err := r.writableLayer(ctx, c)
+func (s *Collector) containerStatsOf(ctx context.Context, c Container, u *taskSample) (*runtimeapi.ContainerStats, error) {
+	wl, err := s.writableLayer(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("writable layer of container %s: %w", c.ID, err)
 	}
@@ -301,7 +292,7 @@ func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *taskSam
 	if u != nil {
 		at = u.u.at
 	}
-	if out := r.stats.builtContainer(c.ID, at, wl); out != nil {
+	if out := s.builtContainer(c.ID, at, wl); out != nil {
 		return out, nil
 	}
 	out := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
@@ -310,95 +301,83 @@ func (r *Runtime) containerStatsOf(ctx context.Context, c *Container, u *taskSam
 	if u != nil {
 		out.Cpu, out.Memory, out.Swap = cpuMemStats(*u)
 	}
-	r.stats.keepContainer(c.ID, builtContainerStats{sampleAt: at, layer: wl, out: out})
+	keep(s, s.builtCtrs, c.ID, builtContainerStats{sampleAt: at, layer: wl, out: out})
 	return out, nil
 }
 
-// ListContainerStats reports the containers that match f, with the
-// running ones' latest samples (statsCollector).
-func (r *Runtime) ListContainerStats(ctx context.Context, f ContainerFilter) ([]*runtimeapi.ContainerStats, error) {
-	var sel []*Container
-	var running []string
-	for _, c := range r.store.listContainers() {
-		if !matchID(c.ID, f.ID) || !matchID(c.PodID, f.PodID) || !matchLabels(c.Config.GetLabels(), f.LabelSelector) {
-			continue
-		}
-		st := r.store.containerStatusOf(c).State
-		if f.State != nil && st != *f.State {
-			continue
-		}
-		sel = append(sel, c)
-		if st == runtimeapi.ContainerState_CONTAINER_RUNNING {
-			running = append(running, c.ID)
+// ListContainerStats reports the containers ctrs (the core's selection),
+// with the running ones' latest samples (Collector). A container removed
+// meanwhile is left out.
+func (s *Collector) ListContainerStats(ctx context.Context, ctrs []Container) ([]*runtimeapi.ContainerStats, error) {
+	var running []Task
+	for _, c := range ctrs {
+		if c.Running {
+			running = append(running, c.Task)
 		}
 	}
-	usages := r.stats.usages(ctx, running)
-	out := make([]*runtimeapi.ContainerStats, 0, len(sel))
-	for _, c := range sel {
+	usages := s.usages(ctx, running)
+	out := make([]*runtimeapi.ContainerStats, 0, len(ctrs))
+	for _, c := range ctrs {
 		var u *taskSample
 		if tu, ok := usages[c.ID]; ok {
 			u = &tu
 		}
-		s, err := r.containerStatsOf(ctx, c, u)
+		st, err := s.containerStatsOf(ctx, c, u)
 		if errdefs.IsNotFound(err) {
 			continue // removed while listing
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, st)
 	}
 	return out, nil
 }
 
-// PodStats reports a pod: the sum of its pause and app containers' cgroup
+// PodStats reports pod p: the sum of its pause and app containers' cgroup
 // use, its network interfaces' counters, and its containers' stats.
-func (r *Runtime) PodStats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error) {
-	p, err := r.store.pod(id)
-	if err != nil {
-		return nil, err
+func (s *Collector) PodStats(ctx context.Context, p Pod) (*runtimeapi.PodSandboxStats, error) {
+	var ctrs []Container
+	if p.Ready {
+		ctrs = s.src.Containers(p.ID)
 	}
-	return r.podStats(ctx, p)
+	return s.podStatsWith(ctx, p, ctrs, s.usages(ctx, podTasks(p, ctrs)))
 }
 
-func (r *Runtime) podStats(ctx context.Context, p *Pod) (*runtimeapi.PodSandboxStats, error) {
-	return r.podStatsWith(ctx, p, r.stats.usages(ctx, r.podTaskIDs(p)))
-}
-
-// podTaskIDs are the tasks whose use is the pod's: its pause task (if it
+// podTasks are the tasks whose use is the pod's: its pause task (if it
 // has one) and its running containers' tasks.
-func (r *Runtime) podTaskIDs(p *Pod) []string {
-	if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+func podTasks(p Pod, ctrs []Container) []Task {
+	if !p.Ready {
 		return nil
 	}
-	var ids []string
-	if !p.Infraless {
-		ids = append(ids, p.ID)
+	var ts []Task
+	if p.Pause.ID != "" {
+		ts = append(ts, p.Pause)
 	}
-	for _, c := range r.store.podContainers(p.ID) {
-		if r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-			ids = append(ids, c.ID)
+	for _, c := range ctrs {
+		if c.Running {
+			ts = append(ts, c.Task)
 		}
 	}
-	return ids
+	return ts
 }
 
-// podStatsWith reports a pod from its tasks' usages (tasksUsage).
-func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]taskSample) (*runtimeapi.PodSandboxStats, error) {
+// podStatsWith reports a pod with its containers ctrs from its tasks'
+// usages.
+func (s *Collector) podStatsWith(ctx context.Context, p Pod, ctrs []Container, usages map[string]taskSample) (*runtimeapi.PodSandboxStats, error) {
 	attrs := &runtimeapi.PodSandboxAttributes{
 		Id: p.ID, Metadata: p.Config.GetMetadata(), Labels: p.Config.GetLabels(), Annotations: p.Config.GetAnnotations(),
 	}
-	if r.store.podStatusOf(p).State != runtimeapi.PodSandboxState_SANDBOX_READY {
+	if !p.Ready {
 		return &runtimeapi.PodSandboxStats{Attributes: attrs, Linux: &runtimeapi.LinuxPodSandboxStats{}}, nil
 	}
-	ctrs := r.store.podContainers(p.ID)
 	var containers []*runtimeapi.ContainerStats
 	for _, c := range ctrs {
 		var cu *taskSample
-		if u, ok := usages[c.ID]; ok && r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+		if u, ok := usages[c.ID]; ok && c.Running {
 			cu = &u
 		}
-		cs, err := r.containerStatsOf(ctx, c, cu)
+		cs, err := s.containerStatsOf(ctx, c, cu)
 		if err != nil {
 			continue
 		}
@@ -406,14 +385,14 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]ta
 	}
 	var net *runtimeapi.NetworkUsage
 	if p.NetNSPath != "" {
-		n, err := r.stats.network(p)
+		n, err := s.network(p)
 		if err != nil {
 			return nil, fmt.Errorf("network stats of pod %s: %w", p.ID, err)
 		}
 		net = n.usage
 	}
 	pause := usages[p.ID]
-	if out := r.stats.builtPod(p.ID, pause.u.at, net, containers); out != nil {
+	if out := s.builtPod(p.ID, pause.u.at, net, containers); out != nil {
 		return out, nil
 	}
 	out := &runtimeapi.PodSandboxStats{Attributes: attrs, Linux: &runtimeapi.LinuxPodSandboxStats{Containers: containers, Network: net}}
@@ -441,7 +420,7 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]ta
 		add(pause)
 	}
 	for _, c := range ctrs {
-		if u, ok := usages[c.ID]; ok && r.store.containerStatusOf(c).State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+		if u, ok := usages[c.ID]; ok && c.Running {
 			add(u)
 		}
 	}
@@ -450,7 +429,7 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]ta
 	}
 	out.Linux.Cpu, out.Linux.Memory, _ = cpuMemStats(total)
 	out.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: total.u.at.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: count}}
-	r.stats.keepPod(p.ID, builtPodStats{pauseAt: pause.u.at, net: net, containers: containers, out: out})
+	keep(s, s.builtPods, p.ID, builtPodStats{pauseAt: pause.u.at, net: net, containers: containers, out: out})
 	return out, nil
 }
 
@@ -459,33 +438,28 @@ func (r *Runtime) podStatsWith(ctx context.Context, p *Pod, usages map[string]ta
 // report.
 type podNet struct {
 	usage *runtimeapi.NetworkUsage
-	links []linkCounters
+	links []Link
 }
 
-// linkCounters are one interface's counters.
-type linkCounters struct {
-	name                                    string
-	rxBytes, rxPackets, rxErrors, rxDropped uint64
-	txBytes, txPackets, txErrors, txDropped uint64
-}
-
-// netnsStats reads the interface counters inside a pod's network namespace.
-func netnsStats(path string) (*podNet, error) {
+// netnsStats reads the interface counters inside a pod's network namespace
+// (Source.Links); the loopback is not reported.
+func (s *Collector) netnsStats(path string) (*podNet, error) {
 	now := time.Now().UnixNano()
 	out := &podNet{usage: &runtimeapi.NetworkUsage{Timestamp: now}}
-	links, err := podnet.InterfaceCounters(path)
-	for _, c := range links {
-		out.links = append(out.links, linkCounters{name: c.Interface,
-			rxBytes: c.RxBytes, rxPackets: c.RxPackets, rxErrors: c.RxErrors, rxDropped: c.RxDropped,
-			txBytes: c.TxBytes, txPackets: c.TxPackets, txErrors: c.TxErrors, txDropped: c.TxDropped})
-		iu := &runtimeapi.NetworkInterfaceUsage{
-			Name:     c.Interface,
-			RxBytes:  &runtimeapi.UInt64Value{Value: c.RxBytes},
-			RxErrors: &runtimeapi.UInt64Value{Value: c.RxErrors},
-			TxBytes:  &runtimeapi.UInt64Value{Value: c.TxBytes},
-			TxErrors: &runtimeapi.UInt64Value{Value: c.TxErrors},
+	links, err := s.src.Links(path)
+	for _, l := range links {
+		if l.Name == "lo" {
+			continue
 		}
-		if c.Interface == podnet.PodInterface {
+		out.links = append(out.links, l)
+		iu := &runtimeapi.NetworkInterfaceUsage{
+			Name:     l.Name,
+			RxBytes:  &runtimeapi.UInt64Value{Value: l.RxBytes},
+			RxErrors: &runtimeapi.UInt64Value{Value: l.RxErrors},
+			TxBytes:  &runtimeapi.UInt64Value{Value: l.TxBytes},
+			TxErrors: &runtimeapi.UInt64Value{Value: l.TxErrors},
+		}
+		if l.Name == "eth0" {
 			out.usage.DefaultInterface = iu
 		} else {
 			out.usage.Interfaces = append(out.usage.Interfaces, iu)
@@ -494,31 +468,27 @@ func netnsStats(path string) (*podNet, error) {
 	return out, err
 }
 
-// ListPodStats reports stats of every pod matching f.
-func (r *Runtime) ListPodStats(ctx context.Context, f PodFilter) ([]*runtimeapi.PodSandboxStats, error) {
-	var sel []*Pod
-	var ids []string
-	for _, p := range r.store.listPods() {
-		if !matchID(p.ID, f.ID) || !matchLabels(p.Config.GetLabels(), f.LabelSelector) {
-			continue
+// ListPodStats reports the pods pods (the core's selection).
+func (s *Collector) ListPodStats(ctx context.Context, pods []Pod) ([]*runtimeapi.PodSandboxStats, error) {
+	ctrs := make([][]Container, len(pods))
+	var tasks []Task
+	for i, p := range pods {
+		if p.Ready {
+			ctrs[i] = s.src.Containers(p.ID)
 		}
-		if f.State != nil && r.store.podStatusOf(p).State != *f.State {
-			continue
-		}
-		sel = append(sel, p)
-		ids = append(ids, r.podTaskIDs(p)...)
+		tasks = append(tasks, podTasks(p, ctrs[i])...)
 	}
-	usages := r.stats.usages(ctx, ids)
-	out := make([]*runtimeapi.PodSandboxStats, 0, len(sel))
-	for _, p := range sel {
-		s, err := r.podStatsWith(ctx, p, usages)
+	usages := s.usages(ctx, tasks)
+	out := make([]*runtimeapi.PodSandboxStats, 0, len(pods))
+	for i, p := range pods {
+		st, err := s.podStatsWith(ctx, p, ctrs[i], usages)
 		if errdefs.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, s)
+		out = append(out, st)
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package sandbox
+package stats
 
 import (
 	"context"
@@ -340,40 +340,43 @@ func unifiedBytes(v string) uint64 {
 func podNetMetrics(labels []string, n *podNet) []*runtimeapi.Metric {
 	b := metricBuilder{ts: n.usage.GetTimestamp(), labels: labels, out: make([]*runtimeapi.Metric, 0, 8*len(n.links))}
 	for _, l := range n.links {
-		b.add(mNetRxBytes, l.rxBytes, l.name)
-		b.add(mNetRxPackets, l.rxPackets, l.name)
-		b.add(mNetRxDropped, l.rxDropped, l.name)
-		b.add(mNetRxErrors, l.rxErrors, l.name)
-		b.add(mNetTxBytes, l.txBytes, l.name)
-		b.add(mNetTxPackets, l.txPackets, l.name)
-		b.add(mNetTxDropped, l.txDropped, l.name)
-		b.add(mNetTxErrors, l.txErrors, l.name)
+		b.add(mNetRxBytes, l.RxBytes, l.Name)
+		b.add(mNetRxPackets, l.RxPackets, l.Name)
+		b.add(mNetRxDropped, l.RxDropped, l.Name)
+		b.add(mNetRxErrors, l.RxErrors, l.Name)
+		b.add(mNetTxBytes, l.TxBytes, l.Name)
+		b.add(mNetTxPackets, l.TxPackets, l.Name)
+		b.add(mNetTxDropped, l.TxDropped, l.Name)
+		b.add(mNetTxErrors, l.TxErrors, l.Name)
 	}
 	return b.out
 }
 
 // MetricDescriptors describes the metrics PodMetrics reports (built once).
-func (r *Runtime) MetricDescriptors() []*runtimeapi.MetricDescriptor { return r.metrics.descs }
+func (s *Collector) MetricDescriptors() []*runtimeapi.MetricDescriptor { return s.metrics.descs }
 
 // PodMetrics reports the cAdvisor metrics of every ready pod: its network
 // counters, and its running containers' figures from their latest samples
-// (statsCollector). Answers are built once per sample and shared.
-func (r *Runtime) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
-	var ready []*Pod
-	var ids []string
-	for _, p := range r.store.listPods() {
-		if r.store.podStatusOf(p).State == runtimeapi.PodSandboxState_SANDBOX_READY {
+// (Collector). Answers are built once per sample and shared.
+func (s *Collector) PodMetrics(ctx context.Context) ([]*runtimeapi.PodSandboxMetrics, error) {
+	var ready []Pod
+	var ctrs [][]Container
+	var tasks []Task
+	for _, p := range s.src.Pods() {
+		if p.Ready {
+			cs := s.src.Containers(p.ID)
 			ready = append(ready, p)
-			ids = append(ids, r.podTaskIDs(p)...)
+			ctrs = append(ctrs, cs)
+			tasks = append(tasks, podTasks(p, cs)...)
 		}
 	}
-	usages := r.stats.usages(ctx, ids)
-	if r.stats.period <= 0 {
-		r.layers.renewFilesystems(0)
+	usages := s.usages(ctx, tasks)
+	if s.period <= 0 {
+		s.layers.renewFilesystems(0)
 	}
 	out := make([]*runtimeapi.PodSandboxMetrics, 0, len(ready))
-	for _, p := range ready {
-		out = append(out, r.podMetricsWith(ctx, p, usages))
+	for i, p := range ready {
+		out = append(out, s.podMetricsWith(ctx, p, ctrs[i], usages))
 	}
 	return out, nil
 }
@@ -394,58 +397,51 @@ type builtPodMetrics struct {
 	out        *runtimeapi.PodSandboxMetrics
 }
 
-func (r *Runtime) podMetricsWith(ctx context.Context, p *Pod, usages map[string]taskSample) *runtimeapi.PodSandboxMetrics {
+func (s *Collector) podMetricsWith(ctx context.Context, p Pod, ctrs []Container, usages map[string]taskSample) *runtimeapi.PodSandboxMetrics {
 	var net *podNet
 	if p.NetNSPath != "" {
-		n, err := r.stats.network(p)
+		n, err := s.network(p)
 		if err != nil {
 			klog.V(4).InfoS("Reading a pod's network counters", "pod", p.ID, "err", err)
 		}
 		net = n
 	}
-	var ctrs []*runtimeapi.ContainerMetrics
-	for _, c := range r.store.podContainers(p.ID) {
-		if r.store.containerStatusOf(c).State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+	var cms []*runtimeapi.ContainerMetrics
+	for _, c := range ctrs {
+		if !c.Running {
 			continue
 		}
-		if s, ok := usages[c.ID]; ok {
-			ctrs = append(ctrs, r.containerMetricsOf(ctx, p, c, s.u))
+		if ts, ok := usages[c.ID]; ok {
+			cms = append(cms, s.containerMetricsOf(ctx, p, c, ts.u))
 		}
 	}
-	s := r.stats
 	s.mu.Lock()
 	b, ok := s.builtPodMetrics[p.ID]
 	s.mu.Unlock()
-	if ok && b.net == net && slices.Equal(b.containers, ctrs) {
+	if ok && b.net == net && slices.Equal(b.containers, cms) {
 		return b.out
 	}
-	out := &runtimeapi.PodSandboxMetrics{PodSandboxId: p.ID, ContainerMetrics: ctrs}
+	out := &runtimeapi.PodSandboxMetrics{PodSandboxId: p.ID, ContainerMetrics: cms}
 	if net != nil {
 		md := p.Config.GetMetadata()
 		out.Metrics = podNetMetrics([]string{md.GetName(), md.GetNamespace(), "", p.ID, ""}, net)
 	}
-	if r.store.podExact(p.ID) != nil {
-		s.mu.Lock()
-		s.builtPodMetrics[p.ID] = builtPodMetrics{net: net, containers: ctrs, out: out}
-		s.mu.Unlock()
-	}
+	keep(s, s.builtPodMetrics, p.ID, builtPodMetrics{net: net, containers: cms, out: out})
 	return out
 }
 
 // containerMetricsOf builds (or finds built) the metrics of running
 // container c from its sample u.
-func (r *Runtime) containerMetricsOf(ctx context.Context, p *Pod, c *Container, u usage) *runtimeapi.ContainerMetrics {
-	layer, err := r.writableLayer(ctx, c)
+func (s *Collector) containerMetricsOf(ctx context.Context, p Pod, c Container, u usage) *runtimeapi.ContainerMetrics {
+	layer, err := s.writableLayer(ctx, c)
 	if err != nil {
 		klog.V(4).InfoS("Measuring a writable layer", "container", c.ID, "err", err)
 	}
-	fs := r.layers.filesystem(r.podSnapshotter(c.PodID))
-	st := r.store.containerStatusOf(c)
-	s := r.stats
+	fs := s.layers.filesystem(c.Snapshotter)
 	s.mu.Lock()
 	b, ok := s.builtCtrMetrics[c.ID]
 	s.mu.Unlock()
-	if ok && b.sampleAt.Equal(u.at) && b.layer == layer && b.fs == fs && b.res == st.Resources {
+	if ok && b.sampleAt.Equal(u.at) && b.layer == layer && b.fs == fs && b.res == c.Resources {
 		return b.out
 	}
 	image := c.Config.GetImage().GetUserSpecifiedImage()
@@ -453,14 +449,10 @@ func (r *Runtime) containerMetricsOf(ctx context.Context, p *Pod, c *Container, 
 		image = c.ImageName
 	}
 	md := p.Config.GetMetadata()
-	out := &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: r.metrics.containerMetrics(ctrMetricsIn{
+	out := &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: s.metrics.containerMetrics(ctrMetricsIn{
 		labels: []string{md.GetName(), md.GetNamespace(), c.Config.GetMetadata().GetName(), c.ID, image},
-		u:      u, startedAt: st.StartedAt, res: st.Resources, layer: layer, fs: fs,
+		u:      u, startedAt: c.Task.StartedAt, res: c.Resources, layer: layer, fs: fs,
 	})}
-	if r.store.containerExact(c.ID) != nil {
-		s.mu.Lock()
-		s.builtCtrMetrics[c.ID] = builtContainerMetrics{sampleAt: u.at, layer: layer, fs: fs, res: st.Resources, out: out}
-		s.mu.Unlock()
-	}
+	keep(s, s.builtCtrMetrics, c.ID, builtContainerMetrics{sampleAt: u.at, layer: layer, fs: fs, res: c.Resources, out: out})
 	return out
 }

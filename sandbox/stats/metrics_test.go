@@ -1,4 +1,4 @@
-package sandbox
+package stats
 
 import (
 	"context"
@@ -398,9 +398,9 @@ func TestSpecOf(t *testing.T) {
 }
 
 func TestPodNetMetrics(t *testing.T) {
-	n := &podNet{usage: &runtimeapi.NetworkUsage{Timestamp: 42}, links: []linkCounters{
-		{name: "eth0", rxBytes: 1, rxPackets: 2, rxErrors: 3, rxDropped: 4, txBytes: 5, txPackets: 6, txErrors: 7, txDropped: 8},
-		{name: "net1", rxBytes: 10},
+	n := &podNet{usage: &runtimeapi.NetworkUsage{Timestamp: 42}, links: []Link{
+		{Name: "eth0", RxBytes: 1, RxPackets: 2, RxErrors: 3, RxDropped: 4, TxBytes: 5, TxPackets: 6, TxErrors: 7, TxDropped: 8},
+		{Name: "net1", RxBytes: 10},
 	}}
 	base := []string{"web-0", "shop", "", "pod1", ""}
 	got := checkMetrics(t, newMetricSet(false, false), base, podNetMetrics(base, n))
@@ -479,49 +479,49 @@ func TestUsageOfShimMetrics(t *testing.T) {
 func TestPodMetricsBuiltOncePerSample(t *testing.T) {
 	ctx := context.Background()
 	f := newStatsFixture(t, 10*time.Second, time.Now().Add(-time.Second))
-	p := f.r.store.podExact("pod1")
-	p.Config = &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "web-0", Namespace: "shop"}}
-	c := f.r.store.containerExact("c1")
-	c.Config = &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "nginx"},
-		Image: &runtimeapi.ImageSpec{Image: "sha256:abc", UserSpecifiedImage: "nginx:1.27"}}
-	f.r.layers.entries["c1"] = &layerUsage{usage: &runtimeapi.FilesystemUsage{Timestamp: 1, UsedBytes: &runtimeapi.UInt64Value{Value: 7}}, at: time.Now()}
+	f.src.pods[0].Config = &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "web-0", Namespace: "shop"}}
+	f.src.setContainer("pod1", "c1", func(c *Container) {
+		c.Config = &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "nginx"},
+			Image: &runtimeapi.ImageSpec{Image: "sha256:abc", UserSpecifiedImage: "nginx:1.27"}}
+	})
+	f.s.layers.entries["c1"] = &layerUsage{usage: &runtimeapi.FilesystemUsage{Timestamp: 1, UsedBytes: &runtimeapi.UInt64Value{Value: 7}}, at: time.Now()}
 	f.setCPU(t, 2_000_000_000)
 
-	first, err := f.r.PodMetrics(ctx)
+	first, err := f.s.PodMetrics(ctx)
 	if err != nil || len(first) != 1 || len(first[0].ContainerMetrics) != 1 || first[0].PodSandboxId != "pod1" {
 		t.Fatalf("PodMetrics = %v, %v", first, err)
 	}
 	cm := first[0].ContainerMetrics[0]
-	values := checkMetrics(t, f.r.metrics, []string{"web-0", "shop", "nginx", "c1", "nginx:1.27"}, cm.Metrics)
+	values := checkMetrics(t, f.s.metrics, []string{"web-0", "shop", "nginx", "c1", "nginx:1.27"}, cm.Metrics)
 	if cm.ContainerId != "c1" || values["container_cpu_usage_seconds_total{total}"] != 2 || values["container_fs_usage_bytes{}"] != 7 {
 		t.Errorf("container metrics %v", values)
 	}
-	again, _ := f.r.PodMetrics(ctx)
+	again, _ := f.s.PodMetrics(ctx)
 	if again[0] != first[0] {
 		t.Error("metrics rebuilt without a new sample")
 	}
 	// New limits (UpdateContainerResources) show without a new sample.
-	st := f.r.store.containerStatusOf(c)
-	st.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 30}
-	f.r.store.setContainerStatus(c, st)
-	updated, _ := f.r.PodMetrics(ctx)
-	if v := checkMetrics(t, f.r.metrics, cm.Metrics[0].LabelValues[:5], updated[0].ContainerMetrics[0].Metrics); v["container_spec_memory_limit_bytes{}"] != 1<<30 ||
+	f.src.setContainer("pod1", "c1", func(c *Container) {
+		c.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 30}
+	})
+	updated, _ := f.s.PodMetrics(ctx)
+	if v := checkMetrics(t, f.s.metrics, cm.Metrics[0].LabelValues[:5], updated[0].ContainerMetrics[0].Metrics); v["container_spec_memory_limit_bytes{}"] != 1<<30 ||
 		v["container_cpu_usage_seconds_total{total}"] != 2 {
 		t.Errorf("after an update of resources: %v", v)
 	}
 	time.Sleep(5 * time.Millisecond)
 	f.setCPU(t, 5_000_000_000)
 	f.s.collect(nil)
-	next, _ := f.r.PodMetrics(ctx)
+	next, _ := f.s.PodMetrics(ctx)
 	if next[0] == first[0] || next[0].ContainerMetrics[0] == cm {
 		t.Fatal("metrics not rebuilt after a new sample")
 	}
-	if v := checkMetrics(t, f.r.metrics, cm.Metrics[0].LabelValues[:5], next[0].ContainerMetrics[0].Metrics); v["container_cpu_usage_seconds_total{total}"] != 5 {
+	if v := checkMetrics(t, f.s.metrics, cm.Metrics[0].LabelValues[:5], next[0].ContainerMetrics[0].Metrics); v["container_cpu_usage_seconds_total{total}"] != 5 {
 		t.Errorf("after a new sample: %v", v)
 	}
-	f.r.store.deleteContainer("c1")
-	f.s.forget("c1")
-	f.s.forget("pod1")
+	f.src.removeContainer("pod1", "c1")
+	f.s.Forget("c1")
+	f.s.Forget("pod1")
 	if len(f.s.builtCtrMetrics) != 0 || len(f.s.builtPodMetrics) != 0 {
 		t.Errorf("forgotten metrics kept: %v %v", f.s.builtCtrMetrics, f.s.builtPodMetrics)
 	}
