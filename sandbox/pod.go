@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"sync"
 	"syscall"
 	"time"
@@ -536,6 +537,16 @@ func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 	}
 	if err := podns.RemoveFiles(r.podDir(p.ID)); err != nil {
 		return fmt.Errorf("remove pod %s: %w", p.ID, err)
+	}
+	// A container whose start was cut short by containerd's death can get
+	// its cgroup after its removal cleaned up: the shim goes on with the
+	// OCI runtime's create (chaos suite, a loaded machine). Its pod's
+	// parent is where it is.
+	if r.cgroupDriver == cgroups.DriverCgroupfs {
+		r.cgroupHost.RemoveLeftoverChildren(path.Dir(p.CgroupsPath), func(id string) bool {
+			_, err := r.store.container(id)
+			return err == nil || r.store.podExact(id) != nil
+		})
 	}
 	r.store.removeCheckpoints("pods", p.ID)
 	r.store.deletePod(p.ID)

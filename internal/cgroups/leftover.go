@@ -53,6 +53,49 @@ func (h *Host) RemoveLeftover(path string) {
 	}
 }
 
+// RemoveLeftoverChildren removes the leftover cgroups (RemoveLeftover)
+// directly below the cgroupfs parent that are named like a container id (64
+// lower-case hex digits) and that live does not claim: those a container's
+// cut-short start made after its removal had already cleaned up (the shim
+// carries on with the OCI runtime's create while containerd is down). The
+// caller passes the parent of a pod it has just removed, and live reports
+// the ids it still runs (pods and containers), so a directory of another
+// pod's container below a shared parent is never touched.
+func (h *Host) RemoveLeftoverChildren(parent string, live func(id string) bool) {
+	if !strings.HasPrefix(parent, "/") || strings.Contains(parent, "..") {
+		return
+	}
+	seen := map[string]bool{}
+	for _, d := range h.Dirs(parent) {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if !e.IsDir() || seen[name] || !isContainerID(name) || live(name) {
+				continue
+			}
+			seen[name] = true
+			h.RemoveLeftover(filepath.Join(parent, name))
+		}
+	}
+}
+
+// isContainerID reports whether name has the form of the ids accel-cri
+// gives pods and containers.
+func isContainerID(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	for _, c := range name {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // KillProcs SIGKILLs the processes listed in a cgroup directory (its
 // cgroup.procs; never PID 1).
 func KillProcs(dir string) {

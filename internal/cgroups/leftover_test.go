@@ -55,6 +55,40 @@ func TestRemoveLeftover(t *testing.T) {
 	}
 }
 
+func TestRemoveLeftoverChildren(t *testing.T) {
+	h, root := tempHost(t, "cpu", "memory")
+	gone := strings.Repeat("a", 64)  // a removed container's leftover
+	alive := strings.Repeat("b", 64) // a container still running
+	busy := strings.Repeat("c", 64)  // a leftover still holding a process
+	for _, c := range []string{"cpu", "memory"} {
+		mkdirs(t, filepath.Join(root, c, "pods", "p1", gone), filepath.Join(root, c, "pods", "p1", alive),
+			filepath.Join(root, c, "pods", "p1", "not-an-id"), filepath.Join(root, c, "pods", "p1", busy))
+	}
+	if err := os.WriteFile(filepath.Join(root, "memory", "pods", "p1", busy, "tasks"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.RemoveLeftoverChildren("/pods/p1", func(id string) bool { return id == alive })
+	for _, c := range []string{"cpu", "memory"} {
+		if _, err := os.Stat(filepath.Join(root, c, "pods", "p1", gone)); !os.IsNotExist(err) {
+			t.Errorf("%s: leftover not removed: %v", c, err)
+		}
+		for _, keep := range []string{alive, "not-an-id"} {
+			if _, err := os.Stat(filepath.Join(root, c, "pods", "p1", keep)); err != nil {
+				t.Errorf("%s: %s removed: %v", c, keep, err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "cpu", "pods", "p1", busy)); !os.IsNotExist(err) {
+		t.Errorf("empty leftover in cpu not removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "memory", "pods", "p1", busy)); err != nil {
+		t.Errorf("busy cgroup removed: %v", err)
+	}
+	for _, bad := range []string{"pods.slice", "/pods/../x"} {
+		h.RemoveLeftoverChildren(bad, func(string) bool { return false }) // nothing to do
+	}
+}
+
 // The leak-check helpers see only what is below the parent they are given.
 func TestWalkLeftoversRemoveTrees(t *testing.T) {
 	h, root := tempHost(t, "cpu", "memory")
