@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // Labels on accel-cri's containerd containers.
@@ -61,7 +62,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 	// A user namespace the handler cannot run is refused before anything
 	// is made.
-	uids, gids, err := podUsernsMappings(cfg, h.features.UserNamespaces)
+	uids, gids, err := spec.PodUsernsMappings(cfg, h.features.UserNamespaces)
 	if err != nil {
 		return "", err
 	}
@@ -197,10 +198,9 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 
 	var ctr containerd.Container
 	if infra {
-		specOpts, err := podSpecOpts(podSpecParams{
+		specOpts, err := r.specs.Pod(spec.Pod{
 			ID: id, Config: cfg, Image: img.Spec.Config, ImageName: r.sandboxImage, NetNSPath: meta.NetNSPath,
-			CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler,
-			UsernsSupported: h.features.UserNamespaces, UsernsPath: meta.Pinned.User,
+			CgroupsPath: meta.CgroupsPath, Handler: specHandler(handler, h), UsernsPath: meta.Pinned.User,
 			PassedAnnotations: passAnnotations(cfg.GetAnnotations(), h.podAnnotations),
 		})
 		if err != nil {
@@ -208,7 +208,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		}
 		ctr, err = r.client.NewContainer(ctx, id,
 			r.withRootfsSnapshot(id, img, cimg, rootfsRemapOpts(uids, gids)),
-			containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
+			containerd.WithNewSpec(specOpts...),
 			containerd.WithRuntime(h.runtimeType, h.options),
 			containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
 			containerd.WithContainerExtension(extPodMeta, &meta),

@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // A runc shim can outlive everything that knows it. containerd creates the
@@ -51,7 +53,7 @@ const runcShimBinary = "containerd-shim-runc-v2"
 // Annotations the runc shim groups tasks by (its manager's groupLabels, in
 // its order): tasks of one group share the shim listening on the group's
 // socket.
-var shimGroupAnnotations = []string{"io.containerd.runc.v2.group", AnnotationSandboxID}
+var shimGroupAnnotations = []string{"io.containerd.runc.v2.group", spec.AnnotationSandboxID}
 
 // procRoot is where procfs is mounted.
 const procRoot = "/proc"

@@ -17,6 +17,8 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // The fake shims below are this test binary started again with a shim's
@@ -132,7 +134,7 @@ func (e *reapEnv) bundle(t *testing.T, id, group, socket string) string {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	spec := `{"annotations":{"` + AnnotationSandboxID + `":"` + group + `"}}`
+	spec := `{"annotations":{"` + spec.AnnotationSandboxID + `":"` + group + `"}}`
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(spec), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/netns"
-	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/pkg/sys"
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
@@ -21,9 +18,9 @@ import (
 )
 
 // This file holds what a pod with a user namespace of its own (hostUsers:
-// false) needs besides the namespace in its specs (spec_namespaces.go) and
-// the idmapped bind mounts (spec_mounts.go). Each piece is what containerd's
-// CRI does (internal/cri/server):
+// false) needs besides the namespace in its specs and the idmapped bind
+// mounts (sandbox/spec builds both). Each piece is what containerd's CRI
+// does (internal/cri/server):
 //
 //   - The pod network namespace is made inside a new user namespace with
 //     the pod's mappings, and the pause container joins that user namespace
@@ -39,7 +36,8 @@ import (
 //     shifted owners once per image and mapping.
 //   - With the host network, /sys is bound from the host read-only: the host
 //     network namespace is not the pod root's, so sysfs cannot be mounted
-//     (container_create.go, podsandbox/sandbox_run_linux.go).
+//     (container_create.go, podsandbox/sandbox_run_linux.go); sandbox/spec
+//     does that in the spec.
 //   - The pipes of a container's stdio belong to its user as seen from the
 //     host (container_start_linux.go updateContainerIOOwner).
 
@@ -48,19 +46,6 @@ import (
 // an absent option is the host's too, while POD is the zero value.)
 func ownUserns(u *runtimeapi.UserNamespace) bool {
 	return u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD
-}
-
-// podUsernsMappings returns the mappings of the pod's own user namespace
-// (nil for a pod in the host's) once it is known the handler can run it.
-func podUsernsMappings(cfg *runtimeapi.PodSandboxConfig, supported bool) (uids, gids []runtimespec.LinuxIDMapping, err error) {
-	uids, gids, err = usernsMappings(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
-	if err != nil || uids == nil {
-		return nil, nil, err
-	}
-	if !supported {
-		return nil, nil, errUsernsUnsupported
-	}
-	return uids, gids, nil
 }
 
 // rootfsRemapOpts are the snapshot options of the root filesystem of a
@@ -83,7 +68,7 @@ func idMapString(m runtimespec.LinuxIDMapping) string {
 
 // newPodNetNSInUserns creates a pod network namespace, bind-mounted under
 // baseDir like NewPodNetNS, whose owner is a new user namespace with the
-// mappings uid and gid (the pod's: usernsMappings allows one of each).
+// mappings uid and gid (the pod's: spec.UsernsMappings allows one of each).
 // pinNetNSOwner keeps that user namespace for the pause container to join.
 func newPodNetNSInUserns(baseDir string, uid, gid runtimespec.LinuxIDMapping) (string, error) {
 	var path string
@@ -140,27 +125,6 @@ func pinNetNSOwner(netnsPath, podDir string) (_ string, retErr error) {
 		return "", fmt.Errorf("pin user namespace of %s at %s: %w", netnsPath, path, err)
 	}
 	return path, nil
-}
-
-// withHostSys replaces the sysfs mount at /sys with a read-only bind of the
-// host's /sys, for a user-namespaced pod on the host network.
-func withHostSys() oci.SpecOpts {
-	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		bind := runtimespec.Mount{
-			Destination: "/sys",
-			Type:        "bind",
-			Source:      "/sys",
-			Options:     []string{"rbind", "rro", "nosuid", "nodev", "noexec"},
-		}
-		// In place: mounts below /sys (the cgroup filesystem) come later.
-		i := slices.IndexFunc(s.Mounts, func(m runtimespec.Mount) bool { return filepath.Clean(m.Destination) == "/sys" })
-		if i < 0 {
-			s.Mounts = append(s.Mounts, bind)
-			return nil
-		}
-		s.Mounts[i] = bind
-		return nil
-	}
 }
 
 // toHostID maps an id inside a user namespace to the host's.

@@ -14,6 +14,8 @@ import (
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 func TestRootfsRemapOpts(t *testing.T) {
@@ -111,7 +113,7 @@ func TestPodUsernsMappings(t *testing.T) {
 		{desc: "bad mapping wins over support", cfg: pod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: idm}), wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			uids, gids, err := podUsernsMappings(tc.cfg, tc.supported)
+			uids, gids, err := spec.PodUsernsMappings(tc.cfg, tc.supported)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}

@@ -1,23 +1,80 @@
-package sandbox
+package spec
 
 import (
 	"fmt"
 
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// containerSpecOpts builds an app container's spec options, to be applied
-// on containerd's default spec (containerd.WithNewSpec) after the
-// container's snapshot exists (containerd.WithNewSnapshot): users and groups
-// may be looked up in the image's /etc/passwd and /etc/group.
-//
-// Building the options checks everything it can first; its only host side
-// effect, last, is creating missing host paths of CRI mounts (as containerd
-// does). Applying them reads the rootfs and /dev (privileged containers).
-func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
+// Container is what an app container's spec is built from: the CRI configs
+// and what the core decided for this container.
+type Container struct {
+	ID        string
+	SandboxID string
+	PodConfig *runtimeapi.PodSandboxConfig
+	Config    *runtimeapi.ContainerConfig
+	// Image is the container image's config; ImageName the reference the
+	// container was created with (annotation).
+	Image     ocispec.ImageConfig
+	ImageName string
+	// SandboxPID is the pause task's pid: the container joins its
+	// namespaces through /proc/<pid>/ns/* (ipc, uts, pid when POD).
+	SandboxPID uint32
+	// Pinned are the namespaces of a pod without a pause process.
+	Pinned Pinned
+	// TargetPID is the pid of the target container for NamespaceMode_TARGET.
+	TargetPID uint32
+	// NetNSPath is the pod's network namespace; "" for host network pods.
+	NetNSPath string
+	// Pod files bind-mounted into each container (unless the container
+	// mounts something at that path itself). ShmPath is "" for pods that
+	// share the host IPC namespace (the host /dev/shm is used then).
+	HostnamePath, HostsPath, ResolvPath, ShmPath string
+	// CgroupsPath is the container's cgroup.
+	CgroupsPath string
+	// Handler is the pod's runtime handler.
+	Handler Handler
+	// PassedAnnotations are the pod and container annotations the handler
+	// lets into the OCI spec; the CRI annotations win.
+	PassedAnnotations map[string]string
+}
+
+// Plan is an app container's spec, checked, whose host side the core
+// prepares before the spec is applied: the sources of its bind mounts and
+// the AppArmor profile it uses.
+type Plan struct {
+	binds    []*Bind
+	appArmor string
+	opts     []oci.SpecOpts
+}
+
+// Binds are the container's bind mounts; the core gives each its Source
+// (and LayersIDMapped) before the options are applied.
+func (p *Plan) Binds() []*Bind { return p.binds }
+
+// AppArmorProfile is accel-cri's default AppArmor profile when the spec
+// uses it, for the core to load first (apparmor.LoadDefaultProfile); ""
+// otherwise.
+func (p *Plan) AppArmorProfile() string { return p.appArmor }
+
+// Opts are the spec options, to be applied on containerd's default spec
+// (containerd.WithNewSpec) after the container's snapshot exists
+// (containerd.WithNewSnapshot): users and groups are looked up in the
+// image's /etc/passwd and /etc/group. The last one keeps the finished spec
+// in *dst (when dst is not nil), so the core has the spec containerd
+// stores without reading it back.
+func (p *Plan) Opts(dst **runtimespec.Spec) []oci.SpecOpts {
+	opts := append([]oci.SpecOpts(nil), p.opts...)
+	return append(opts, record(dst))
+}
+
+// Container checks an app container's request and plans its spec. It
+// checks everything it can and changes nothing on the host.
+func (b *Builder) Container(p Container) (*Plan, error) {
 	cfg := p.Config
 	sc := cfg.GetLinux().GetSecurityContext()
 	podSC := p.PodConfig.GetLinux().GetSecurityContext()
@@ -26,7 +83,7 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 		return nil, fmt.Errorf("%w: a privileged container needs a privileged pod", errdefs.ErrInvalidArgument)
 	}
 
-	hostname, err := podHostname(p.PodConfig)
+	hostname, err := b.podHostname(p.PodConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -42,28 +99,29 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.CgroupV2 && !privileged {
+	if b.host.CgroupV2 && !privileged {
 		// A cgroup namespace hides the host's cgroup tree (containerd does
 		// the same on v2; on v1 it breaks tools that expect the full tree).
 		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.CgroupNamespace})
 	}
-	userns, err := containerUsernsOpt(podSC.GetNamespaceOptions().GetUsernsOptions(), sc.GetNamespaceOptions().GetUsernsOptions(), p.SandboxPID, p.UsernsSupported)
+	userns, err := containerUsernsOpt(podSC.GetNamespaceOptions().GetUsernsOptions(), sc.GetNamespaceOptions().GetUsernsOptions(), p.SandboxPID, p.Handler.UserNamespaces)
 	if err != nil {
 		return nil, err
 	}
-	binds, err := planContainerMounts(p)
+	binds, err := planMounts(p)
 	if err != nil {
 		return nil, err
 	}
-	devs, err := resolveDevices(cfg.GetDevices())
+	devs, err := b.resolveDevices(cfg.GetDevices())
 	if err != nil {
 		return nil, err
 	}
-	cdiNames, err := cdiDeviceNames(cfg, p.CDI)
+	cdiNames, err := cdiDeviceNames(cfg, b.host.CDI)
 	if err != nil {
 		return nil, err
 	}
 	var caps *runtimespec.LinuxCapabilities
+	var hostDevs []runtimespec.LinuxDevice
 	if privileged {
 		// Privileged containers get all capabilities; the names must still
 		// be valid.
@@ -80,24 +138,25 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 				return nil, err
 			}
 		}
-	} else if caps, err = containerCapabilities(sc.GetCapabilities()); err != nil {
+		if !p.Handler.NoHostDevices {
+			if hostDevs, err = b.host.Devices(); err != nil {
+				return nil, fmt.Errorf("list host devices: %w", err)
+			}
+		}
+	} else if caps, err = containerCapabilities(sc.GetCapabilities(), b.host.Capabilities); err != nil {
 		return nil, err
 	}
-	armor, err := appArmorOpt(sc, p.AppArmorEnabled)
+	armor, armorProfile, err := appArmorOpt(sc, b.host.AppArmor)
 	if err != nil {
 		return nil, err
 	}
-	sec, err := seccompOpt("security_context.seccomp", sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged)
+	sec, err := b.seccompOpt("security_context.seccomp", sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged)
 	if err != nil {
 		return nil, err
 	}
 	res := cfg.GetLinux().GetResources()
-	resources, err := withContainerResources(res, resourceFacts{cgroupV2: p.CgroupV2, swap: p.SwapAvailable, hugetlb: p.HugetlbAvailable})
+	resources, err := b.withContainerResources(res)
 	if err != nil {
-		return nil, err
-	}
-	// Last: the only step that changes the host.
-	if err := resolveMountSources(binds, privileged); err != nil {
 		return nil, err
 	}
 
@@ -117,13 +176,14 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 		withBindMounts(binds),
 		withProcPaths(sc),
 		withDevices(devs),
-		withCDIDevices(p.CDI, cdiNames), // after the user: groups and node owners follow it
+		withCDIDevices(b.host.CDI, cdiNames), // after the user: groups and node owners follow it
 	)
-	if p.DeviceOwnershipFromSecurityContext {
+	if b.host.DeviceOwnershipFromSecurityContext {
 		opts = append(opts, withDeviceOwner(devs))
 	}
 	if privileged {
-		opts = append(opts, withPrivileged(!p.NoHostDevices)) // after mounts (cgroupfs rw) and devices
+		// After mounts (cgroupfs rw) and devices.
+		opts = append(opts, withPrivileged(b.host.Capabilities, hostDevs, !p.Handler.NoHostDevices))
 	} else {
 		opts = append(opts, withCapabilities(caps))
 	}
@@ -134,7 +194,7 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 		withNoNewPrivileges(sc.GetNoNewPrivs()),
 		withRootfsReadonly(sc.GetReadonlyRootfs()),
 		withCgroupsPath(p.CgroupsPath),
-		withOOMScoreAdj(int(res.GetOomScoreAdj()), p.OOM),
+		withOOMScoreAdj(int(res.GetOomScoreAdj()), b.host.OOM),
 	)
 	if resources != nil {
 		opts = append(opts, resources)
@@ -143,5 +203,8 @@ func containerSpecOpts(p containerSpecParams) ([]oci.SpecOpts, error) {
 		opts = append(opts, sec) // after the capabilities: the default profile reads them
 	}
 	opts = append(opts, oci.WithAnnotations(containerAnnotations(p)))
-	return opts, nil
+	if p.Handler.SpecVersion != "" {
+		opts = append(opts, withSpecVersion(p.Handler.SpecVersion))
+	}
+	return &Plan{binds: binds, appArmor: armorProfile, opts: opts}, nil
 }

@@ -1,15 +1,20 @@
-package sandbox
+package spec
 
 import (
 	"context"
-	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cap"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/accel-cri/accel-cri/devices"
+	"github.com/accel-cri/accel-cri/internal/testutil"
 )
 
 // Shared helpers of the spec builder tests.
@@ -17,6 +22,44 @@ import (
 func testCtx() context.Context {
 	return namespaces.WithNamespace(context.Background(), "accel-cri")
 }
+
+// testHost is a Host over this machine, as the core fills it (the test
+// process's capabilities, /dev, os.Hostname), with no cgroup controllers,
+// AppArmor, OOM range or CDI; each change edits it.
+func testHost(t *testing.T, change ...func(*Host)) Host {
+	t.Helper()
+	caps, err := cap.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Host{
+		Capabilities: caps,
+		Hostname:     os.Hostname,
+		DeviceNode:   devNode("/dev"),
+		Devices:      oci.HostDevices,
+		Open:         func(p string) (io.ReadCloser, error) { return os.Open(p) },
+	}
+	for _, c := range change {
+		c(&h)
+	}
+	return h
+}
+
+// testBuilder is a builder over testHost(t, change...).
+func testBuilder(t *testing.T, change ...func(*Host)) *Builder {
+	t.Helper()
+	return New(testHost(t, change...))
+}
+
+// devNode resolves CRI device nodes below root.
+func devNode(root string) func(string) (string, devices.NodeInfo, error) {
+	return func(p string) (string, devices.NodeInfo, error) { return devices.ResolveNode(root, p) }
+}
+
+// oomFloor is a host's OOM score range whose minimum is the value.
+type oomFloor int
+
+func (f oomFloor) Clamp(want int) int { return max(min(max(want, -1000), 1000), int(f)) }
 
 // applySpec applies opts to containerd's default spec, as
 // containerd.WithNewSpec does, for a container without a snapshot (user
@@ -34,6 +77,29 @@ func mustApply(t *testing.T, opts ...oci.SpecOpts) *oci.Spec {
 		t.Fatalf("apply spec opts: %v", err)
 	}
 	return s
+}
+
+// resolveBinds stands in for the core: each bind's source is its host path
+// as it is (image volumes keep what the test gave them).
+func resolveBinds(binds []*Bind) {
+	for _, b := range binds {
+		if !b.ImageVolume {
+			b.Source = b.HostPath
+		}
+	}
+}
+
+// applyPlan applies a container's plan over testRootfs, its binds resolved
+// by resolveBinds, and checks that the last option kept the spec.
+func applyPlan(t *testing.T, plan *Plan) (*oci.Spec, error) {
+	t.Helper()
+	resolveBinds(plan.Binds())
+	var kept *runtimespec.Spec
+	s, err := applySpec(t, append([]oci.SpecOpts{oci.WithRootFSPath(testRootfs(t))}, plan.Opts(&kept)...)...)
+	if err == nil && kept != s {
+		t.Fatal("the last option did not keep the spec")
+	}
+	return s, err
 }
 
 // testRootfs makes an image rootfs with /etc/passwd and /etc/group.
@@ -55,23 +121,8 @@ func testRootfs(t *testing.T) string {
 	return root
 }
 
-// checkErr fails unless err matches want: nil wants no error, else
-// errors.Is(err, want).
+// checkErr fails unless err matches want (testutil.CheckErr).
 func checkErr(t *testing.T, err, want error) bool {
 	t.Helper()
-	switch {
-	case want == nil && err != nil:
-		t.Fatalf("unexpected error: %v", err)
-	case want != nil && err == nil:
-		t.Fatalf("want error %v, got none", want)
-	case want != nil && !errors.Is(err, want):
-		t.Fatalf("want error %v, got %v", want, err)
-	}
-	return err == nil
-}
-
-// addShownPod adds p to s as RunPodSandbox leaves a pod it finished.
-func addShownPod(s *store, p *Pod) {
-	s.addPod(p)
-	s.showPod(p)
+	return testutil.CheckErr(t, err, want)
 }

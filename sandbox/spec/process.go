@@ -1,9 +1,8 @@
-package sandbox
+package spec
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,14 +115,14 @@ func containerEnv(c *runtimeapi.ContainerConfig, img ocispec.ImageConfig, hostna
 
 // podHostname is the HOSTNAME a container of the pod sees: the pod's
 // hostname, or the node's for pods that do not set one.
-func podHostname(pod *runtimeapi.PodSandboxConfig) (string, error) {
+func (b *Builder) podHostname(pod *runtimeapi.PodSandboxConfig) (string, error) {
 	if h := pod.GetHostname(); h != "" {
 		if err := checkHostname(h); err != nil {
 			return "", err
 		}
 		return h, nil
 	}
-	h, err := os.Hostname()
+	h, err := b.host.Hostname()
 	if err != nil {
 		return "", fmt.Errorf("get node hostname: %w", err)
 	}
@@ -217,7 +216,7 @@ func withPodUser(sc *runtimeapi.LinuxSandboxSecurityContext, img ocispec.ImageCo
 // groups; Strict uses only the CRI supplemental groups (the primary group is
 // run_as_group, or the user's group from /etc/passwd).
 //
-// Name lookups read the container's rootfs: the lead applies these opts
+// Name lookups read the container's rootfs: the core applies these opts
 // after containerd.WithNewSnapshot (or with an absolute spec.Root.Path and
 // no snapshot, as the tests do).
 func withContainerUser(sc *runtimeapi.LinuxContainerSecurityContext, img ocispec.ImageConfig) (oci.SpecOpts, error) {

@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"fmt"
@@ -10,42 +10,6 @@ import (
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
-
-func TestCgroupsPath(t *testing.T) {
-	for _, tc := range []struct {
-		desc, driver, parent, id string
-		want                     string
-		wantErr                  error
-	}{
-		{desc: "cgroupfs", driver: "cgroupfs", parent: "/kubepods/burstable/pod1", id: "abc", want: "/kubepods/burstable/pod1/abc"},
-		{desc: "cgroupfs root parent", driver: "cgroupfs", parent: "/", id: "abc", want: "/abc"},
-		{desc: "cgroupfs no parent", driver: "cgroupfs", id: "abc", want: "/accel-cri/abc"},
-		{desc: "cgroupfs relative", driver: "cgroupfs", parent: "kubepods/pod1", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "cgroupfs dot dot", driver: "cgroupfs", parent: "/kubepods/../etc", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "cgroupfs unclean", driver: "cgroupfs", parent: "/kubepods//pod1/", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "cgroupfs newline", driver: "cgroupfs", parent: "/kubepods\n", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "systemd slice", driver: "systemd", parent: "kubepods-besteffort-pod123.slice", id: "abc", want: "kubepods-besteffort-pod123.slice:accel-cri:abc"},
-		{desc: "systemd slice path", driver: "systemd", parent: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice", id: "abc", want: "kubepods-besteffort-pod1.slice:accel-cri:abc"},
-		{desc: "systemd no parent", driver: "systemd", id: "abc", want: "system.slice:accel-cri:abc"},
-		{desc: "systemd not a slice", driver: "systemd", parent: "kubepods", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "systemd cgroupfs style path", driver: "systemd", parent: "/kubepods/burstable", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "systemd relative slice path", driver: "systemd", parent: "a.slice/b.slice", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "systemd dot dot", driver: "systemd", parent: "/a.slice/../b.slice", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "systemd colon", driver: "systemd", parent: "a:b.slice", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "systemd bare suffix", driver: "systemd", parent: ".slice", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "systemd dots", driver: "systemd", parent: "...slice", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "bad id", driver: "cgroupfs", parent: "/kubepods", id: "../x", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "empty id", driver: "systemd", id: "", wantErr: errdefs.ErrInvalidArgument},
-		{desc: "unknown driver", driver: "cgroupv3", id: "abc", wantErr: errdefs.ErrInvalidArgument},
-	} {
-		t.Run(tc.desc, func(t *testing.T) {
-			got, err := cgroupsPath(tc.driver, tc.parent, tc.id)
-			if checkErr(t, err, tc.wantErr) && got != tc.want {
-				t.Errorf("cgroupsPath = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
 
 func TestSpecContainerResources(t *testing.T) {
 	u64 := func(v uint64) *uint64 { return &v }
@@ -59,7 +23,7 @@ func TestSpecContainerResources(t *testing.T) {
 	for _, tc := range []struct {
 		desc     string
 		res      *runtimeapi.LinuxContainerResources
-		facts    resourceFacts
+		host     Host
 		wantCPU  *runtimespec.LinuxCPU
 		wantMem  *runtimespec.LinuxMemory
 		wantHuge []runtimespec.LinuxHugepageLimit
@@ -69,7 +33,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{
 			desc:     "all set, swap and hugetlb present",
 			res:      full,
-			facts:    resourceFacts{swap: true, hugetlb: true},
+			host:     Host{Swap: true, Hugetlb: true},
 			wantCPU:  &runtimespec.LinuxCPU{Period: u64(100000), Quota: i64(50000), Shares: u64(512), Cpus: "0-1", Mems: "0"},
 			wantMem:  &runtimespec.LinuxMemory{Limit: i64(64 << 20), Swap: i64(64 << 20)},
 			wantHuge: []runtimespec.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 << 20}},
@@ -83,7 +47,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{
 			desc:    "explicit swap",
 			res:     &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, MemorySwapLimitInBytes: 128 << 20},
-			facts:   resourceFacts{swap: true},
+			host:    Host{Swap: true},
 			wantCPU: &runtimespec.LinuxCPU{},
 			wantMem: &runtimespec.LinuxMemory{Limit: i64(64 << 20), Swap: i64(128 << 20)},
 		},
@@ -97,7 +61,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{
 			desc:    "unified on cgroup v2",
 			res:     &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1M"}},
-			facts:   resourceFacts{cgroupV2: true},
+			host:    Host{CgroupV2: true},
 			wantCPU: &runtimespec.LinuxCPU{},
 			wantMem: &runtimespec.LinuxMemory{},
 			wantUni: map[string]string{"memory.high": "1M"},
@@ -105,7 +69,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{desc: "negative shares", res: &runtimeapi.LinuxContainerResources{CpuShares: -2}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			opt, err := withContainerResources(tc.res, tc.facts)
+			opt, err := New(tc.host).withContainerResources(tc.res)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}
@@ -163,14 +127,14 @@ func TestSpecOOMScoreAdj(t *testing.T) {
 	for _, tc := range []struct {
 		desc    string
 		want    int
-		r       *OOMScoreRange
+		r       OOMScores
 		wantAdj int
 	}{
-		{desc: "restricted host raises negative values", want: -998, r: &OOMScoreRange{Min: 0, Restricted: true}, wantAdj: 0},
-		{desc: "restricted host keeps positive values", want: 500, r: &OOMScoreRange{Min: 0, Restricted: true}, wantAdj: 500},
-		{desc: "unrestricted host", want: -998, r: &OOMScoreRange{Min: -1000}, wantAdj: -998},
-		{desc: "out of range", want: 5000, r: &OOMScoreRange{Min: -1000}, wantAdj: 1000},
+		{desc: "restricted host raises negative values", want: -998, r: oomFloor(0), wantAdj: 0},
+		{desc: "restricted host keeps positive values", want: 500, r: oomFloor(0), wantAdj: 500},
+		{desc: "unrestricted host", want: -998, r: oomFloor(-1000), wantAdj: -998},
 		{desc: "no range", want: -2000, wantAdj: -1000},
+		{desc: "no range, out of range", want: 5000, wantAdj: 1000},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := mustApply(t, withOOMScoreAdj(tc.want, tc.r))
@@ -179,6 +143,23 @@ func TestSpecOOMScoreAdj(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSpecUpdateResources: UpdateContainerResources sets a stored spec's
+// limits and OOM score as CreateContainer does, and leaves the rest.
+func TestSpecUpdateResources(t *testing.T) {
+	b := New(Host{Swap: true, OOM: oomFloor(0)})
+	s := mustApply(t, withDevices([]containerDevice{{rule: runtimespec.LinuxDeviceCgroup{Allow: true, Access: "r"}}}))
+	s.Hostname = "kept"
+	if err := b.UpdateResources(s, &runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20, OomScoreAdj: -10}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.Linux.Resources
+	if *r.CPU.Shares != 512 || *r.Memory.Limit != 64<<20 || *r.Memory.Swap != 64<<20 || *s.Process.OOMScoreAdj != 0 || len(r.Devices) != 2 || s.Hostname != "kept" {
+		t.Errorf("resources %+v oom %d devices %v hostname %q", deref(r.CPU)+" "+deref(r.Memory), *s.Process.OOMScoreAdj, r.Devices, s.Hostname)
+	}
+	err := b.UpdateResources(s, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1"}})
+	checkErr(t, err, errdefs.ErrInvalidArgument)
 }
 
 func TestSpecSysctlsAndCgroup(t *testing.T) {
