@@ -99,6 +99,20 @@ func withSpecVersion(v string) oci.SpecOpts {
 	}
 }
 
+// baseOpts are the first options of a pause or app container's spec: the
+// CRI base, the process, its user and its namespaces; with a user
+// namespace (userns not nil) on the host network, the host's /sys.
+func baseOpts(process, user oci.SpecOpts, nss []runtimespec.LinuxNamespace, userns oci.SpecOpts, hostNetwork bool) []oci.SpecOpts {
+	opts := []oci.SpecOpts{withCRIBase(), process, user, withNamespaces(nss)}
+	if userns != nil {
+		opts = append(opts, userns)
+		if hostNetwork {
+			opts = append(opts, withHostSys())
+		}
+	}
+	return opts
+}
+
 // record is the last option of a spec: it keeps the finished spec in *dst,
 // the spec containerd stores, so the core need not read it back.
 func record(dst **runtimespec.Spec) oci.SpecOpts {

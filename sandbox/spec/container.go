@@ -160,18 +160,8 @@ func (b *Builder) Container(p Container) (*Plan, error) {
 		return nil, err
 	}
 
-	opts := []oci.SpecOpts{
-		withCRIBase(),
-		process,
-		user,
-		withNamespaces(nss),
-	}
-	if userns != nil {
-		opts = append(opts, userns)
-		if podSC.GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE {
-			opts = append(opts, withHostSys()) // before the binds: the cgroup mount goes below it
-		}
-	}
+	// The host's /sys goes before the binds: the cgroup mount goes below it.
+	opts := baseOpts(process, user, nss, userns, podSC.GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE)
 	opts = append(opts,
 		withBindMounts(binds),
 		withProcPaths(sc),

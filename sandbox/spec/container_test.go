@@ -2,6 +2,7 @@ package spec
 
 import (
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -154,6 +155,34 @@ func TestSpecContainer(t *testing.T) {
 					t.Errorf("%d mounts at /sys", n)
 				}
 			})
+		}
+	})
+	t.Run("planning changes nothing on the host", func(t *testing.T) {
+		p := testContainer(t)
+		missing := filepath.Join(t.TempDir(), "must-not-exist")
+		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: missing}}
+		plan, err := testBuilder(t).Container(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(missing); err == nil {
+			t.Error("the plan created a host path")
+		}
+		for _, b := range plan.Binds() {
+			if b.Source != "" {
+				t.Errorf("bind %s has a source before the core resolved it", b.Field)
+			}
+		}
+	})
+	t.Run("handler's spec version", func(t *testing.T) {
+		p := testContainer(t)
+		p.Handler.SpecVersion = "1.0.0"
+		s, err := applyContainer(t, testBuilder(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Version != "1.0.0" {
+			t.Errorf("ociVersion = %q, want the handler's", s.Version)
 		}
 	})
 	t.Run("privileged", func(t *testing.T) {

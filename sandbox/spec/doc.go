@@ -15,8 +15,9 @@
 // resolved, missing ones created; image volumes mounted) and the default
 // AppArmor profile (loaded). Applying the options reads the container's
 // root filesystem through containerd's client (users and groups from
-// /etc/passwd and /etc/group), and CDI devices are injected by the devices
-// package. The package never imports the sandbox core.
+// /etc/passwd and /etc/group), containerd's default seccomp profile asks
+// the kernel's version, and CDI devices are injected by the devices
+// package (its CDI cache). The package never imports the sandbox core.
 //
 // # Worked example
 //

@@ -76,18 +76,7 @@ func (b *Builder) Pod(p Pod) ([]oci.SpecOpts, error) {
 		return nil, fmt.Errorf("pod %w", err)
 	}
 
-	opts := []oci.SpecOpts{
-		withCRIBase(),
-		process,
-		user,
-		withNamespaces(nss),
-	}
-	if userns != nil {
-		opts = append(opts, userns)
-		if nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
-			opts = append(opts, withHostSys())
-		}
-	}
+	opts := baseOpts(process, user, nss, userns, nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE)
 	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE && cfg.GetHostname() != "" {
 		if err := checkHostname(cfg.GetHostname()); err != nil {
 			return nil, err

@@ -96,6 +96,16 @@ func TestSpecPod(t *testing.T) {
 			t.Errorf("annotations = %v, want %v", s.Annotations, want)
 		}
 	})
+	t.Run("handler's spec version", func(t *testing.T) {
+		p := testPod()
+		if s := s(t, p); s.Version != runtimespec.Version {
+			t.Errorf("ociVersion = %q, want %q", s.Version, runtimespec.Version)
+		}
+		p.Handler.SpecVersion = "1.0.2-dev"
+		if s := s(t, p); s.Version != "1.0.2-dev" {
+			t.Errorf("ociVersion = %q, want the handler's", s.Version)
+		}
+	})
 	t.Run("host network", func(t *testing.T) {
 		p := testPod()
 		p.NetNSPath = ""
