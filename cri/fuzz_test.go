@@ -10,7 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/accel-cri/accel-cri/sandbox"
+	"github.com/accel-cri/accel-cri/internal/testutil"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // The fuzz targets of this file feed protobuf wire bytes, as kubelet would
@@ -27,15 +28,6 @@ import (
 // maxFuzzInput bounds a fuzz input: validation of larger requests is
 // covered by the unit tests (size limits) and would only slow the fuzzer.
 const maxFuzzInput = 1 << 16
-
-func mustMarshal(t testing.TB, m proto.Message) []byte {
-	t.Helper()
-	b, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // checkRejection fails unless err is nil or an InvalidArgument naming a
 // field, and returns whether err is nil.
@@ -61,7 +53,7 @@ func sameAfterRoundTrip[M proto.Message](t *testing.T, m M, fresh func() M, vali
 	t.Helper()
 	err := validate(m)
 	again := fresh()
-	if uerr := proto.Unmarshal(mustMarshal(t, m), again); uerr != nil {
+	if uerr := proto.Unmarshal(testutil.Marshal(t, m), again); uerr != nil {
 		t.Fatalf("unmarshal of marshalled request: %v", uerr)
 	}
 	err2 := validate(again)
@@ -72,8 +64,8 @@ func sameAfterRoundTrip[M proto.Message](t *testing.T, m M, fresh func() M, vali
 }
 
 func FuzzValidatePodSandboxConfig(f *testing.F) {
-	f.Add(mustMarshal(f, validPod()))
-	f.Add(mustMarshal(f, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "a", Namespace: "b", Uid: "c"}}))
+	f.Add(testutil.Marshal(f, validPod()))
+	f.Add(testutil.Marshal(f, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "a", Namespace: "b", Uid: "c"}}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > maxFuzzInput {
@@ -119,13 +111,13 @@ func FuzzValidatePodSandboxConfig(f *testing.F) {
 }
 
 func FuzzValidateContainerConfig(f *testing.F) {
-	f.Add(mustMarshal(f, validContainer()), mustMarshal(f, validPod()))
-	f.Add(mustMarshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"}, LogPath: "a/0.log"}),
-		mustMarshal(f, &runtimeapi.PodSandboxConfig{LogDirectory: "/var/log/pods/x"}))
-	f.Add(mustMarshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+	f.Add(testutil.Marshal(f, validContainer()), testutil.Marshal(f, validPod()))
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"}, LogPath: "a/0.log"}),
+		testutil.Marshal(f, &runtimeapi.PodSandboxConfig{LogDirectory: "/var/log/pods/x"}))
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
 		Mounts: []*runtimeapi.Mount{{ContainerPath: "/m", HostPath: "/srv/m", MountOptions: []string{"noexec", "nodev", "nosuid"}}, {ContainerPath: "/n", HostPath: "/srv/n", MountOptions: []string{"exec", "noexec"}}}}),
 		[]byte{})
-	f.Add(mustMarshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "a"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
 		Mounts: []*runtimeapi.Mount{
 			{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}, Readonly: true, ImageSubPath: "etc"},
 			{ContainerPath: "/rw", Image: &runtimeapi.ImageSpec{Image: "busybox"}, ImageSubPath: "a/../../b"},
@@ -157,7 +149,7 @@ func FuzzValidateContainerConfig(f *testing.F) {
 			if hp := m.GetHostPath(); hp != "" && (!path.IsAbs(hp) || hasDotDot(hp)) {
 				t.Fatalf("accepted host path %q", hp)
 			}
-			if !privileged && !m.GetReadonly() && m.GetHostPath() != "" && sandbox.IsSensitiveHostPath(m.GetHostPath()) {
+			if !privileged && !m.GetReadonly() && m.GetHostPath() != "" && spec.IsSensitiveHostPath(m.GetHostPath()) {
 				t.Fatalf("accepted a writable mount of host %q in an unprivileged container", m.GetHostPath())
 			}
 			// Bind mount options may only take away from what the volume
@@ -214,9 +206,9 @@ func FuzzValidateContainerConfig(f *testing.F) {
 }
 
 func FuzzValidateLinuxResources(f *testing.F) {
-	f.Add(mustMarshal(f, validContainer().GetLinux().GetResources()))
-	f.Add(mustMarshal(f, &runtimeapi.LinuxContainerResources{CpuQuota: -1, MemorySwapLimitInBytes: -1, CpusetCpus: "0-3,5", Unified: map[string]string{"memory.high": "max"}}))
-	f.Add(mustMarshal(f, &runtimeapi.LinuxContainerResources{CpusetCpus: "9223372036854775807-0"}))
+	f.Add(testutil.Marshal(f, validContainer().GetLinux().GetResources()))
+	f.Add(testutil.Marshal(f, &runtimeapi.LinuxContainerResources{CpuQuota: -1, MemorySwapLimitInBytes: -1, CpusetCpus: "0-3,5", Unified: map[string]string{"memory.high": "max"}}))
+	f.Add(testutil.Marshal(f, &runtimeapi.LinuxContainerResources{CpusetCpus: "9223372036854775807-0"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > maxFuzzInput {
 			return
@@ -247,11 +239,11 @@ func FuzzValidateLinuxResources(f *testing.F) {
 // kind picks the request type the bytes are decoded as.
 func FuzzValidateRequests(f *testing.F) {
 	id := strings.Repeat("a", 64)
-	f.Add(uint8(0), mustMarshal(f, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"true"}, Timeout: 10}))
-	f.Add(uint8(1), mustMarshal(f, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sh"}, Stdin: true, Stdout: true, Tty: true}))
-	f.Add(uint8(2), mustMarshal(f, &runtimeapi.AttachRequest{ContainerId: id, Stdout: true, Stderr: true}))
-	f.Add(uint8(3), mustMarshal(f, &runtimeapi.PortForwardRequest{PodSandboxId: id, Port: []int32{80, 65535}}))
-	f.Add(uint8(4), mustMarshal(f, &runtimeapi.StopContainerRequest{ContainerId: "../../etc"}))
+	f.Add(uint8(0), testutil.Marshal(f, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"true"}, Timeout: 10}))
+	f.Add(uint8(1), testutil.Marshal(f, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sh"}, Stdin: true, Stdout: true, Tty: true}))
+	f.Add(uint8(2), testutil.Marshal(f, &runtimeapi.AttachRequest{ContainerId: id, Stdout: true, Stderr: true}))
+	f.Add(uint8(3), testutil.Marshal(f, &runtimeapi.PortForwardRequest{PodSandboxId: id, Port: []int32{80, 65535}}))
+	f.Add(uint8(4), testutil.Marshal(f, &runtimeapi.StopContainerRequest{ContainerId: "../../etc"}))
 	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
 		if len(data) > maxFuzzInput {
 			return

@@ -12,7 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/accel-cri/accel-cri/devices"
-	"github.com/accel-cri/accel-cri/sandbox"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // This file validates CreateContainer's config and the resources of
@@ -174,7 +174,7 @@ func checkMounts(mounts []*runtimeapi.Mount, privileged bool) error {
 			if err := checkAbsPath(field+".host_path", m.GetHostPath()); err != nil {
 				return err
 			}
-			if !privileged && !m.GetReadonly() && sandbox.IsSensitiveHostPath(m.GetHostPath()) {
+			if !privileged && !m.GetReadonly() && spec.IsSensitiveHostPath(m.GetHostPath()) {
 				return invalid("%s.host_path: %q may only be mounted read-only into an unprivileged container", field, m.GetHostPath())
 			}
 			if m.GetImageSubPath() != "" {
@@ -209,7 +209,7 @@ func checkMounts(mounts []*runtimeapi.Mount, privileged bool) error {
 var wideningMountOptions = []string{"dev", "suid", "exec", "rdev", "rsuid", "rexec", "defaults"}
 
 // checkMountOptions checks a mount's mount_options (CRI 1.37): each one of
-// sandbox.BindMountOptions (nodev, noexec, nosuid, exactly so spelled),
+// spec.BindMountOptions (nodev, noexec, nosuid, exactly so spelled),
 // each at most once, and only on a host path mount (Kubernetes refuses
 // bindMountOptions on image volumes). Duplicates are refused rather than
 // merged: the API server rejects them in bindMountOptions, so kubelet
@@ -226,13 +226,13 @@ func checkMountOptions(field string, m *runtimeapi.Mount) error {
 	if m.GetHostPath() == "" && m.GetImage().GetImage() != "" {
 		return invalid("%s.mount_options: not supported on image volumes", field)
 	}
-	allowed := strings.Join(sandbox.BindMountOptions(), ", ")
+	allowed := strings.Join(spec.BindMountOptions(), ", ")
 	for i, o := range opts {
 		f := fmt.Sprintf("%s.mount_options[%d]", field, i)
 		switch {
 		case o == "":
 			return invalid("%s: empty (want one of %s)", f, allowed)
-		case sandbox.IsBindMountOption(o):
+		case spec.IsBindMountOption(o):
 			if j := slices.Index(opts, o); j < i {
 				return invalid("%s: %q is also mount_options[%d]", f, o, j)
 			}

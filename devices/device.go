@@ -117,6 +117,36 @@ func StatNode(path string) (NodeInfo, error) {
 	return info, nil
 }
 
+// ErrOutsideRoot reports a device path that resolves outside the dev root.
+var ErrOutsideRoot = errors.New("outside")
+
+// ResolveNode follows the symlinks of path and reads the device node it
+// resolves to, which must be below root (the host's /dev): a symlink under
+// /dev must not lend a node (or a regular file) from elsewhere on the host.
+// It returns the resolved path. A path that does not exist is an error
+// wrapping fs.ErrNotExist, one that resolves outside root wraps
+// ErrOutsideRoot, one that is no device node ErrNotDeviceNode.
+func ResolveNode(root, path string) (string, NodeInfo, error) {
+	resolved, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", NodeInfo{}, fmt.Errorf("resolve %q: %w", path, err)
+	}
+	if !underRoot(root, resolved) {
+		return resolved, NodeInfo{}, fmt.Errorf("%q resolves to %q, %w %s", path, resolved, ErrOutsideRoot, root)
+	}
+	info, err := StatNode(resolved)
+	if err != nil {
+		return resolved, NodeInfo{}, fmt.Errorf("stat %q: %w", resolved, err)
+	}
+	return resolved, info, nil
+}
+
+// underRoot reports whether the resolved path p is below root.
+func underRoot(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
 // statNode reads a device node under devRoot.
 func statNode(devRoot, hostPath string) (Node, error) {
 	info, err := StatNode(hostPath)

@@ -3,9 +3,11 @@
 // fpga_region, the platform and DFL buses) and intel-fpga sysfs, static
 // devices from the config), publishing them as CDI specs (vendor
 // accel-cri.io), resolving and injecting CDI devices into
-// containers' OCI specs (Injector), and the kubelet device-plugin API
-// (Plugins). It must not edit OCI specs outside the CDI injection; sandbox
-// calls Injector.Inject from its spec options.
+// containers' OCI specs (Injector), the ownership of a container's device
+// nodes (OwnNodes, for CDI and CRI devices alike), and the kubelet
+// device-plugin API (Plugins). It must not edit OCI specs outside the CDI
+// injection and node ownership; sandbox/spec calls both from its spec
+// options, and resolves CRI device paths through ResolveNode.
 //
 // Every root (sysfs, /dev, the NVML library, the ld cache, the CDI spec
 // directory) is an Option, so tests run the production code against fake

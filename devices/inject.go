@@ -207,6 +207,10 @@ func (i *Injector) Inject(spec *runtimespec.Spec, names []string) error {
 			visible = append(visible, v)
 		}
 	}
+	if i.ownershipFromSecurityContext {
+		// Before the renumbering: nodes holds the paths as injected.
+		OwnNodes(spec, nodes)
+	}
 	if spec.Linux != nil {
 		renameDRM(spec.Linux.Devices, nodes)
 	}
@@ -216,18 +220,6 @@ func (i *Injector) Inject(spec *runtimespec.Spec, names []string) error {
 		}
 		if ld := envValue(spec.Process.Env, "LD_LIBRARY_PATH"); oldLD != "" && ld != oldLD && !strings.Contains(ld, oldLD) {
 			spec.Process.Env = setEnv(spec.Process.Env, "LD_LIBRARY_PATH", ld+":"+oldLD)
-		}
-		if i.ownershipFromSecurityContext && spec.Linux != nil {
-			injected := map[string]bool{}
-			for _, n := range nodes {
-				injected[n] = true
-			}
-			uid, gid := spec.Process.User.UID, spec.Process.User.GID
-			for k := range spec.Linux.Devices {
-				if injected[spec.Linux.Devices[k].Path] {
-					spec.Linux.Devices[k].UID, spec.Linux.Devices[k].GID = &uid, &gid
-				}
-			}
 		}
 	}
 	return nil

@@ -84,13 +84,20 @@ func TestInject(t *testing.T) {
 
 	t.Run("ownership from the security context", func(t *testing.T) {
 		inj2, _ := NewInjector([]string{specDir}, WithOwnershipFromSecurityContext(true))
-		s := baseSpec()
-		if err := inj2.Inject(s, []string{"accel-cri.io/intel-gpu=0"}); err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range s.Linux.Devices {
-			if *d.UID != 1000 || *d.GID != 1000 {
-				t.Errorf("%s owner %d:%d", d.Path, *d.UID, *d.GID)
+		// GPU 1 alone is renumbered to card0/renderD128: its nodes are
+		// owned all the same.
+		for _, name := range []string{"accel-cri.io/intel-gpu=0", "accel-cri.io/intel-gpu=1"} {
+			s := baseSpec()
+			if err := inj2.Inject(s, []string{name}); err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Linux.Devices) != 2 {
+				t.Errorf("%s: devices %+v", name, s.Linux.Devices)
+			}
+			for _, d := range s.Linux.Devices {
+				if *d.UID != 1000 || *d.GID != 1000 {
+					t.Errorf("%s: %s owner %d:%d", name, d.Path, *d.UID, *d.GID)
+				}
 			}
 		}
 	})

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
@@ -21,6 +20,7 @@ import (
 	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/shim"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 	"github.com/accel-cri/accel-cri/sandbox/stdio"
 )
 
@@ -95,7 +95,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 			return "", fmt.Errorf("%w: namespace target container %s is not running", errdefs.ErrFailedPrecondition, t)
 		}
 	}
-	uids, gids, err := usernsMappings(p.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
+	uids, gids, err := spec.UsernsMappings(p.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
 	if err != nil {
 		return "", fmt.Errorf("pod %w", err)
 	}
@@ -104,20 +104,18 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		return "", err
 	}
 	meta.ImageVolumes = vols
-	specOpts, err := containerSpecOpts(containerSpecParams{
+	plan, err := r.specs.Container(spec.Container{
 		ID: id, SandboxID: p.ID, PodConfig: p.Config, Config: cfg,
 		Image: img.Spec.Config, ImageName: meta.ImageName,
-		SandboxPID: pst.PID, Pinned: p.Pinned, TargetPID: targetPID, NetNSPath: p.NetNSPath,
+		SandboxPID: pst.PID, Pinned: spec.Pinned{UTS: p.Pinned.UTS, IPC: p.Pinned.IPC}, TargetPID: targetPID, NetNSPath: p.NetNSPath,
 		HostnamePath: p.Files.HostnamePath, HostsPath: p.Files.HostsPath, ResolvPath: p.Files.ResolvPath, ShmPath: p.Files.ShmPath,
-		CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: p.RuntimeHandler, AppArmorEnabled: r.appArmor,
-		CgroupV2: r.cgroupHost.V2(), SwapAvailable: r.cgroupHost.SwapAccounting, HugetlbAvailable: r.cgroupHost.Hugetlb, UsernsSupported: h.features.UserNamespaces,
-		MountOptionsSupported: h.features.MountOptions,
-		PassedAnnotations:     containerPassedAnnotations(h, p.Config.GetAnnotations(), cfg.GetAnnotations()),
-		SandboxPerContainer:   h.sandboxPerContainer, NoHostDevices: h.privilegedWithoutHostDevices, CDI: r.cdi,
-		DeviceOwnershipFromSecurityContext: r.deviceOwnershipFromSC,
-		ImageVolumes:                       vols,
+		CgroupsPath: meta.CgroupsPath, Handler: specHandler(p.RuntimeHandler, h),
+		PassedAnnotations: containerPassedAnnotations(h, p.Config.GetAnnotations(), cfg.GetAnnotations()),
 	})
 	if err != nil {
+		return "", err
+	}
+	if err := prepareSpecHost(plan, cfg.GetLinux().GetSecurityContext().GetPrivileged()); err != nil {
 		return "", err
 	}
 	labels := map[string]string{labelKind: kindCtr, labelPodID: p.ID}
@@ -138,6 +136,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		if err := r.mountImageVolumes(ctx, id, vols); err != nil {
 			return "", err
 		}
+		bindImageVolumes(plan.Binds(), vols)
 		defer func() {
 			if retErr != nil {
 				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -159,10 +158,13 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 			r.undoNRICreate(ctx, npod, meta)
 		}
 	}()
+	// The spec's last option, and an NRI adjustment, keep the spec
+	// containerd stores: it is not read back.
+	var ctrSpec *runtimespec.Spec
 	ctr, err := r.client.NewContainer(ctx, id,
 		r.withRootfsSnapshot(id, img, cimg, rootfsRemapOpts(uids, gids)),
-		containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
-		r.withNRIAdjustment(npod, &meta, &nriHooked, &nriAdjusted),
+		containerd.WithNewSpec(plan.Opts(&ctrSpec)...),
+		r.withNRIAdjustment(npod, &meta, &ctrSpec, &nriHooked, &nriAdjusted),
 		containerd.WithRuntime(h.runtimeType, h.options),
 		containerd.WithContainerLabels(labels),
 		containerd.WithContainerExtension(extContainerMeta, &meta),
@@ -177,15 +179,11 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 			logErr(ctr.Delete(dctx, containerd.WithSnapshotCleanup), "Undo container", "container", id)
 		}
 	}()
-	spec, err := ctr.Spec(ctx)
-	if err != nil {
-		return "", fmt.Errorf("read spec of container %s: %w", id, err)
-	}
 	c := newContainer(meta)
-	c.process = spec.Process
-	st := containerStatus{State: runtimeapi.ContainerState_CONTAINER_CREATED, Resources: cfg.GetLinux().GetResources(), User: userOf(spec)}
+	c.process = ctrSpec.Process
+	st := containerStatus{State: runtimeapi.ContainerState_CONTAINER_CREATED, Resources: cfg.GetLinux().GetResources(), User: userOf(ctrSpec)}
 	if nriAdjusted {
-		st.Resources = resourcesFromSpec(st.Resources, spec)
+		st.Resources = resourcesFromSpec(st.Resources, ctrSpec)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -194,7 +192,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	}
 	r.store.addContainer(c)
 	r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
-	r.nri.PostCreateContainer(ctx, npod, nriContainer(c, st, spec))
+	r.nri.PostCreateContainer(ctx, npod, nriContainer(c, st, ctrSpec))
 	return id, nil
 }
 
@@ -660,7 +658,7 @@ func (r *Runtime) updateContainerResources(ctx context.Context, id string, updat
 	if err != nil {
 		return err
 	}
-	if err := r.updateSpecResources(spec, res); err != nil {
+	if err := r.specs.UpdateResources(spec, res); err != nil {
 		return err
 	}
 	if err := ctr.Update(ctx, withSpec(spec)); err != nil {
@@ -696,29 +694,6 @@ func (r *Runtime) ReopenContainerLog(ctx context.Context, id string) error {
 	}
 	if err := c.io.ReopenLog(); err != nil {
 		return fmt.Errorf("reopen log of container %s: %w", c.ID, err)
-	}
-	return nil
-}
-
-// resourceFacts are this host's cgroup capabilities, found once.
-func (r *Runtime) resourceFacts() resourceFacts {
-	return resourceFacts{cgroupV2: r.cgroupHost.V2(), swap: r.cgroupHost.SwapAccounting, hugetlb: r.cgroupHost.Hugetlb}
-}
-
-// updateSpecResources replaces the resource limits in spec with res, the
-// same way CreateContainer sets them.
-func (r *Runtime) updateSpecResources(spec *runtimespec.Spec, res *runtimeapi.LinuxContainerResources) error {
-	opt, err := withContainerResources(res, r.resourceFacts())
-	if err != nil {
-		return err
-	}
-	for _, o := range []oci.SpecOpts{opt, withOOMScoreAdj(int(res.GetOomScoreAdj()), r.oom)} {
-		if o == nil {
-			continue
-		}
-		if err := o(context.Background(), nil, nil, spec); err != nil {
-			return err
-		}
 	}
 	return nil
 }

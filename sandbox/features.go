@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go/features"
+
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // HandlerFeatures are what a runtime handler can do, as kubelet asks.
@@ -42,7 +44,7 @@ func parseFeatures(b []byte) (HandlerFeatures, error) {
 		return HandlerFeatures{}, fmt.Errorf("parse runtime features: %w", err)
 	}
 	hf := HandlerFeatures{RecursiveReadOnlyMounts: slices.Contains(f.MountOptions, "rro"), MountOptions: true}
-	for _, o := range bindMountOptions {
+	for _, o := range spec.BindMountOptions() {
 		hf.MountOptions = hf.MountOptions && slices.Contains(f.MountOptions, o)
 	}
 	if l := f.Linux; l != nil && l.MountExtensions != nil && l.MountExtensions.IDMap != nil && l.MountExtensions.IDMap.Enabled != nil {

@@ -8,15 +8,20 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/internal/testutil"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
-// The fuzz targets of this file feed wire-decoded CRI configs straight to
-// the OCI spec translators, without cri's validation in front: the
-// translators must hold on their own. Each checks that
+// The fuzz target of this file feeds wire-decoded container configs
+// straight to CreateContainer's spec path (sandbox/spec's plan, the host
+// side of its mounts, the options applied), without cri's validation in
+// front: it must hold on its own. It checks that
 //   - nothing panics and every refusal is a classified errdefs error (an
 //     unclassified one reaches kubelet as Unknown),
 //   - an accepted unprivileged container gets no device node, device rule,
@@ -24,26 +29,20 @@ import (
 //   - and bind mounts get no option beyond rbind, propagation, ro/rro/rw
 //     and the nodev, noexec, nosuid that mount_options may add.
 // Host side effects are confined: CRI mount host paths that do not exist
-// are moved under a temp dir (the translator creates missing ones) and
-// Localhost seccomp profiles point at a fixed file (reading a FIFO named by
-// the input would block).
+// are moved under a temp dir (missing ones are created) and Localhost
+// seccomp profiles point at a fixed file (reading a FIFO named by the
+// input would block). sandbox/spec fuzzes the pause container's spec.
 
 const maxFuzzInput = 1 << 16
 
 // classified reports whether err carries one of the errdefs classes the
-// translators use.
+// spec path uses.
 func classified(err error) bool {
 	return errdefs.IsInvalidArgument(err) || errdefs.IsNotFound(err) || errdefs.IsFailedPrecondition(err) || errdefs.IsNotImplemented(err)
 }
 
-func fuzzSeed(t testing.TB, m proto.Message) []byte {
-	t.Helper()
-	b, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// profileLocalhost is the prefix of a deprecated Localhost profile.
+const profileLocalhost = "localhost/"
 
 // confineHostPaths rewrites the parts of c that would touch the host
 // beyond reading it.
@@ -74,7 +73,13 @@ func confineHostPaths(t *testing.T, c *runtimeapi.ContainerConfig) {
 }
 
 func FuzzContainerSpec(f *testing.F) {
-	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{
+	r := &Runtime{}
+	b, err := r.newSpecBuilder()
+	if err != nil {
+		f.Fatal(err)
+	}
+	defaultCaps := fuzzDefaultCapabilities(f, b)
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{
 		Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
 		Args:     []string{"serve"},
 		Mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/nonexistent/data", Propagation: runtimeapi.MountPropagation_PROPAGATION_PRIVATE}},
@@ -88,20 +93,20 @@ func FuzzContainerSpec(f *testing.F) {
 			},
 		},
 	}), false)
-	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{
 		Mounts:  []*runtimeapi.Mount{{ContainerPath: "/host", HostPath: "/"}, {ContainerPath: "/p", HostPath: "/proc", Readonly: true}},
 		Devices: []*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/null", Permissions: "rw"}},
 		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 			Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}, DropCapabilities: []string{"ALL"}},
 		}},
 	}), false)
-	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}}}), true)
-	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}}}), true)
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{
 		{ContainerPath: "/img", Image: &runtimeapi.ImageSpec{Image: "busybox"}, Readonly: true, ImageSubPath: "etc"},
 		{ContainerPath: "/img/rw", Image: &runtimeapi.ImageSpec{Image: "busybox"}},
 		{ContainerPath: "/img/opts", Image: &runtimeapi.ImageSpec{Image: "busybox"}, Readonly: true, MountOptions: []string{"noexec"}},
 	}}), false)
-	f.Add(fuzzSeed(f, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{
+	f.Add(testutil.Marshal(f, &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{
 		{ContainerPath: "/m", HostPath: "/nonexistent/m", MountOptions: []string{"noexec", "nodev", "nosuid"}},
 		{ContainerPath: "/n", HostPath: "/nonexistent/n", Readonly: true, MountOptions: []string{"rw", "suid"}},
 	}}), false)
@@ -114,25 +119,30 @@ func FuzzContainerSpec(f *testing.F) {
 			return
 		}
 		confineHostPaths(t, cfg)
-		p := testContainerParams(t)
+		p := fuzzContainer(t)
 		p.Config = cfg
-		// Image volumes are mounted by the runtime before the spec is
-		// applied; here each is an empty directory.
-		for i, m := range cfg.GetMounts() {
-			if m.GetImage().GetImage() != "" {
-				p.ImageVolumes = append(p.ImageVolumes, &imageVolume{Mount: i, Source: t.TempDir()})
-			}
-		}
-		p.MountOptionsSupported = true // runc's handler
+		p.Handler.MountOptions = true // runc's handler
 		p.PodConfig.Linux.SecurityContext.Privileged = privilegedPod
-		opts, err := containerSpecOpts(p)
+		plan, err := b.Container(p)
+		if err == nil {
+			err = resolveMountSources(plan.Binds(), cfg.GetLinux().GetSecurityContext().GetPrivileged())
+		}
 		if err != nil {
 			if !classified(err) {
 				t.Fatalf("unclassified error: %v", err)
 			}
 			return
 		}
-		s, err := oci.GenerateSpec(testCtx(), nil, testContainer(), append([]oci.SpecOpts{oci.WithRootFSPath(testRootfs(t))}, opts...)...)
+		// Image volumes are mounted by the runtime before the spec is
+		// applied; here each is an empty directory.
+		var vols []*imageVolume
+		for i, m := range cfg.GetMounts() {
+			if m.GetImage().GetImage() != "" {
+				vols = append(vols, &imageVolume{Mount: i, Source: t.TempDir()})
+			}
+		}
+		bindImageVolumes(plan.Binds(), vols)
+		s, err := fuzzApply(t, plan.Opts(nil))
 		if err != nil {
 			// Users and groups named by the request are looked up in the
 			// image when the spec is applied.
@@ -142,12 +152,12 @@ func FuzzContainerSpec(f *testing.F) {
 			return
 		}
 		for _, m := range s.Mounts {
-			if m.Type == "bind" && IsSensitiveHostPath(m.Source) && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
+			if m.Type == "bind" && spec.IsSensitiveHostPath(m.Source) && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
 				t.Fatalf("writable bind of host %s at %s", m.Source, m.Destination)
 			}
 		}
 		// An image volume is bound read-only, whatever the request says.
-		for _, v := range p.ImageVolumes {
+		for _, v := range vols {
 			for _, m := range s.Mounts {
 				if m.Source == v.Source && !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "rro") {
 					t.Fatalf("writable image volume at %s: %v", m.Destination, m.Options)
@@ -201,7 +211,7 @@ func FuzzContainerSpec(f *testing.F) {
 		added := sc.GetCapabilities().GetAddCapabilities()
 		if len(added) == 0 && s.Process.Capabilities != nil {
 			for _, c := range s.Process.Capabilities.Bounding {
-				if !slices.Contains(defaultCapabilities, c) {
+				if !slices.Contains(defaultCaps, c) {
 					t.Fatalf("capability %s not asked for", c)
 				}
 			}
@@ -216,43 +226,67 @@ func FuzzContainerSpec(f *testing.F) {
 // have.
 var bindSpecOptions = []string{"rbind", "rprivate", "rslave", "rshared", "ro", "rro", "rw", "nodev", "noexec", "nosuid"}
 
-func testContainer() *containers.Container { return &containers.Container{ID: "c1"} }
+// fuzzContainer is a container of a pod whose pod files exist.
+func fuzzContainer(t *testing.T) spec.Container {
+	dir := t.TempDir()
+	p := spec.Container{
+		ID: "c1", SandboxID: "p1", SandboxPID: 42, NetNSPath: "/run/accel-cri/netns/p1", CgroupsPath: "/kubepods/pod1/c1",
+		PodConfig: &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "default", Uid: "uid-1"},
+			Hostname: "web-0",
+			Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{}},
+		},
+		HostnamePath: filepath.Join(dir, "hostname"), HostsPath: filepath.Join(dir, "hosts"),
+		ResolvPath: filepath.Join(dir, "resolv.conf"), ShmPath: filepath.Join(dir, "shm"),
+		Handler: spec.Handler{Name: "runc"},
+	}
+	p.Image.Entrypoint = []string{"/app"}
+	for _, f := range []string{p.HostnamePath, p.HostsPath, p.ResolvPath} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(p.ShmPath, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
-func FuzzPodSpec(f *testing.F) {
-	f.Add(fuzzSeed(f, testPodConfig()))
-	f.Add(fuzzSeed(f, &runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{Sysctls: map[string]string{"kernel.panic": "1"}}}))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > maxFuzzInput {
-			return
+// fuzzApply applies opts as containerd.WithNewSpec does, over a rootfs
+// whose /etc/passwd and /etc/group know root only.
+func fuzzApply(t testing.TB, opts []oci.SpecOpts) (*oci.Spec, error) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, line := range map[string]string{"passwd": "root:x:0:0:root:/root:/bin/sh\n", "group": "root:x:0:\n"} {
+		if err := os.WriteFile(filepath.Join(root, "etc", name), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		cfg := &runtimeapi.PodSandboxConfig{}
-		if proto.Unmarshal(data, cfg) != nil {
-			return
-		}
-		p := testPodParams(t)
-		p.Config = cfg
-		opts, err := podSpecOpts(p)
-		if err != nil {
-			if !classified(err) {
-				t.Fatalf("unclassified error: %v", err)
-			}
-			return
-		}
-		s, err := oci.GenerateSpec(testCtx(), nil, testContainer(), append([]oci.SpecOpts{oci.WithRootFSPath(testRootfs(t))}, opts...)...)
-		if err != nil {
-			if !classified(err) && !strings.Contains(err.Error(), "no users found") && !strings.Contains(err.Error(), "no groups found") {
-				t.Fatalf("unclassified error applying the spec: %v", err)
-			}
-			return
-		}
-		if s.Hostname != "" && strings.ContainsAny(s.Hostname, "/\x00\n") {
-			t.Fatalf("hostname %q", s.Hostname)
-		}
-		// Sysctls pass through as asked (cri admits only namespaced ones).
-		for k, v := range cfg.GetLinux().GetSysctls() {
-			if got, ok := s.Linux.Sysctl[k]; !ok || got != v {
-				t.Fatalf("sysctl %q=%q became %q (set %v)", k, v, got, ok)
-			}
-		}
+	}
+	ctx := namespaces.WithNamespace(t.Context(), "accel-cri")
+	return oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c1"}, append([]oci.SpecOpts{oci.WithRootFSPath(root)}, opts...)...)
+}
+
+// fuzzDefaultCapabilities are the capabilities a container that asks for
+// none gets.
+func fuzzDefaultCapabilities(f *testing.F, b *spec.Builder) []string {
+	dir := f.TempDir()
+	plan, err := b.Container(spec.Container{
+		ID: "c1", SandboxID: "p1", SandboxPID: 42, NetNSPath: "/run/accel-cri/netns/p1",
+		PodConfig:    &runtimeapi.PodSandboxConfig{Hostname: "web-0"},
+		Config:       &runtimeapi.ContainerConfig{Args: []string{"/app"}},
+		HostnamePath: dir, HostsPath: dir, ResolvPath: dir, ShmPath: dir,
 	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, bind := range plan.Binds() {
+		bind.Source = bind.HostPath
+	}
+	s, err := fuzzApply(f, plan.Opts(nil))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return s.Process.Capabilities.Bounding
 }

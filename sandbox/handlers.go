@@ -15,8 +15,6 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/containers"
-	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"k8s.io/klog/v2"
@@ -294,17 +292,4 @@ func olderSpecVersion(declared, ours string) string {
 		return ""
 	}
 	return declared
-}
-
-// specOpts are the spec options the handler adds after the pod's or the
-// container's own.
-func (h *handler) specOpts() []oci.SpecOpts {
-	if h.specVersion == "" {
-		return nil
-	}
-	v := h.specVersion
-	return []oci.SpecOpts{func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		s.Version = v
-		return nil
-	}}
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
-	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 func TestNewHandler(t *testing.T) {
@@ -131,11 +131,13 @@ func TestHandlerOf(t *testing.T) {
 	}
 }
 
+// TestHandlerAnnotations: the pod and container annotations a handler lets
+// into the OCI spec (sandbox/spec sets the CRI ones over them).
 func TestHandlerAnnotations(t *testing.T) {
 	kata := &handler{runtimeType: RuntimeTypeKata, podAnnotations: []string{"io.katacontainers.*", "exact"}, containerAnnotations: []string{"ctr.example/*", "io.katacontainers.*"}}
 	pod := map[string]string{
 		"io.katacontainers.config.hypervisor.default_memory": "512", "exact": "1", "exactly": "no", "other": "no",
-		AnnotationSandboxID: "spoofed",
+		spec.AnnotationSandboxID: "spoofed",
 	}
 	ctr := map[string]string{"ctr.example/x": "c", "io.katacontainers.config.hypervisor.default_memory": "1024", "other": "no"}
 	tests := []struct {
@@ -143,109 +145,25 @@ func TestHandlerAnnotations(t *testing.T) {
 		h       *handler
 		sandbox bool // pause container (else app container)
 		want    map[string]string
-		absent  []string
 	}{
-		{desc: "runc passes no pod annotations", h: &handler{runtimeType: RuntimeTypeRunc}, sandbox: true,
-			want:   map[string]string{AnnotationContainerType: ContainerTypeSandbox, AnnotationSandboxID: "p1"},
-			absent: []string{"exact", "other"}},
-		{desc: "kata pause: allowed pod annotations, CRI ones win", h: kata, sandbox: true,
-			want: map[string]string{
-				AnnotationContainerType: ContainerTypeSandbox, AnnotationSandboxID: "p1", "exact": "1",
-				"io.katacontainers.config.hypervisor.default_memory": "512",
-			},
-			absent: []string{"exactly", "other", "ctr.example/x"}},
+		{desc: "runc passes no pod annotations", h: &handler{runtimeType: RuntimeTypeRunc}, sandbox: true, want: map[string]string{}},
+		{desc: "runc passes no container annotations", h: &handler{runtimeType: RuntimeTypeRunc}, want: map[string]string{}},
+		{desc: "kata pause: allowed pod annotations", h: kata, sandbox: true,
+			want: map[string]string{"exact": "1", "io.katacontainers.config.hypervisor.default_memory": "512"}},
 		{desc: "kata container: pod and container annotations, the container's win", h: kata,
-			want: map[string]string{
-				AnnotationContainerType: ContainerTypeContainer, AnnotationSandboxID: "p1", "exact": "1", "ctr.example/x": "c",
-				"io.katacontainers.config.hypervisor.default_memory": "1024",
-			},
-			absent: []string{"other"}},
-		{desc: "sandbox per container: no container type, still the sandbox id", h: &handler{runtimeType: RuntimeTypeRunc, sandboxPerContainer: true},
-			want:   map[string]string{AnnotationSandboxID: "p1", AnnotationRuntimeHandler: "runc"},
-			absent: []string{AnnotationContainerType}},
+			want: map[string]string{"exact": "1", "ctr.example/x": "c", "io.katacontainers.config.hypervisor.default_memory": "1024"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			var got map[string]string
+			got := containerPassedAnnotations(tc.h, pod, ctr)
 			if tc.sandbox {
-				p := podSpecParams{ID: "p1", Config: &runtimeapi.PodSandboxConfig{Annotations: pod}, RuntimeHandler: "runc",
-					PassedAnnotations: passAnnotations(pod, tc.h.podAnnotations)}
-				got = podAnnotations(p)
-			} else {
-				p := containerSpecParams{SandboxID: "p1", PodConfig: &runtimeapi.PodSandboxConfig{Annotations: pod}, RuntimeHandler: "runc",
-					Config:              &runtimeapi.ContainerConfig{Annotations: ctr},
-					PassedAnnotations:   containerPassedAnnotations(tc.h, pod, ctr),
-					SandboxPerContainer: tc.h.sandboxPerContainer}
-				got = containerAnnotations(p)
+				got = passAnnotations(pod, tc.h.podAnnotations)
 			}
-			for k, v := range tc.want {
-				if got[k] != v {
-					t.Errorf("%s = %q, want %q", k, got[k], v)
-				}
-			}
-			for _, k := range tc.absent {
-				if _, ok := got[k]; ok {
-					t.Errorf("%s passed: %v", k, maps.Collect(maps.All(got)))
-				}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("passed %v, want %v", got, tc.want)
 			}
 		})
 	}
-}
-
-// Privileged containers of privileged_without_host_devices handlers (VM
-// pods) get only the devices they ask for, and no allow-all rule.
-func TestSpecPrivilegedWithoutHostDevices(t *testing.T) {
-	for _, tc := range []struct {
-		desc          string
-		noHostDevices bool
-		wantHost      bool
-	}{
-		{desc: "runc: every host device", wantHost: true},
-		{desc: "VM handler: none of the host's", noHostDevices: true},
-	} {
-		t.Run(tc.desc, func(t *testing.T) {
-			p := testContainerParams(t)
-			p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{Privileged: true}}
-			p.Config.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Privileged: true}
-			p.Config.Devices = []*runtimeapi.Device{{HostPath: "/dev/null", ContainerPath: "/dev/vfio/7", Permissions: "rw"}}
-			p.NoHostDevices = tc.noHostDevices
-			s, err := applyContainer(t, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			paths := map[string]bool{}
-			for _, d := range s.Linux.Devices {
-				paths[d.Path] = true
-			}
-			if !paths["/dev/vfio/7"] {
-				t.Errorf("requested device missing: %v", paths)
-			}
-			if paths["/dev/null"] != tc.wantHost {
-				t.Errorf("host /dev/null in spec = %v, want %v", paths["/dev/null"], tc.wantHost)
-			}
-			allowAll := false
-			for _, r := range s.Linux.Resources.Devices {
-				if r.Allow && r.Major == nil && r.Type == "" || r.Allow && r.Major == nil && r.Type == "a" {
-					allowAll = true
-				}
-			}
-			if allowAll != tc.wantHost {
-				t.Errorf("allow-all device rule = %v, want %v: %+v", allowAll, tc.wantHost, s.Linux.Resources.Devices)
-			}
-			if !tc.wantHost && !hasRule(s.Linux.Resources.Devices, "rw") {
-				t.Errorf("no rule for the requested device: %+v", s.Linux.Resources.Devices)
-			}
-		})
-	}
-}
-
-func hasRule(rules []runtimespec.LinuxDeviceCgroup, access string) bool {
-	for _, r := range rules {
-		if r.Allow && r.Major != nil && r.Access == access {
-			return true
-		}
-	}
-	return false
 }
 
 func TestOlderSpecVersion(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -24,6 +23,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	crierrors "k8s.io/cri-api/pkg/errors"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // This file makes a container's image volumes (CRI Mount.image, Kubernetes'
@@ -96,41 +97,10 @@ type imageVolume struct {
 
 	parent     string                       // chain id of the image's layers in Snapshotter
 	subPath    string                       // clean image_sub_path, "" for the image's root
-	uids, gids []runtimespec.LinuxIDMapping // the volume's id mappings (imageVolumeMappings)
+	uids, gids []runtimespec.LinuxIDMapping // the volume's id mappings (spec.ImageVolumeMappings)
 	// mappedLayers: the view was mounted with idmapped layers, so the
 	// bind into the container is not idmapped again.
 	mappedLayers bool
-}
-
-// checkImageMount checks what an image volume's CRI mount must be, before
-// anything is looked up: no host path, read-only, no mount options, a
-// relative sub path that stays inside the image. It returns the clean sub
-// path ("" for the root).
-func checkImageMount(field string, m *runtimeapi.Mount) (string, error) {
-	switch {
-	case m.GetHostPath() != "":
-		return "", fmt.Errorf("%w: %s: host_path %q and image %q are mutually exclusive", errdefs.ErrInvalidArgument, field, m.GetHostPath(), m.GetImage().GetImage())
-	case !m.GetReadonly():
-		return "", fmt.Errorf("%w: %s: image volumes are read-only: readonly must be true", errdefs.ErrInvalidArgument, field)
-	case len(m.GetMountOptions()) > 0:
-		return "", fmt.Errorf("%w: %s.mount_options: not supported on image volumes", errdefs.ErrInvalidArgument, field)
-	}
-	return cleanImageSubPath(field+".image_sub_path", m.GetImageSubPath())
-}
-
-// cleanImageSubPath checks a sub path: relative, no "..", no NUL; "" and
-// "." are the image's root.
-func cleanImageSubPath(field, sub string) (string, error) {
-	if sub == "" {
-		return "", nil
-	}
-	if path.IsAbs(sub) || strings.ContainsRune(sub, 0) || slices.Contains(strings.Split(sub, "/"), "..") {
-		return "", fmt.Errorf("%w: %s: %q must be a relative path without \"..\"", errdefs.ErrInvalidArgument, field, sub)
-	}
-	if c := path.Clean(sub); c != "." {
-		return c, nil
-	}
-	return "", nil
 }
 
 // planImageVolumes finds the image of each image volume of a container
@@ -146,11 +116,11 @@ func (r *Runtime) planImageVolumes(ctx context.Context, id string, cfg *runtimea
 			continue
 		}
 		field := fmt.Sprintf("mounts[%d]", i)
-		sub, err := checkImageMount(field, m)
+		sub, err := spec.CheckImageMount(field, m)
 		if err != nil {
 			return nil, err
 		}
-		uids, gids, err := imageVolumeMappings(m, podUIDs, podGIDs)
+		uids, gids, err := spec.ImageVolumeMappings(m, podUIDs, podGIDs)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s.%v", errdefs.ErrInvalidArgument, field, err)
 		}
@@ -402,22 +372,6 @@ func (r *Runtime) cleanOrphanImageVolumes(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// imageVolumeMappings are the id mappings an image volume's bind gets: the
-// mount's own (kubelet sends the pod's with every mount of a pod with a
-// user namespace), else the pod's; none in the host's user namespace.
-func imageVolumeMappings(m *runtimeapi.Mount, podUIDs, podGIDs []runtimespec.LinuxIDMapping) (uids, gids []runtimespec.LinuxIDMapping, err error) {
-	if len(m.GetUidMappings()) == 0 && len(m.GetGidMappings()) == 0 {
-		return podUIDs, podGIDs, nil
-	}
-	if uids, err = idMappings(m.GetUidMappings()); err != nil {
-		return nil, nil, fmt.Errorf("uidMappings: %v", err)
-	}
-	if gids, err = idMappings(m.GetGidMappings()); err != nil {
-		return nil, nil, fmt.Errorf("gidMappings: %v", err)
-	}
-	return uids, gids, nil
 }
 
 // statusMounts are the mounts ContainerStatus reports: the CRI mounts as

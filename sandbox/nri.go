@@ -18,6 +18,7 @@ import (
 
 	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/nri"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // This file wires NRI (package sandbox/nri) into the lifecycle: the
@@ -108,7 +109,7 @@ func nriPod(p *Pod, st podStatus) nri.Pod {
 		case ns.pinned != "" && !st.NetworkDown:
 			np.Namespaces = append(np.Namespaces, runtimespec.LinuxNamespace{Type: ns.t, Path: ns.pinned})
 		case !p.Infraless && st.PID != 0:
-			np.Namespaces = append(np.Namespaces, runtimespec.LinuxNamespace{Type: ns.t, Path: procNS(st.PID, string(ns.t))})
+			np.Namespaces = append(np.Namespaces, runtimespec.LinuxNamespace{Type: ns.t, Path: spec.ProcNS(st.PID, string(ns.t))})
 		}
 	}
 	return np
@@ -180,12 +181,12 @@ func (r *Runtime) nriContainerStopped(c *Container, st containerStatus) {
 
 // withNRIAdjustment runs inside CreateContainer's NewContainer, after
 // WithNewSpec: it hands the container's spec to the plugins' CreateContainer
-// hook and stores the spec they adjusted. meta's cgroups path follows an
-// adjusted one (stats and cleanup read it) before WithContainerExtension
-// records meta. *hooked tells CreateContainer the plugins saw the
-// container (its undo then tells them it is gone); *adjusted that the spec
-// changed.
-func (r *Runtime) withNRIAdjustment(pod nri.Pod, meta *containerMeta, hooked, adjusted *bool) containerd.NewContainerOpts {
+// hook and stores the spec they adjusted, also in *kept. meta's cgroups
+// path follows an adjusted one (stats and cleanup read it) before
+// WithContainerExtension records meta. *hooked tells CreateContainer the
+// plugins saw the container (its undo then tells them it is gone);
+// *adjusted that the spec changed.
+func (r *Runtime) withNRIAdjustment(pod nri.Pod, meta *containerMeta, kept **runtimespec.Spec, hooked, adjusted *bool) containerd.NewContainerOpts {
 	return func(ctx context.Context, _ *containerd.Client, c *containers.Container) error {
 		if !r.nri.Active() {
 			return nil
@@ -206,6 +207,7 @@ func (r *Runtime) withNRIAdjustment(pod nri.Pod, meta *containerMeta, hooked, ad
 		if c.Spec, err = typeurl.MarshalAny(spec); err != nil {
 			return fmt.Errorf("NRI-adjusted spec of %s: %w", c.ID, err)
 		}
+		*kept = spec
 		*adjusted = true
 		return nil
 	}

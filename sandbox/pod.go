@@ -28,6 +28,7 @@ import (
 	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/podns"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 // Labels on accel-cri's containerd containers.
@@ -65,7 +66,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	}
 	// A user namespace the handler cannot run is refused before anything
 	// is made.
-	uids, gids, err := podUsernsMappings(cfg, h.features.UserNamespaces)
+	uids, gids, err := spec.PodUsernsMappings(cfg, h.features.UserNamespaces)
 	if err != nil {
 		return "", err
 	}
@@ -201,10 +202,9 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 
 	var ctr containerd.Container
 	if infra {
-		specOpts, err := podSpecOpts(podSpecParams{
+		specOpts, err := r.specs.Pod(spec.Pod{
 			ID: id, Config: cfg, Image: img.Spec.Config, ImageName: r.sandboxImage, NetNSPath: meta.NetNSPath,
-			CgroupsPath: meta.CgroupsPath, OOM: r.oom, RuntimeHandler: handler,
-			UsernsSupported: h.features.UserNamespaces, UsernsPath: meta.Pinned.User,
+			CgroupsPath: meta.CgroupsPath, Handler: specHandler(handler, h), UsernsPath: meta.Pinned.User,
 			PassedAnnotations: passAnnotations(cfg.GetAnnotations(), h.podAnnotations),
 		})
 		if err != nil {
@@ -212,7 +212,7 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 		}
 		ctr, err = r.client.NewContainer(ctx, id,
 			r.withRootfsSnapshot(id, img, cimg, rootfsRemapOpts(uids, gids)),
-			containerd.WithNewSpec(append(specOpts, h.specOpts()...)...),
+			containerd.WithNewSpec(specOpts...),
 			containerd.WithRuntime(h.runtimeType, h.options),
 			containerd.WithContainerLabels(map[string]string{labelKind: kindPod, labelPodID: id}),
 			containerd.WithContainerExtension(extPodMeta, &meta),

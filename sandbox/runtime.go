@@ -17,6 +17,7 @@ import (
 	"github.com/accel-cri/accel-cri/sandbox/nri"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/shim"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 	"github.com/accel-cri/accel-cri/sandbox/stats"
 )
 
@@ -75,6 +76,8 @@ type Runtime struct {
 	cdi CDIInjector
 	// deviceOwnershipFromSC: CRI device nodes owned by the container user.
 	deviceOwnershipFromSC bool
+	// specs builds the OCI specs from this host's facts, found once.
+	specs *spec.Builder
 	// alwaysInfra gives every pod a pause process, even where pinned
 	// namespaces would do (podNeedsInfra).
 	alwaysInfra bool
@@ -145,6 +148,10 @@ func WithStatsCollectionPeriod(d time.Duration) Option {
 	return func(r *Runtime) { r.statsPeriod = d }
 }
 
+// defaultShmSize is the size of each pod's /dev/shm unless WithShmSize
+// sets another.
+const defaultShmSize int64 = 64 << 20
+
 // WithShmSize sets the size of each pod's /dev/shm.
 func WithShmSize(bytes int64) Option { return func(r *Runtime) { r.shmSize = bytes } }
 
@@ -199,6 +206,11 @@ func New(client *containerd.Client, opts ...Option) (*Runtime, error) {
 	if _, ok := r.handlers[r.defaultHandler]; !ok {
 		return nil, fmt.Errorf("sandbox: default runtime handler %q is not configured", r.defaultHandler)
 	}
+	specs, err := r.newSpecBuilder()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	r.specs = specs
 	r.store = newStore(r.rootDir)
 	r.events = newBroadcaster()
 	r.stats = stats.New(statsSource{r}, r.client, stats.Config{Period: r.statsPeriod, CgroupRoot: cgroups.Root,

@@ -3,22 +3,18 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"slices"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/snapshots"
-	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // This file holds what a pod with a user namespace of its own (hostUsers:
-// false) needs besides the namespace in its specs (spec_namespaces.go) and
-// the idmapped bind mounts (spec_mounts.go). Each piece is what containerd's
-// CRI does (internal/cri/server):
+// false) needs besides the namespace in its specs and the idmapped bind
+// mounts (sandbox/spec builds both). Each piece is what containerd's CRI
+// does (internal/cri/server):
 //
 //   - The pod network namespace is made inside a new user namespace with
 //     the pod's mappings, and the pause container joins that user namespace
@@ -34,7 +30,8 @@ import (
 //     shifted owners once per image and mapping.
 //   - With the host network, /sys is bound from the host read-only: the host
 //     network namespace is not the pod root's, so sysfs cannot be mounted
-//     (container_create.go, podsandbox/sandbox_run_linux.go).
+//     (container_create.go, podsandbox/sandbox_run_linux.go); sandbox/spec
+//     does that in the spec.
 //   - The pipes of a container's stdio belong to its user as seen from the
 //     host (container_start_linux.go updateContainerIOOwner).
 
@@ -43,19 +40,6 @@ import (
 // an absent option is the host's too, while POD is the zero value.)
 func ownUserns(u *runtimeapi.UserNamespace) bool {
 	return u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD
-}
-
-// podUsernsMappings returns the mappings of the pod's own user namespace
-// (nil for a pod in the host's) once it is known the handler can run it.
-func podUsernsMappings(cfg *runtimeapi.PodSandboxConfig, supported bool) (uids, gids []runtimespec.LinuxIDMapping, err error) {
-	uids, gids, err = usernsMappings(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
-	if err != nil || uids == nil {
-		return nil, nil, err
-	}
-	if !supported {
-		return nil, nil, errUsernsUnsupported
-	}
-	return uids, gids, nil
 }
 
 // rootfsRemapOpts are the snapshot options of the root filesystem of a
@@ -74,27 +58,6 @@ func rootfsRemapOpts(uids, gids []runtimespec.LinuxIDMapping) []snapshots.Opt {
 // sys.UnshareAfterEnterUserns takes.
 func idMapString(m runtimespec.LinuxIDMapping) string {
 	return fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
-}
-
-// withHostSys replaces the sysfs mount at /sys with a read-only bind of the
-// host's /sys, for a user-namespaced pod on the host network.
-func withHostSys() oci.SpecOpts {
-	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		bind := runtimespec.Mount{
-			Destination: "/sys",
-			Type:        "bind",
-			Source:      "/sys",
-			Options:     []string{"rbind", "rro", "nosuid", "nodev", "noexec"},
-		}
-		// In place: mounts below /sys (the cgroup filesystem) come later.
-		i := slices.IndexFunc(s.Mounts, func(m runtimespec.Mount) bool { return filepath.Clean(m.Destination) == "/sys" })
-		if i < 0 {
-			s.Mounts = append(s.Mounts, bind)
-			return nil
-		}
-		s.Mounts[i] = bind
-		return nil
-	}
 }
 
 // toHostID maps an id inside a user namespace to the host's.

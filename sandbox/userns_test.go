@@ -17,6 +17,7 @@ import (
 
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
 	"github.com/accel-cri/accel-cri/sandbox/podns"
+	"github.com/accel-cri/accel-cri/sandbox/spec"
 )
 
 func TestRootfsRemapOpts(t *testing.T) {
@@ -114,7 +115,7 @@ func TestPodUsernsMappings(t *testing.T) {
 		{desc: "bad mapping wins over support", cfg: pod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: idm}), wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			uids, gids, err := podUsernsMappings(tc.cfg, tc.supported)
+			uids, gids, err := spec.PodUsernsMappings(tc.cfg, tc.supported)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}

@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ func TestSpecContainerResources(t *testing.T) {
 	for _, tc := range []struct {
 		desc     string
 		res      *runtimeapi.LinuxContainerResources
-		facts    resourceFacts
+		host     Host
 		wantCPU  *runtimespec.LinuxCPU
 		wantMem  *runtimespec.LinuxMemory
 		wantHuge []runtimespec.LinuxHugepageLimit
@@ -33,7 +33,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{
 			desc:     "all set, swap and hugetlb present",
 			res:      full,
-			facts:    resourceFacts{swap: true, hugetlb: true},
+			host:     Host{Swap: true, Hugetlb: true},
 			wantCPU:  &runtimespec.LinuxCPU{Period: u64(100000), Quota: i64(50000), Shares: u64(512), Cpus: "0-1", Mems: "0"},
 			wantMem:  &runtimespec.LinuxMemory{Limit: i64(64 << 20), Swap: i64(64 << 20)},
 			wantHuge: []runtimespec.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 << 20}},
@@ -47,7 +47,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{
 			desc:    "explicit swap",
 			res:     &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, MemorySwapLimitInBytes: 128 << 20},
-			facts:   resourceFacts{swap: true},
+			host:    Host{Swap: true},
 			wantCPU: &runtimespec.LinuxCPU{},
 			wantMem: &runtimespec.LinuxMemory{Limit: i64(64 << 20), Swap: i64(128 << 20)},
 		},
@@ -61,7 +61,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{
 			desc:    "unified on cgroup v2",
 			res:     &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1M"}},
-			facts:   resourceFacts{cgroupV2: true},
+			host:    Host{CgroupV2: true},
 			wantCPU: &runtimespec.LinuxCPU{},
 			wantMem: &runtimespec.LinuxMemory{},
 			wantUni: map[string]string{"memory.high": "1M"},
@@ -69,7 +69,7 @@ func TestSpecContainerResources(t *testing.T) {
 		{desc: "negative shares", res: &runtimeapi.LinuxContainerResources{CpuShares: -2}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			opt, err := withContainerResources(tc.res, tc.facts)
+			opt, err := New(tc.host).withContainerResources(tc.res)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}
@@ -127,14 +127,14 @@ func TestSpecOOMScoreAdj(t *testing.T) {
 	for _, tc := range []struct {
 		desc    string
 		want    int
-		r       *OOMScoreRange
+		r       OOMScores
 		wantAdj int
 	}{
-		{desc: "restricted host raises negative values", want: -998, r: &OOMScoreRange{Min: 0, Restricted: true}, wantAdj: 0},
-		{desc: "restricted host keeps positive values", want: 500, r: &OOMScoreRange{Min: 0, Restricted: true}, wantAdj: 500},
-		{desc: "unrestricted host", want: -998, r: &OOMScoreRange{Min: -1000}, wantAdj: -998},
-		{desc: "out of range", want: 5000, r: &OOMScoreRange{Min: -1000}, wantAdj: 1000},
+		{desc: "restricted host raises negative values", want: -998, r: oomFloor(0), wantAdj: 0},
+		{desc: "restricted host keeps positive values", want: 500, r: oomFloor(0), wantAdj: 500},
+		{desc: "unrestricted host", want: -998, r: oomFloor(-1000), wantAdj: -998},
 		{desc: "no range", want: -2000, wantAdj: -1000},
+		{desc: "no range, out of range", want: 5000, wantAdj: 1000},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := mustApply(t, withOOMScoreAdj(tc.want, tc.r))
@@ -143,6 +143,23 @@ func TestSpecOOMScoreAdj(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSpecUpdateResources: UpdateContainerResources sets a stored spec's
+// limits and OOM score as CreateContainer does, and leaves the rest.
+func TestSpecUpdateResources(t *testing.T) {
+	b := New(Host{Swap: true, OOM: oomFloor(0)})
+	s := mustApply(t, withDevices([]containerDevice{{rule: runtimespec.LinuxDeviceCgroup{Allow: true, Access: "r"}}}))
+	s.Hostname = "kept"
+	if err := b.UpdateResources(s, &runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20, OomScoreAdj: -10}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.Linux.Resources
+	if *r.CPU.Shares != 512 || *r.Memory.Limit != 64<<20 || *r.Memory.Swap != 64<<20 || *s.Process.OOMScoreAdj != 0 || len(r.Devices) != 2 || s.Hostname != "kept" {
+		t.Errorf("resources %+v oom %d devices %v hostname %q", deref(r.CPU)+" "+deref(r.Memory), *s.Process.OOMScoreAdj, r.Devices, s.Hostname)
+	}
+	err := b.UpdateResources(s, &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1"}})
+	checkErr(t, err, errdefs.ErrInvalidArgument)
 }
 
 func TestSpecSysctlsAndCgroup(t *testing.T) {

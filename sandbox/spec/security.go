@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,10 +33,11 @@ const (
 	profileDockerDefault  = "docker/default"
 	profileUnconfined     = "unconfined"
 	profileLocalhost      = "localhost/"
-	// appArmorDefaultProfile is the name of the profile accel-cri loads
-	// for RuntimeDefault on hosts with AppArmor.
-	appArmorDefaultProfile = "accel-cri-default"
 )
+
+// appArmorDefaultProfile is the name of the profile accel-cri loads for
+// RuntimeDefault on hosts with AppArmor.
+const appArmorDefaultProfile = "accel-cri-default"
 
 // defaultCapabilities is containerd's (and Docker's) default capability set.
 var defaultCapabilities = []string{
@@ -55,10 +56,6 @@ var defaultCapabilities = []string{
 	"CAP_KILL",
 	"CAP_AUDIT_WRITE",
 }
-
-// currentCapabilities are the effective capabilities of accel-cri: "ALL"
-// and privileged containers get these (runc can not give more).
-var currentCapabilities = sync.OnceValues(cap.Current)
 
 // defaultProcPaths are containerd's default masked and read-only paths,
 // taken from its default spec.
@@ -105,8 +102,9 @@ func capNames(field string, names []string) ([]string, error) {
 // adds and the ambient ones are added. Ambient capabilities are also
 // inheritable, permitted, effective and bounding (the kernel needs that).
 // A capability accel-cri itself lacks (CAP_SYS_RESOURCE on hosts like this
-// one) can not be given: runc would fail, so it is refused here.
-func containerCapabilities(c *runtimeapi.Capability) (*runtimespec.LinuxCapabilities, error) {
+// one) can not be given: runc would fail, so it is refused here. current
+// are accel-cri's capabilities (Host.Capabilities).
+func containerCapabilities(c *runtimeapi.Capability, current []string) (*runtimespec.LinuxCapabilities, error) {
 	add, err := capNames("capabilities.add_capabilities", c.GetAddCapabilities())
 	if err != nil {
 		return nil, err
@@ -121,10 +119,6 @@ func containerCapabilities(c *runtimeapi.Capability) (*runtimespec.LinuxCapabili
 	}
 	if slices.Contains(ambient, "ALL") {
 		return nil, fmt.Errorf("%w: capabilities.add_ambient_capabilities: \"ALL\" is not allowed", errdefs.ErrInvalidArgument)
-	}
-	current, err := currentCapabilities()
-	if err != nil {
-		return nil, fmt.Errorf("read accel-cri's capabilities: %w", err)
 	}
 	caps := slices.Clone(defaultCapabilities)
 	if slices.Contains(add, "ALL") {
@@ -162,22 +156,19 @@ func withCapabilities(c *runtimespec.LinuxCapabilities) oci.SpecOpts {
 }
 
 // withPrivileged gives a privileged container what Docker's --privileged
-// does: all of accel-cri's capabilities, every host device and access to
-// all devices (unless hostDevices is false, for privileged_without_host_devices
-// handlers: then only the devices the container asked for, as containerd
-// does), no masked or read-only /proc paths, writable
-// sysfs and cgroupfs, no AppArmor profile. Seccomp is decided by seccompOpt.
-func withPrivileged(hostDevices bool) oci.SpecOpts {
-	devices := oci.Compose(withHostDevices, oci.WithAllDevicesAllowed)
-	if !hostDevices {
+// does: all of accel-cri's capabilities (caps), the host's devices
+// (hostDevs) and access to all devices (unless allDevices is false, for
+// privileged_without_host_devices handlers: then only the devices the
+// container asked for, as containerd does), no masked or read-only /proc
+// paths, writable sysfs and cgroupfs, no AppArmor profile. Seccomp is
+// decided by seccompOpt.
+func withPrivileged(caps []string, hostDevs []runtimespec.LinuxDevice, allDevices bool) oci.SpecOpts {
+	devices := oci.Compose(withHostDevices(hostDevs), oci.WithAllDevicesAllowed)
+	if !allDevices {
 		devices = func(context.Context, oci.Client, *containers.Container, *oci.Spec) error { return nil }
 	}
 	return oci.Compose(
 		func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-			caps, err := currentCapabilities()
-			if err != nil {
-				return fmt.Errorf("read accel-cri's capabilities: %w", err)
-			}
 			ensureProcess(s)
 			s.Process.Capabilities = &runtimespec.LinuxCapabilities{
 				Bounding:  slices.Clone(caps),
@@ -277,7 +268,7 @@ func securityProfile(field string, sp *runtimeapi.SecurityProfile, deprecated st
 // CRI-O ignore the profile of a privileged container, and critest's
 // "should ignore a seccomp profile that blocks setting hostname when
 // privileged" holds runtimes to it.
-func seccompOpt(field string, sp *runtimeapi.SecurityProfile, deprecated string, privileged bool) (oci.SpecOpts, error) {
+func (b *Builder) seccompOpt(field string, sp *runtimeapi.SecurityProfile, deprecated string, privileged bool) (oci.SpecOpts, error) {
 	sp, err := securityProfile(field, sp, deprecated)
 	if err != nil || sp == nil || privileged {
 		return nil, err
@@ -288,7 +279,7 @@ func seccompOpt(field string, sp *runtimeapi.SecurityProfile, deprecated string,
 	case runtimeapi.SecurityProfile_RuntimeDefault:
 		return seccomp.WithDefaultProfile(), nil
 	}
-	profile, err := loadSeccompProfile(field, strings.TrimPrefix(sp.GetLocalhostRef(), profileLocalhost))
+	profile, err := b.loadSeccompProfile(field, strings.TrimPrefix(sp.GetLocalhostRef(), profileLocalhost))
 	if err != nil {
 		return nil, err
 	}
@@ -303,27 +294,27 @@ func seccompOpt(field string, sp *runtimeapi.SecurityProfile, deprecated string,
 // maxSeccompProfile bounds the size of a Localhost seccomp profile.
 const maxSeccompProfile = 4 << 20
 
-func loadSeccompProfile(field, path string) (*runtimespec.LinuxSeccomp, error) {
+func (b *Builder) loadSeccompProfile(field, path string) (*runtimespec.LinuxSeccomp, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("%w: %s: localhost profile %q must be an absolute path", errdefs.ErrInvalidArgument, field, path)
 	}
-	f, err := os.Open(path)
+	f, err := b.host.Open(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s: seccomp profile %q does not exist", errdefs.ErrNotFound, field, path)
 		}
 		return nil, fmt.Errorf("%s: open seccomp profile: %w", field, err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSeccompProfile+1))
+	data, err := io.ReadAll(io.LimitReader(f, maxSeccompProfile+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: read seccomp profile: %w", field, err)
 	}
-	if len(b) > maxSeccompProfile {
+	if len(data) > maxSeccompProfile {
 		return nil, fmt.Errorf("%w: %s: seccomp profile %q is larger than %d bytes", errdefs.ErrInvalidArgument, field, path, maxSeccompProfile)
 	}
 	var p runtimespec.LinuxSeccomp
-	if err := json.Unmarshal(b, &p); err != nil {
+	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, fmt.Errorf("%w: %s: seccomp profile %q: %v", errdefs.ErrInvalidArgument, field, path, err)
 	}
 	if p.DefaultAction == "" {
@@ -332,36 +323,38 @@ func loadSeccompProfile(field, path string) (*runtimespec.LinuxSeccomp, error) {
 	return &p, nil
 }
 
-// appArmorOpt returns the AppArmor option of a container, or nil. On a host
-// without AppArmor a Localhost profile fails (FailedPrecondition) and
-// RuntimeDefault or Unconfined mean no profile. With AppArmor, nothing asked
-// or RuntimeDefault loads and uses accel-cri's default profile (not for
+// appArmorOpt returns the AppArmor option of a container, or nil, and the
+// name of the default profile when the option uses it: the core loads that
+// profile before the spec is applied (apparmor.LoadDefaultProfile). On a
+// host without AppArmor a Localhost profile fails (FailedPrecondition) and
+// RuntimeDefault or Unconfined mean no profile. With AppArmor, nothing
+// asked or RuntimeDefault uses accel-cri's default profile (not for
 // privileged containers), Localhost uses the named profile.
-func appArmorOpt(sc *runtimeapi.LinuxContainerSecurityContext, enabled bool) (oci.SpecOpts, error) {
+func appArmorOpt(sc *runtimeapi.LinuxContainerSecurityContext, enabled bool) (oci.SpecOpts, string, error) {
 	sp, err := securityProfile("apparmor", sc.GetApparmor(), sc.GetApparmorProfile())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !enabled {
 		if sp.GetProfileType() == runtimeapi.SecurityProfile_Localhost {
-			return nil, fmt.Errorf("%w: AppArmor is not enabled on this host (profile %q)", errdefs.ErrFailedPrecondition, sp.GetLocalhostRef())
+			return nil, "", fmt.Errorf("%w: AppArmor is not enabled on this host (profile %q)", errdefs.ErrFailedPrecondition, sp.GetLocalhostRef())
 		}
-		return nil, nil
+		return nil, "", nil
 	}
 	if sp == nil {
 		sp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 	}
 	switch sp.GetProfileType() {
 	case runtimeapi.SecurityProfile_Unconfined:
-		return nil, nil
+		return nil, "", nil
 	case runtimeapi.SecurityProfile_RuntimeDefault:
 		if sc.GetPrivileged() {
-			return nil, nil
+			return nil, "", nil
 		}
-		return apparmor.WithDefaultProfile(appArmorDefaultProfile), nil
+		return apparmor.WithProfile(appArmorDefaultProfile), appArmorDefaultProfile, nil
 	}
 	name := strings.TrimPrefix(sp.GetLocalhostRef(), profileLocalhost)
-	return apparmor.WithProfile(name), nil
+	return apparmor.WithProfile(name), "", nil
 }
 
 // defaultCapabilitySet is the default set in the bounding, effective and

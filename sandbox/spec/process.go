@@ -1,9 +1,8 @@
-package sandbox
+package spec
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,14 +115,14 @@ func containerEnv(c *runtimeapi.ContainerConfig, img ocispec.ImageConfig, hostna
 
 // podHostname is the HOSTNAME a container of the pod sees: the pod's
 // hostname, or the node's for pods that do not set one.
-func podHostname(pod *runtimeapi.PodSandboxConfig) (string, error) {
+func (b *Builder) podHostname(pod *runtimeapi.PodSandboxConfig) (string, error) {
 	if h := pod.GetHostname(); h != "" {
 		if err := checkHostname(h); err != nil {
 			return "", err
 		}
 		return h, nil
 	}
-	h, err := os.Hostname()
+	h, err := b.host.Hostname()
 	if err != nil {
 		return "", fmt.Errorf("get node hostname: %w", err)
 	}
@@ -192,19 +191,28 @@ func userString(username string, uid, gid *runtimeapi.Int64Value) (string, error
 	return user, nil
 }
 
-// withPodUser runs the pause process as the pod's run_as_user/run_as_group,
-// or the sandbox image's user, with the pod's supplemental groups.
-func withPodUser(sc *runtimeapi.LinuxSandboxSecurityContext, img ocispec.ImageConfig) (oci.SpecOpts, error) {
-	user, err := userString("", sc.GetRunAsUser(), sc.GetRunAsGroup())
+// withUser is the user the CRI asks for (userString), else the image's
+// USER, and the option that sets it (none for root by default).
+func withUser(username string, uid, gid *runtimeapi.Int64Value, img ocispec.ImageConfig) (string, []oci.SpecOpts, error) {
+	user, err := userString(username, uid, gid)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if user == "" {
 		user = img.User
 	}
-	var opts []oci.SpecOpts
-	if user != "" {
-		opts = append(opts, oci.WithUser(user))
+	if user == "" {
+		return "", nil, nil
+	}
+	return user, []oci.SpecOpts{oci.WithUser(user)}, nil
+}
+
+// withPodUser runs the pause process as the pod's run_as_user/run_as_group,
+// or the sandbox image's user, with the pod's supplemental groups.
+func withPodUser(sc *runtimeapi.LinuxSandboxSecurityContext, img ocispec.ImageConfig) (oci.SpecOpts, error) {
+	_, opts, err := withUser("", sc.GetRunAsUser(), sc.GetRunAsGroup(), img)
+	if err != nil {
+		return nil, err
 	}
 	opts = append(opts, withSupplementalGroups(sc.GetSupplementalGroups()))
 	return oci.Compose(opts...), nil
@@ -217,20 +225,13 @@ func withPodUser(sc *runtimeapi.LinuxSandboxSecurityContext, img ocispec.ImageCo
 // groups; Strict uses only the CRI supplemental groups (the primary group is
 // run_as_group, or the user's group from /etc/passwd).
 //
-// Name lookups read the container's rootfs: the lead applies these opts
+// Name lookups read the container's rootfs: the core applies these opts
 // after containerd.WithNewSnapshot (or with an absolute spec.Root.Path and
 // no snapshot, as the tests do).
 func withContainerUser(sc *runtimeapi.LinuxContainerSecurityContext, img ocispec.ImageConfig) (oci.SpecOpts, error) {
-	user, err := userString(sc.GetRunAsUsername(), sc.GetRunAsUser(), sc.GetRunAsGroup())
+	user, opts, err := withUser(sc.GetRunAsUsername(), sc.GetRunAsUser(), sc.GetRunAsGroup(), img)
 	if err != nil {
 		return nil, err
-	}
-	if user == "" {
-		user = img.User
-	}
-	var opts []oci.SpecOpts
-	if user != "" {
-		opts = append(opts, oci.WithUser(user))
 	}
 	switch policy := sc.GetSupplementalGroupsPolicy(); policy {
 	case runtimeapi.SupplementalGroupsPolicy_Merge:

@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"os"
@@ -14,7 +14,7 @@ import (
 )
 
 func TestSpecCapabilities(t *testing.T) {
-	current, err := currentCapabilities()
+	current, err := cap.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestSpecCapabilities(t *testing.T) {
 		{desc: "ambient ALL", caps: &runtimeapi.Capability{AddAmbientCapabilities: []string{"ALL"}}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			c, err := containerCapabilities(tc.caps)
+			c, err := containerCapabilities(tc.caps, current)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}
@@ -74,7 +74,7 @@ func TestSpecCapabilities(t *testing.T) {
 		if lacking == "" {
 			t.Skip("accel-cri has every capability here")
 		}
-		_, err := containerCapabilities(&runtimeapi.Capability{AddCapabilities: []string{lacking}})
+		_, err := containerCapabilities(&runtimeapi.Capability{AddCapabilities: []string{lacking}}, current)
 		checkErr(t, err, errdefs.ErrFailedPrecondition)
 	})
 }
@@ -126,7 +126,7 @@ func TestSpecSeccomp(t *testing.T) {
 		{desc: "privileged: a malformed profile is still refused", deprecated: "whatever", privileged: true, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			opt, err := seccompOpt("seccomp", tc.sp, tc.deprecated, tc.privileged)
+			opt, err := testBuilder(t).seccompOpt("seccomp", tc.sp, tc.deprecated, tc.privileged)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}
@@ -158,6 +158,7 @@ func TestSpecAppArmor(t *testing.T) {
 		sc      *runtimeapi.LinuxContainerSecurityContext
 		enabled bool
 		want    string
+		load    string // the default profile the core loads first
 		wantErr error
 	}{
 		{desc: "nothing asked, no apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{}},
@@ -178,11 +179,21 @@ func TestSpecAppArmor(t *testing.T) {
 		},
 		{desc: "deprecated localhost with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "localhost/my-profile"}, enabled: true, want: "my-profile"},
 		{desc: "unconfined with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "unconfined"}, enabled: true},
+		{desc: "nothing asked with apparmor: the default profile", sc: &runtimeapi.LinuxContainerSecurityContext{}, enabled: true, want: appArmorDefaultProfile, load: appArmorDefaultProfile},
+		{
+			desc:    "runtime default with apparmor",
+			sc:      &runtimeapi.LinuxContainerSecurityContext{Apparmor: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}},
+			enabled: true, want: appArmorDefaultProfile, load: appArmorDefaultProfile,
+		},
+		{desc: "privileged with apparmor: none", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}, enabled: true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			opt, err := appArmorOpt(tc.sc, tc.enabled)
+			opt, load, err := appArmorOpt(tc.sc, tc.enabled)
 			if !checkErr(t, err, tc.wantErr) {
 				return
+			}
+			if load != tc.load {
+				t.Errorf("profile to load = %q, want %q", load, tc.load)
 			}
 			opts := []oci.SpecOpts{withCRIBase()}
 			if opt != nil {
@@ -218,7 +229,7 @@ func TestSpecProcPaths(t *testing.T) {
 		t.Run(tc.desc, func(t *testing.T) {
 			opts := []oci.SpecOpts{oci.WithMaskedPaths(nil), oci.WithReadonlyPaths(nil), withProcPaths(tc.sc)}
 			if tc.privileged {
-				opts = append(opts, withPrivileged(true))
+				opts = append(opts, withPrivileged(nil, nil, true))
 			}
 			s := mustApply(t, opts...)
 			if !slices.Equal(s.Linux.MaskedPaths, tc.wantMasked) || !slices.Equal(s.Linux.ReadonlyPaths, tc.wantRO) {
@@ -229,12 +240,16 @@ func TestSpecProcPaths(t *testing.T) {
 }
 
 func TestSpecPrivileged(t *testing.T) {
-	current, err := currentCapabilities()
+	current, err := cap.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostDevs, err := oci.HostDevices()
 	if err != nil {
 		t.Fatal(err)
 	}
 	mounts := withBindMounts(nil)
-	s := mustApply(t, mounts, withPrivileged(true))
+	s := mustApply(t, mounts, withPrivileged(current, hostDevs, true))
 	if !slices.Equal(s.Process.Capabilities.Bounding, current) || !slices.Equal(s.Process.Capabilities.Effective, current) {
 		t.Errorf("capabilities = %v, want %v", s.Process.Capabilities.Bounding, current)
 	}

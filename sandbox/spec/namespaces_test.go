@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"cmp"
@@ -66,7 +66,7 @@ func TestSpecContainerNamespaces(t *testing.T) {
 		pod, ctr   *runtimeapi.NamespaceOption
 		netns      string
 		sandboxPID uint32
-		pinned     PinnedNamespaces
+		pinned     Pinned
 		targetPID  uint32
 		want       string
 		wantErr    error
@@ -108,23 +108,23 @@ func TestSpecContainerNamespaces(t *testing.T) {
 		},
 		{desc: "sandbox not running", netns: netns, wantErr: errdefs.ErrFailedPrecondition},
 		{
-			desc: "pod without pause: pinned uts and ipc", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
+			desc: "pod without pause: pinned uts and ipc", netns: netns, pinned: Pinned{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
 			ctr:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 			want: "ipc=/run/p1/ns/ipc mount network=/run/netns/p1 pid uts=/run/p1/ns/uts",
 		},
 		{
-			desc: "pod without pause and host ipc", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts"},
+			desc: "pod without pause and host ipc", netns: netns, pinned: Pinned{UTS: "/run/p1/ns/uts"},
 			pod:  &runtimeapi.NamespaceOption{Ipc: host},
 			ctr:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 			want: "mount network=/run/netns/p1 pid uts=/run/p1/ns/uts",
 		},
 		{
-			desc: "pod pid in a pod of per-container pid namespaces", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
+			desc: "pod pid in a pod of per-container pid namespaces", netns: netns, pinned: Pinned{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
 			pod:  &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 			want: "ipc=/run/p1/ns/ipc mount network=/run/netns/p1 pid uts=/run/p1/ns/uts",
 		},
 		{
-			desc: "pod without pause has no shared pid namespace", netns: netns, pinned: PinnedNamespaces{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
+			desc: "pod without pause has no shared pid namespace", netns: netns, pinned: Pinned{UTS: "/run/p1/ns/uts", IPC: "/run/p1/ns/ipc"},
 			wantErr: errdefs.ErrFailedPrecondition,
 		},
 		{desc: "missing netns", sandboxPID: 10, wantErr: errdefs.ErrFailedPrecondition},

@@ -1,50 +1,30 @@
-package sandbox
+package spec
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// podFiles makes the pod files a container mounts and returns params with
-// them.
-func podFilesParams(t *testing.T) containerSpecParams {
+// podFiles returns a container of a pod whose pod files are under a
+// temp dir (not made: the builder does not look at them).
+func podFiles(t *testing.T) Container {
 	t.Helper()
 	dir := t.TempDir()
-	p := containerSpecParams{
+	return Container{
 		HostnamePath: filepath.Join(dir, "hostname"),
 		HostsPath:    filepath.Join(dir, "hosts"),
 		ResolvPath:   filepath.Join(dir, "resolv.conf"),
 		ShmPath:      filepath.Join(dir, "shm"),
+		PodConfig:    &runtimeapi.PodSandboxConfig{},
+		Config:       &runtimeapi.ContainerConfig{},
+		Handler:      Handler{MountOptions: true},
 	}
-	for _, f := range []string{p.HostnamePath, p.HostsPath, p.ResolvPath} {
-		if err := os.WriteFile(f, []byte("x\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Mkdir(p.ShmPath, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p.PodConfig = &runtimeapi.PodSandboxConfig{}
-	p.Config = &runtimeapi.ContainerConfig{}
-	return p
-}
-
-// fakeMounts makes lookupMount answer with the given optional fields.
-func fakeMounts(t *testing.T, optional string) {
-	t.Helper()
-	old := lookupMount
-	lookupMount = func(string) (mount.Info, error) {
-		return mount.Info{Mountpoint: "/", Optional: optional}, nil
-	}
-	t.Cleanup(func() { lookupMount = old })
 }
 
 // findMount returns the spec's mount at dst.
@@ -57,40 +37,28 @@ func findMount(s []runtimespec.Mount, dst string) (runtimespec.Mount, bool) {
 	return runtimespec.Mount{}, false
 }
 
-// containerMounts plans, resolves and applies the mounts of p.
-func containerMounts(t *testing.T, p containerSpecParams) ([]runtimespec.Mount, string, error) {
+// containerMounts plans the mounts of p, resolves them (resolveBinds)
+// and applies them.
+func containerMounts(t *testing.T, p Container) ([]runtimespec.Mount, string, error) {
 	t.Helper()
-	binds, err := planContainerMounts(p)
+	binds, err := planMounts(p)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := resolveMountSources(binds, p.Config.GetLinux().GetSecurityContext().GetPrivileged()); err != nil {
-		return nil, "", err
-	}
+	resolveBinds(binds)
 	s := mustApply(t, withBindMounts(binds))
 	return s.Mounts, s.Linux.RootfsPropagation, nil
 }
 
+// TestSpecContainerMounts: the bind mounts a container's spec gets (the
+// core resolves their host side, see sandbox/hostmounts_test.go).
 func TestSpecContainerMounts(t *testing.T) {
-	host := t.TempDir()
-	real := filepath.Join(host, "real")
-	if err := os.Mkdir(real, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(host, "link")
-	if err := os.Symlink(real, link); err != nil {
-		t.Fatal(err)
-	}
-	hostsFile := filepath.Join(host, "myhosts")
-	if err := os.WriteFile(hostsFile, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	const real, hostsFile = "/srv/real", "/srv/myhosts"
 	for _, tc := range []struct {
 		desc     string
 		mounts   []*runtimeapi.Mount
 		ro       bool   // container readonly rootfs
 		hostIPC  bool   // pod shares the host IPC namespace
-		optional string // propagation of the host mount
 		noOpts   bool   // the handler does not apply mount_options
 		dst      string // mount to check
 		wantSrc  string
@@ -112,8 +80,8 @@ func TestSpecContainerMounts(t *testing.T) {
 			wantOpts: []string{"rbind", "rprivate", "ro"},
 		},
 		{
-			desc:     "symlinked host path is resolved",
-			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: link}},
+			desc:     "paths cleaned",
+			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data/", HostPath: "/srv//real/"}},
 			dst:      "/data",
 			wantSrc:  real,
 			wantOpts: []string{"rbind", "rprivate", "rw"},
@@ -136,36 +104,23 @@ func TestSpecContainerMounts(t *testing.T) {
 			wantErr: errdefs.ErrInvalidArgument,
 		},
 		{
-			desc:     "host to container on a slave mount",
+			desc:     "host to container",
 			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}},
-			optional: "master:1",
 			dst:      "/data",
 			wantSrc:  real,
 			wantOpts: []string{"rbind", "rslave", "rw"},
 			wantProp: "rslave",
 		},
 		{
-			desc:    "host to container on a private mount",
-			mounts:  []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}},
-			wantErr: errdefs.ErrFailedPrecondition,
-		},
-		{
-			desc: "bidirectional on a shared mount",
+			desc: "bidirectional",
 			mounts: []*runtimeapi.Mount{
 				{ContainerPath: "/a", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
 				{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
 			},
-			optional: "shared:5",
 			dst:      "/data",
 			wantSrc:  real,
 			wantOpts: []string{"rbind", "rshared", "rw"},
 			wantProp: "rshared",
-		},
-		{
-			desc:     "bidirectional on a slave mount",
-			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}},
-			optional: "master:1",
-			wantErr:  errdefs.ErrFailedPrecondition,
 		},
 		{
 			desc:    "unknown propagation",
@@ -201,7 +156,6 @@ func TestSpecContainerMounts(t *testing.T) {
 		{
 			desc:     "mount options with host to container propagation",
 			mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: real, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER, MountOptions: []string{"noexec"}}},
-			optional: "master:1",
 			dst:      "/data",
 			wantSrc:  real,
 			wantOpts: []string{"rbind", "rslave", "rw", "noexec"},
@@ -267,10 +221,9 @@ func TestSpecContainerMounts(t *testing.T) {
 		},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			fakeMounts(t, tc.optional)
-			p := podFilesParams(t)
+			p := podFiles(t)
 			p.Config.Mounts = tc.mounts
-			p.MountOptionsSupported = !tc.noOpts
+			p.Handler.MountOptions = !tc.noOpts
 			p.Config.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{ReadonlyRootfs: tc.ro}}
 			if tc.hostIPC {
 				p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
@@ -349,8 +302,8 @@ func TestSpecContainerMountsUserns(t *testing.T) {
 		},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			p := podFilesParams(t)
-			p.UsernsSupported = !tc.unsupported
+			p := podFiles(t)
+			p.Handler.UserNamespaces = !tc.unsupported
 			p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: tc.userns},
 			}}
@@ -370,37 +323,15 @@ func TestSpecContainerMountsUserns(t *testing.T) {
 	}
 }
 
-func TestSpecContainerMountsHost(t *testing.T) {
-	t.Run("missing host path is created as a directory", func(t *testing.T) {
-		p := podFilesParams(t)
-		missing := filepath.Join(t.TempDir(), "a", "b")
-		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: missing}}
-		if _, _, err := containerMounts(t, p); err != nil {
-			t.Fatal(err)
-		}
-		if fi, err := os.Stat(missing); err != nil || !fi.IsDir() {
-			t.Fatalf("host path not created as a directory: %v", err)
-		}
-	})
-	t.Run("missing pod file", func(t *testing.T) {
-		p := podFilesParams(t)
-		if err := os.Remove(p.HostsPath); err != nil {
-			t.Fatal(err)
-		}
-		_, _, err := containerMounts(t, p)
-		checkErr(t, err, errdefs.ErrFailedPrecondition)
-		if _, err := os.Stat(p.HostsPath); err == nil {
-			t.Error("pod file was created")
-		}
-	})
+func TestSpecContainerMountsLayout(t *testing.T) {
 	t.Run("no shm path for a private ipc pod", func(t *testing.T) {
-		p := podFilesParams(t)
+		p := podFiles(t)
 		p.ShmPath = ""
-		_, err := planContainerMounts(p)
+		_, err := planMounts(p)
 		checkErr(t, err, errdefs.ErrFailedPrecondition)
 	})
 	t.Run("defaults replaced, cgroup added, parents first", func(t *testing.T) {
-		p := podFilesParams(t)
+		p := podFiles(t)
 		src := t.TempDir()
 		p.Config.Mounts = []*runtimeapi.Mount{
 			{ContainerPath: "/data/sub/deeper", HostPath: src},
@@ -427,7 +358,7 @@ func TestSpecContainerMountsHost(t *testing.T) {
 		}
 	})
 	t.Run("a /dev mount drops the default mounts under /dev", func(t *testing.T) {
-		p := podFilesParams(t)
+		p := podFiles(t)
 		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/dev", HostPath: t.TempDir()}}
 		mounts, _, err := containerMounts(t, p)
 		if err != nil {
@@ -439,61 +370,13 @@ func TestSpecContainerMountsHost(t *testing.T) {
 			}
 		}
 	})
-}
-
-// TestSpecContainerMountsHostile covers host paths that must be refused
-// before anything on the host is created: the checks run on resolved
-// symlinks, not only on the path as sent.
-func TestSpecContainerMountsHostile(t *testing.T) {
-	host := t.TempDir()
-	for name, target := range map[string]string{
-		"root-link":     "/",
-		"proc-link":     "/proc",
-		"procsys-link":  "/proc/sys",
-		"dangling-link": filepath.Join(host, "nowhere", "evil"),
-		"etc-link":      "/etc",
-	} {
-		if err := os.Symlink(target, filepath.Join(host, name)); err != nil {
+	t.Run("a bind without a source is not applied", func(t *testing.T) {
+		binds, err := planMounts(podFiles(t))
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	fresh := filepath.Join(host, "fresh") // must not be created by a rejected request
-	for _, tc := range []struct {
-		desc       string
-		mount      *runtimeapi.Mount
-		privileged bool
-		wantErr    error
-	}{
-		{desc: "host root read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: "/"}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "host /proc read-write", mount: &runtimeapi.Mount{ContainerPath: "/hostproc", HostPath: "/proc"}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "host /proc/sys read-write", mount: &runtimeapi.Mount{ContainerPath: "/hostsys", HostPath: "/proc/sys"}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "symlink to / read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "root-link")}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "symlink to /proc read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "proc-link")}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "symlink to /proc/sys read-write", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "procsys-link")}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "dangling symlink", mount: &runtimeapi.Mount{ContainerPath: "/x", HostPath: filepath.Join(host, "dangling-link")}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "below a dangling symlink", mount: &runtimeapi.Mount{ContainerPath: "/x", HostPath: filepath.Join(host, "dangling-link", "sub")}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "host root read-only", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: "/", Readonly: true}},
-		{desc: "symlink to /proc read-only", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: filepath.Join(host, "proc-link"), Readonly: true}},
-		{desc: "host root read-write, privileged", mount: &runtimeapi.Mount{ContainerPath: "/host", HostPath: "/"}, privileged: true},
-		{desc: "symlink to /etc read-write", mount: &runtimeapi.Mount{ContainerPath: "/hostetc", HostPath: filepath.Join(host, "etc-link")}},
-	} {
-		t.Run(tc.desc, func(t *testing.T) {
-			p := podFilesParams(t)
-			// A missing host path listed first: a rejected request must not
-			// have created it.
-			p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/fresh", HostPath: fresh}, tc.mount}
-			p.Config.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: tc.privileged}}
-			_, _, err := containerMounts(t, p)
-			if !checkErr(t, err, tc.wantErr) {
-				if _, err := os.Lstat(fresh); err == nil {
-					t.Errorf("rejected request created %s", fresh)
-				}
-				if _, err := os.Lstat(filepath.Join(host, "nowhere")); err == nil {
-					t.Errorf("rejected request created the dangling symlink's target")
-				}
-				return
-			}
-			os.Remove(fresh)
-		})
-	}
+		if _, err := applySpec(t, withBindMounts(binds)); err == nil {
+			t.Error("applied without sources")
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"fmt"
@@ -55,15 +55,17 @@ func TestSpecCDI(t *testing.T) {
 		{desc: "CDI off", field: []string{"accel-cri.io/gpu=0"}, wantErr: errdefs.ErrFailedPrecondition},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			p := testContainerParams(t)
-			if tc.cdi != nil {
-				p.CDI = tc.cdi
-			}
+			p := testContainer(t)
+			b := testBuilder(t, func(h *Host) {
+				if tc.cdi != nil {
+					h.CDI = tc.cdi
+				}
+			})
 			for _, n := range tc.field {
 				p.Config.CDIDevices = append(p.Config.CDIDevices, &runtimeapi.CDIDevice{Name: n})
 			}
 			p.Config.Annotations = tc.annotations
-			s, err := applyContainer(t, p)
+			s, err := applyContainer(t, b, p)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}
@@ -82,10 +84,10 @@ func TestSpecCDI(t *testing.T) {
 
 func TestSpecDeviceOwnership(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		p := testContainerParams(t)
-		p.DeviceOwnershipFromSecurityContext = on
+		p := testContainer(t)
+		b := testBuilder(t, func(h *Host) { h.DeviceOwnershipFromSecurityContext = on })
 		p.Config.Devices = []*runtimeapi.Device{{HostPath: "/dev/null", ContainerPath: "/dev/x", Permissions: "rw"}}
-		s, err := applyContainer(t, p)
+		s, err := applyContainer(t, b, p)
 		if err != nil {
 			t.Fatal(err)
 		}

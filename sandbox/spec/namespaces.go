@@ -1,8 +1,9 @@
-package sandbox
+package spec
 
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/containerd/containerd/v2/core/containers"
@@ -22,8 +23,14 @@ import (
 // pod's containers their volumes and pod files owned by the pod's root.
 var errUsernsUnsupported = fmt.Errorf("%w: user namespaces (hostUsers: false) need an OCI runtime with idmapped mounts (runc >= 1.2, crun >= 1.9) for the pod's runtime handler", errdefs.ErrNotImplemented)
 
-// procNS is the path of a namespace of a process.
-func procNS(pid uint32, ns string) string { return fmt.Sprintf("/proc/%d/ns/%s", pid, ns) }
+// ProcNS is the path of the namespace ns ("net", "ipc", ...) of process pid.
+func ProcNS(pid uint32, ns string) string { return fmt.Sprintf("/proc/%d/ns/%s", pid, ns) }
+
+// Pinned are the UTS and IPC namespaces of a pod without a pause process,
+// bind-mounted files ("" for a namespace the pod does not have).
+type Pinned struct {
+	UTS, IPC string
+}
 
 // withNamespaces sets the spec's namespace list.
 func withNamespaces(nss []runtimespec.LinuxNamespace) oci.SpecOpts {
@@ -79,12 +86,12 @@ func podNamespaces(opts *runtimeapi.NamespaceOption, netNSPath string) ([]runtim
 // choice (the pause container's shared one, or a new one), CONTAINER is new, NODE is the host's, TARGET joins
 // targetPID's. The pod's namespaces are the pause process's
 // (/proc/<sandboxPID>/ns/...) or, for a pod without one, its pinned ones.
-func containerNamespaces(pod, ctr *runtimeapi.NamespaceOption, netNSPath string, sandboxPID uint32, pinned PinnedNamespaces, targetPID uint32) ([]runtimespec.LinuxNamespace, error) {
+func containerNamespaces(pod, ctr *runtimeapi.NamespaceOption, netNSPath string, sandboxPID uint32, pinned Pinned, targetPID uint32) ([]runtimespec.LinuxNamespace, error) {
 	podNS := func(ns string) (string, error) {
 		path := ""
 		switch {
 		case sandboxPID != 0:
-			path = procNS(sandboxPID, ns)
+			path = ProcNS(sandboxPID, ns)
 		case ns == "uts":
 			path = pinned.UTS
 		case ns == "ipc":
@@ -136,21 +143,21 @@ func containerNamespaces(pod, ctr *runtimeapi.NamespaceOption, netNSPath string,
 		if targetPID == 0 {
 			return nil, fmt.Errorf("%w: target container %q of the pid namespace is not running", errdefs.ErrFailedPrecondition, ctr.GetTargetId())
 		}
-		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace, Path: procNS(targetPID, "pid")})
+		nss = append(nss, runtimespec.LinuxNamespace{Type: runtimespec.PIDNamespace, Path: ProcNS(targetPID, "pid")})
 	default:
 		return nil, fmt.Errorf("%w: pid namespace mode %s is not supported", errdefs.ErrInvalidArgument, mode)
 	}
 	return nss, nil
 }
 
-// usernsMappings checks a CRI user namespace option and returns its
+// UsernsMappings checks a CRI user namespace option and returns its
 // mappings. nil or NODE: no user namespace. POD: the pod's own, which needs
 // one uid and one gid mapping, each from container id 0. That is what
 // kubelet sends and what containerd's CRI takes (its pod network namespace
 // is made with uids[0] and gids[0], its snapshots labelled with them); a
 // user namespace without a root could not own the container's root
 // filesystem.
-func usernsMappings(u *runtimeapi.UserNamespace) (uids, gids []runtimespec.LinuxIDMapping, err error) {
+func UsernsMappings(u *runtimeapi.UserNamespace) (uids, gids []runtimespec.LinuxIDMapping, err error) {
 	if u == nil {
 		return nil, nil, nil
 	}
@@ -217,9 +224,10 @@ func withUserns(path string, uids, gids []runtimespec.LinuxIDMapping) oci.SpecOp
 }
 
 // podUsernsOpt is the user namespace of the pause container: the one at
-// path (see podns.PinNetNSOwner), or a new one when path is "".
+// path (the core pins the owner of the pod's network namespace there), or
+// a new one when path is "".
 func podUsernsOpt(u *runtimeapi.UserNamespace, path string, supported bool) (oci.SpecOpts, error) {
-	uids, gids, err := usernsMappings(u)
+	uids, gids, err := UsernsMappings(u)
 	if err != nil || uids == nil {
 		return nil, err
 	}
@@ -232,11 +240,11 @@ func podUsernsOpt(u *runtimeapi.UserNamespace, path string, supported bool) (oci
 // containerUsernsOpt is the user namespace of an app container: the pod's,
 // which the container's option must repeat.
 func containerUsernsOpt(pod, ctr *runtimeapi.UserNamespace, sandboxPID uint32, supported bool) (oci.SpecOpts, error) {
-	uids, gids, err := usernsMappings(ctr)
+	uids, gids, err := UsernsMappings(ctr)
 	if err != nil {
 		return nil, err
 	}
-	puids, pgids, err := usernsMappings(pod)
+	puids, pgids, err := UsernsMappings(pod)
 	if err != nil {
 		return nil, fmt.Errorf("pod %w", err)
 	}
@@ -249,5 +257,41 @@ func containerUsernsOpt(pod, ctr *runtimeapi.UserNamespace, sandboxPID uint32, s
 	if !supported {
 		return nil, errUsernsUnsupported
 	}
-	return withUserns(procNS(sandboxPID, "user"), uids, gids), nil
+	return withUserns(ProcNS(sandboxPID, "user"), uids, gids), nil
+}
+
+// PodUsernsMappings returns the mappings of the pod's own user namespace
+// (nil for a pod in the host's) once it is known the handler can run it
+// (supported: Handler.UserNamespaces).
+func PodUsernsMappings(cfg *runtimeapi.PodSandboxConfig, supported bool) (uids, gids []runtimespec.LinuxIDMapping, err error) {
+	uids, gids, err = UsernsMappings(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
+	if err != nil || uids == nil {
+		return nil, nil, err
+	}
+	if !supported {
+		return nil, nil, errUsernsUnsupported
+	}
+	return uids, gids, nil
+}
+
+// withHostSys replaces the sysfs mount at /sys with a read-only bind of the
+// host's /sys, for a user-namespaced pod on the host network: the host
+// network namespace is not the pod root's, so sysfs cannot be mounted.
+func withHostSys() oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		bind := runtimespec.Mount{
+			Destination: "/sys",
+			Type:        "bind",
+			Source:      "/sys",
+			Options:     []string{"rbind", "rro", "nosuid", "nodev", "noexec"},
+		}
+		// In place: mounts below /sys (the cgroup filesystem) come later.
+		i := slices.IndexFunc(s.Mounts, func(m runtimespec.Mount) bool { return filepath.Clean(m.Destination) == "/sys" })
+		if i < 0 {
+			s.Mounts = append(s.Mounts, bind)
+			return nil
+		}
+		s.Mounts[i] = bind
+		return nil
+	}
 }

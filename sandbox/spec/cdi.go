@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"context"
@@ -24,10 +24,6 @@ type CDIInjector interface {
 	// Inject applies the devices' edits to spec.
 	Inject(spec *runtimespec.Spec, names []string) error
 }
-
-// WithCDI sets the CDI injector; without one, containers that ask for CDI
-// devices are refused.
-func WithCDI(inj CDIInjector) Option { return func(r *Runtime) { r.cdi = inj } }
 
 // cdiDeviceNames are the CDI devices of cfg, checked against the specs.
 func cdiDeviceNames(cfg *runtimeapi.ContainerConfig, inj CDIInjector) ([]string, error) {

@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"maps"
@@ -29,29 +29,28 @@ func testPodConfig() *runtimeapi.PodSandboxConfig {
 	}
 }
 
-func testPodParams(t *testing.T) podSpecParams {
-	return podSpecParams{
-		ID:             "p1",
-		Config:         testPodConfig(),
-		Image:          ocispec.ImageConfig{Entrypoint: []string{"/pause"}, User: "65535:65535"},
-		ImageName:      "registry.local/pause:3.10",
-		NetNSPath:      "/run/accel-cri/netns/p1",
-		CgroupsPath:    "/kubepods/pod1/p1",
-		OOM:            &OOMScoreRange{Min: 0, Restricted: true},
-		RuntimeHandler: "runc",
+func testPod() Pod {
+	return Pod{
+		ID:          "p1",
+		Config:      testPodConfig(),
+		Image:       ocispec.ImageConfig{Entrypoint: []string{"/pause"}, User: "65535:65535"},
+		ImageName:   "registry.local/pause:3.10",
+		NetNSPath:   "/run/accel-cri/netns/p1",
+		CgroupsPath: "/kubepods/pod1/p1",
+		Handler:     Handler{Name: "runc"},
 	}
 }
 
 func TestSpecPod(t *testing.T) {
-	s := func(t *testing.T, p podSpecParams) *oci.Spec {
-		opts, err := podSpecOpts(p)
+	s := func(t *testing.T, p Pod) *oci.Spec {
+		opts, err := testBuilder(t, withOOMFloor0).Pod(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return mustApply(t, append([]oci.SpecOpts{oci.WithRootFSPath(testRootfs(t))}, opts...)...)
 	}
 	t.Run("defaults", func(t *testing.T) {
-		s := s(t, testPodParams(t))
+		s := s(t, testPod())
 		if !slices.Equal(s.Process.Args, []string{"/pause"}) || s.Process.User.UID != 65535 || s.Process.User.GID != 65535 {
 			t.Errorf("process = %q as %d:%d", s.Process.Args, s.Process.User.UID, s.Process.User.GID)
 		}
@@ -97,8 +96,18 @@ func TestSpecPod(t *testing.T) {
 			t.Errorf("annotations = %v, want %v", s.Annotations, want)
 		}
 	})
+	t.Run("handler's spec version", func(t *testing.T) {
+		p := testPod()
+		if s := s(t, p); s.Version != runtimespec.Version {
+			t.Errorf("ociVersion = %q, want %q", s.Version, runtimespec.Version)
+		}
+		p.Handler.SpecVersion = "1.0.2-dev"
+		if s := s(t, p); s.Version != "1.0.2-dev" {
+			t.Errorf("ociVersion = %q, want the handler's", s.Version)
+		}
+	})
 	t.Run("host network", func(t *testing.T) {
-		p := testPodParams(t)
+		p := testPod()
 		p.NetNSPath = ""
 		p.Config.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE}
 		s := s(t, p)
@@ -128,8 +137,8 @@ func TestSpecPod(t *testing.T) {
 			{desc: "host network: a new one and the host's /sys", hostNet: true, wantNS: "ipc mount pid user", wantSys: hostSys},
 		} {
 			t.Run(tc.desc, func(t *testing.T) {
-				p := testPodParams(t)
-				p.UsernsSupported, p.UsernsPath = true, tc.pinned
+				p := testPod()
+				p.Handler.UserNamespaces, p.UsernsPath = true, tc.pinned
 				p.Config.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: ns}
 				if tc.hostNet {
 					p.NetNSPath = ""
@@ -152,7 +161,7 @@ func TestSpecPod(t *testing.T) {
 		}
 	})
 	t.Run("run as user and privileged", func(t *testing.T) {
-		p := testPodParams(t)
+		p := testPod()
 		sc := p.Config.Linux.SecurityContext
 		sc.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
 		sc.SupplementalGroups = []int64{5000}
@@ -167,28 +176,28 @@ func TestSpecPod(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		desc    string
-		change  func(*podSpecParams)
+		change  func(*Pod)
 		wantErr error
 	}{
-		{desc: "user namespace without idmapped mounts", change: func(p *podSpecParams) {
+		{desc: "user namespace without idmapped mounts", change: func(p *Pod) {
 			p.Config.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
 				Mode: runtimeapi.NamespaceMode_POD,
 				Uids: []*runtimeapi.IDMapping{{HostId: 100000, Length: 65536}},
 				Gids: []*runtimeapi.IDMapping{{HostId: 100000, Length: 65536}},
 			}}
 		}, wantErr: errdefs.ErrNotImplemented},
-		{desc: "no entrypoint", change: func(p *podSpecParams) { p.Image = ocispec.ImageConfig{} }, wantErr: errdefs.ErrFailedPrecondition},
-		{desc: "missing seccomp profile", change: func(p *podSpecParams) {
+		{desc: "no entrypoint", change: func(p *Pod) { p.Image = ocispec.ImageConfig{} }, wantErr: errdefs.ErrFailedPrecondition},
+		{desc: "missing seccomp profile", change: func(p *Pod) {
 			p.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/nonexistent/profile.json"}
 		}, wantErr: errdefs.ErrNotFound},
-		{desc: "run_as_group alone", change: func(p *podSpecParams) {
+		{desc: "run_as_group alone", change: func(p *Pod) {
 			p.Config.Linux.SecurityContext.RunAsGroup = &runtimeapi.Int64Value{Value: 1}
 		}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			p := testPodParams(t)
+			p := testPod()
 			tc.change(&p)
-			_, err := podSpecOpts(p)
+			_, err := testBuilder(t).Pod(p)
 			checkErr(t, err, tc.wantErr)
 		})
 	}

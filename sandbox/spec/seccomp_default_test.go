@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"reflect"
@@ -37,10 +37,10 @@ func TestRuntimeDefaultSeccompIsContainerds(t *testing.T) {
 		{desc: "SYS_ADMIN added", caps: &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}}, blocked: []string{"keyctl", "add_key", "kexec_load", "reboot"}, allowedToo: []string{"mount", "unshare", "setns"}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			p := testContainerParams(t)
+			p := testContainer(t)
 			p.Config.Linux.SecurityContext.Capabilities = tc.caps
 			p.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-			s, err := applyContainer(t, p)
+			s, err := applyContainer(t, testBuilder(t), p)
 			if err != nil {
 				t.Fatal(err)
 			}

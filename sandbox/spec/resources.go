@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// This file sets the cgroup path, resource limits, the OOM score and sysctls.
+// This file builds resource limits, the OOM score and sysctls; the cgroup
+// path is internal/cgroups' (cgroups.Path).
 
 // sandboxCPUShares is the pause container's cpu.shares (containerd's value):
 // it does nothing but wait.
@@ -32,8 +33,12 @@ func withCgroupsPath(p string) oci.SpecOpts {
 	}
 }
 
+// oomScoreAdjMin and oomScoreAdjMax are the kernel's range of
+// oom_score_adj.
+const oomScoreAdjMin, oomScoreAdjMax = -1000, 1000
+
 // withOOMScoreAdj sets oom_score_adj, raised to what the host permits.
-func withOOMScoreAdj(want int, r *OOMScoreRange) oci.SpecOpts {
+func withOOMScoreAdj(want int, r OOMScores) oci.SpecOpts {
 	v := min(max(want, oomScoreAdjMin), oomScoreAdjMax)
 	if r != nil {
 		v = r.Clamp(want)
@@ -89,11 +94,6 @@ func withSandboxCPUShares() oci.SpecOpts {
 	}
 }
 
-// resourceFacts are the host facts resource limits depend on.
-type resourceFacts struct {
-	cgroupV2, swap, hugetlb bool
-}
-
 // withContainerResources sets a container's CPU, memory and hugepage limits
 // (the device rules already in the spec stay). Zero means unset, as kubelet
 // sends it. The swap limit is the memory limit unless given, when the swap
@@ -101,7 +101,7 @@ type resourceFacts struct {
 // hugetlb controller (kubelet sends one per page size the node has, mostly
 // 0), as containerd's default tolerate_missing_hugetlb_controller does.
 // unified (cgroup v2 files) is refused on cgroup v1.
-func withContainerResources(r *runtimeapi.LinuxContainerResources, f resourceFacts) (oci.SpecOpts, error) {
+func (b *Builder) withContainerResources(r *runtimeapi.LinuxContainerResources) (oci.SpecOpts, error) {
 	if r == nil {
 		return nil, nil
 	}
@@ -117,7 +117,7 @@ func withContainerResources(r *runtimeapi.LinuxContainerResources, f resourceFac
 			return nil, fmt.Errorf("%w: resources.%s: %d is negative", errdefs.ErrInvalidArgument, v.name, v.v)
 		}
 	}
-	if len(r.GetUnified()) > 0 && !f.cgroupV2 {
+	if len(r.GetUnified()) > 0 && !b.host.CgroupV2 {
 		return nil, fmt.Errorf("%w: resources.unified needs cgroup v2; this host uses cgroup v1", errdefs.ErrInvalidArgument)
 	}
 	cpu := &runtimespec.LinuxCPU{Cpus: r.GetCpusetCpus(), Mems: r.GetCpusetMems()}
@@ -133,16 +133,16 @@ func withContainerResources(r *runtimeapi.LinuxContainerResources, f resourceFac
 	mem := &runtimespec.LinuxMemory{}
 	if v := r.GetMemoryLimitInBytes(); v != 0 {
 		mem.Limit = &v
-		if f.swap && r.GetMemorySwapLimitInBytes() == 0 {
+		if b.host.Swap && r.GetMemorySwapLimitInBytes() == 0 {
 			mem.Swap = &v
 		}
 	}
-	if v := r.GetMemorySwapLimitInBytes(); v != 0 && f.swap {
+	if v := r.GetMemorySwapLimitInBytes(); v != 0 && b.host.Swap {
 		mem.Swap = &v
 	}
 	var huge []runtimespec.LinuxHugepageLimit
 	if len(r.GetHugepageLimits()) > 0 {
-		if f.hugetlb {
+		if b.host.Hugetlb {
 			for _, h := range r.GetHugepageLimits() {
 				huge = append(huge, runtimespec.LinuxHugepageLimit{Pagesize: h.GetPageSize(), Limit: h.GetLimit()})
 			}
@@ -162,4 +162,22 @@ func withContainerResources(r *runtimeapi.LinuxContainerResources, f resourceFac
 		}
 		return nil
 	}, nil
+}
+
+// UpdateResources replaces the resource limits and the OOM score in spec
+// with r, the way a new container's are set (UpdateContainerResources).
+func (b *Builder) UpdateResources(spec *runtimespec.Spec, r *runtimeapi.LinuxContainerResources) error {
+	opt, err := b.withContainerResources(r)
+	if err != nil {
+		return err
+	}
+	for _, o := range []oci.SpecOpts{opt, withOOMScoreAdj(int(r.GetOomScoreAdj()), b.host.OOM)} {
+		if o == nil {
+			continue
+		}
+		if err := o(context.Background(), nil, nil, spec); err != nil {
+			return err
+		}
+	}
+	return nil
 }

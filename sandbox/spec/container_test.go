@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"maps"
@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/containerd/containerd/v2/pkg/cap"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -14,8 +15,10 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-func testContainerParams(t *testing.T) containerSpecParams {
-	p := podFilesParams(t)
+// testContainer is an app container of testPodConfig's pod, with its pod
+// files (podFiles).
+func testContainer(t *testing.T) Container {
+	p := podFiles(t)
 	p.ID = "c1"
 	p.SandboxID = "p1"
 	p.PodConfig = testPodConfig()
@@ -40,23 +43,26 @@ func testContainerParams(t *testing.T) containerSpecParams {
 	p.SandboxPID = 42
 	p.NetNSPath = "/run/accel-cri/netns/p1"
 	p.CgroupsPath = "/kubepods/pod1/c1"
-	p.OOM = &OOMScoreRange{Min: 0, Restricted: true}
-	p.RuntimeHandler = "runc"
+	p.Handler.Name = "runc"
 	return p
 }
 
-func applyContainer(t *testing.T, p containerSpecParams) (*oci.Spec, error) {
+// withOOMFloor0 is a host that cannot lower oom_score_adj below 0.
+func withOOMFloor0(h *Host) { h.OOM = oomFloor(0) }
+
+// applyContainer builds p's spec with b and applies it (applyPlan).
+func applyContainer(t *testing.T, b *Builder, p Container) (*oci.Spec, error) {
 	t.Helper()
-	opts, err := containerSpecOpts(p)
+	plan, err := b.Container(p)
 	if err != nil {
 		return nil, err
 	}
-	return applySpec(t, append([]oci.SpecOpts{oci.WithRootFSPath(testRootfs(t))}, opts...)...)
+	return applyPlan(t, plan)
 }
 
 func TestSpecContainer(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
-		s, err := applyContainer(t, testContainerParams(t))
+		s, err := applyContainer(t, testBuilder(t, withOOMFloor0), testContainer(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,15 +128,15 @@ func TestSpecContainer(t *testing.T) {
 			{desc: "host network binds the host's /sys", hostNet: true, wantNS: "ipc=/proc/42/ns/ipc mount pid=/proc/42/ns/pid user=/proc/42/ns/user", wantSys: "bind"},
 		} {
 			t.Run(tc.desc, func(t *testing.T) {
-				p := testContainerParams(t)
-				p.UsernsSupported = true
+				p := testContainer(t)
+				p.Handler.UserNamespaces = true
 				p.PodConfig.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: ns}
 				if tc.hostNet {
 					p.NetNSPath = ""
 					p.PodConfig.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
 				}
 				p.Config.Linux.SecurityContext.NamespaceOptions = p.PodConfig.Linux.SecurityContext.NamespaceOptions
-				s, err := applyContainer(t, p)
+				s, err := applyContainer(t, testBuilder(t), p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -151,15 +157,43 @@ func TestSpecContainer(t *testing.T) {
 			})
 		}
 	})
-	t.Run("privileged", func(t *testing.T) {
-		p := testContainerParams(t)
-		p.PodConfig.Linux.SecurityContext.Privileged = true
-		p.Config.Linux.SecurityContext.Privileged = true
-		s, err := applyContainer(t, p)
+	t.Run("planning changes nothing on the host", func(t *testing.T) {
+		p := testContainer(t)
+		missing := filepath.Join(t.TempDir(), "must-not-exist")
+		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: missing}}
+		plan, err := testBuilder(t).Container(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		current, _ := currentCapabilities()
+		if _, err := os.Lstat(missing); err == nil {
+			t.Error("the plan created a host path")
+		}
+		for _, b := range plan.Binds() {
+			if b.Source != "" {
+				t.Errorf("bind %s has a source before the core resolved it", b.Field)
+			}
+		}
+	})
+	t.Run("handler's spec version", func(t *testing.T) {
+		p := testContainer(t)
+		p.Handler.SpecVersion = "1.0.0"
+		s, err := applyContainer(t, testBuilder(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Version != "1.0.0" {
+			t.Errorf("ociVersion = %q, want the handler's", s.Version)
+		}
+	})
+	t.Run("privileged", func(t *testing.T) {
+		p := testContainer(t)
+		p.PodConfig.Linux.SecurityContext.Privileged = true
+		p.Config.Linux.SecurityContext.Privileged = true
+		s, err := applyContainer(t, testBuilder(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		current, _ := cap.Current()
 		if !slices.Equal(s.Process.Capabilities.Bounding, current) || s.Linux.Seccomp != nil || len(s.Linux.MaskedPaths) != 0 {
 			t.Errorf("caps %v seccomp %v masked %v", s.Process.Capabilities.Bounding, s.Linux.Seccomp != nil, s.Linux.MaskedPaths)
 		}
@@ -168,8 +202,9 @@ func TestSpecContainer(t *testing.T) {
 		}
 	})
 	t.Run("device and mount", func(t *testing.T) {
-		p := testContainerParams(t)
-		dev := filepath.Join(fakeDevRoot(t), "null")
+		p := testContainer(t)
+		root := t.TempDir()
+		dev := filepath.Join(root, "null")
 		if err := mknodNull(dev); err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +212,7 @@ func TestSpecContainer(t *testing.T) {
 		p.Config.Devices = []*runtimeapi.Device{{HostPath: dev, ContainerPath: "/dev/accel0", Permissions: "rw"}}
 		p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: host, Readonly: true}}
 		p.Config.Linux.SecurityContext.ReadonlyRootfs = true
-		s, err := applyContainer(t, p)
+		s, err := applyContainer(t, testBuilder(t, func(h *Host) { h.DeviceNode = devNode(root) }), p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,32 +228,28 @@ func TestSpecContainer(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		desc    string
-		change  func(*containerSpecParams)
+		change  func(*Container)
 		wantErr error
 	}{
-		{desc: "privileged container in an unprivileged pod", change: func(p *containerSpecParams) { p.Config.Linux.SecurityContext.Privileged = true }, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "no command", change: func(p *containerSpecParams) { p.Image = ocispec.ImageConfig{}; p.Config.Args = nil }, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "unknown capability", change: func(p *containerSpecParams) {
+		{desc: "privileged container in an unprivileged pod", change: func(p *Container) { p.Config.Linux.SecurityContext.Privileged = true }, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "no command", change: func(p *Container) { p.Image = ocispec.ImageConfig{}; p.Config.Args = nil }, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "unknown capability", change: func(p *Container) {
 			p.Config.Linux.SecurityContext.Capabilities.AddCapabilities = []string{"TELEPORT"}
 		}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "apparmor localhost without apparmor", change: func(p *containerSpecParams) {
+		{desc: "apparmor localhost without apparmor", change: func(p *Container) {
 			p.Config.Linux.SecurityContext.Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "x"}
 		}, wantErr: errdefs.ErrFailedPrecondition},
-		{desc: "unified on cgroup v1", change: func(p *containerSpecParams) {
+		{desc: "unified on cgroup v1", change: func(p *Container) {
 			p.Config.Linux.Resources.Unified = map[string]string{"memory.high": "1"}
 		}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "sandbox not running", change: func(p *containerSpecParams) { p.SandboxPID = 0 }, wantErr: errdefs.ErrFailedPrecondition},
+		{desc: "sandbox not running", change: func(p *Container) { p.SandboxPID = 0 }, wantErr: errdefs.ErrFailedPrecondition},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			p := testContainerParams(t)
-			missing := filepath.Join(t.TempDir(), "must-not-exist")
-			p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: missing}}
+			p := testContainer(t)
+			p.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/must-not-exist"}}
 			tc.change(&p)
-			_, err := containerSpecOpts(p)
+			_, err := testBuilder(t).Container(p)
 			checkErr(t, err, tc.wantErr)
-			if _, err := os.Stat(missing); err == nil {
-				t.Error("a rejected request created its host path")
-			}
 		})
 	}
 }

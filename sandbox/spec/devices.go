@@ -1,10 +1,10 @@
-package sandbox
+package spec
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -28,10 +28,10 @@ type containerDevice struct {
 }
 
 // resolveDevices checks each CRI device and reads its host node: the host
-// path (symlinks resolved) must be a character or block device under /dev; the
-// permissions are some of "rwm" ("rwm" when empty). The rule allows exactly
-// that device (type, major, minor) with those permissions.
-func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
+// path (symlinks resolved) must be a character or block device under /dev;
+// the permissions are some of "rwm" ("rwm" when empty). The rule allows
+// exactly that device (type, major, minor) with those permissions.
+func (b *Builder) resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
 	var out []containerDevice
 	for i, d := range devs {
 		field := fmt.Sprintf("devices[%d]", i)
@@ -49,22 +49,16 @@ func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
 		if !filepath.IsAbs(d.GetHostPath()) || strings.ContainsRune(d.GetHostPath(), 0) {
 			return nil, fmt.Errorf("%w: %s: host_path %q must be an absolute path without NUL", errdefs.ErrInvalidArgument, field, d.GetHostPath())
 		}
-		host, err := filepath.EvalSymlinks(d.GetHostPath())
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil, fmt.Errorf("%w: %s: host device %q does not exist", errdefs.ErrNotFound, field, d.GetHostPath())
-			}
-			return nil, fmt.Errorf("%s: resolve host device %q: %w", field, d.GetHostPath(), err)
-		}
-		if !underDevRoot(host) {
-			return nil, fmt.Errorf("%w: %s: host device %q resolves to %q, outside %s", errdefs.ErrInvalidArgument, field, d.GetHostPath(), host, devRoot)
-		}
-		info, err := devices.StatNode(host)
-		if errors.Is(err, devices.ErrNotDeviceNode) {
+		_, info, err := b.host.DeviceNode(d.GetHostPath())
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("%w: %s: host device %q does not exist", errdefs.ErrNotFound, field, d.GetHostPath())
+		case errors.Is(err, devices.ErrOutsideRoot):
+			return nil, fmt.Errorf("%w: %s: host device %v", errdefs.ErrInvalidArgument, field, err)
+		case errors.Is(err, devices.ErrNotDeviceNode):
 			return nil, fmt.Errorf("%w: %s: host path %q is not a character or block device", errdefs.ErrInvalidArgument, field, d.GetHostPath())
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: stat host device %q: %w", field, host, err)
+		case err != nil:
+			return nil, fmt.Errorf("%s: host device: %w", field, err)
 		}
 		typ, major, minor, mode, uid, gid := info.Type, info.Major, info.Minor, info.Mode, info.UID, info.GID
 		out = append(out, containerDevice{
@@ -89,18 +83,6 @@ func resolveDevices(devs []*runtimeapi.Device) ([]containerDevice, error) {
 	return out, nil
 }
 
-// devRoot is where CRI device host paths must resolve to. A variable so that
-// tests can use device nodes made under a temp dir.
-var devRoot = "/dev"
-
-// underDevRoot reports whether the resolved path p is below devRoot: a
-// symlink under /dev must not lend a node (or a regular file) from
-// elsewhere on the host.
-func underDevRoot(p string) bool {
-	rel, err := filepath.Rel(devRoot, p)
-	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
-}
-
 // withDevices adds the device nodes and their cgroup rules after the rules
 // already in the spec (the default spec starts with "deny all").
 func withDevices(devs []containerDevice) oci.SpecOpts {
@@ -117,22 +99,33 @@ func withDevices(devs []containerDevice) oci.SpecOpts {
 	}
 }
 
-// withHostDevices adds every device node of the host's /dev that the spec
-// does not have at that path yet (privileged containers).
-func withHostDevices(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-	devs, err := oci.HostDevices()
-	if err != nil {
-		return fmt.Errorf("list host devices: %w", err)
-	}
-	ensureLinux(s)
-	have := map[string]bool{}
-	for _, d := range s.Linux.Devices {
-		have[d.Path] = true
-	}
-	for _, d := range devs {
-		if !have[d.Path] {
-			s.Linux.Devices = append(s.Linux.Devices, d)
+// withHostDevices adds the host's device nodes (privileged containers)
+// the spec does not have at that path yet.
+func withHostDevices(devs []runtimespec.LinuxDevice) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		ensureLinux(s)
+		have := map[string]bool{}
+		for _, d := range s.Linux.Devices {
+			have[d.Path] = true
 		}
+		for _, d := range devs {
+			if !have[d.Path] {
+				s.Linux.Devices = append(s.Linux.Devices, d)
+			}
+		}
+		return nil
 	}
-	return nil
+}
+
+// withDeviceOwner gives the nodes of devs to the process's user
+// (devices.OwnNodes); it runs after the user and the devices are set.
+func withDeviceOwner(devs []containerDevice) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		paths := make([]string, 0, len(devs))
+		for _, d := range devs {
+			paths = append(paths, d.node.Path)
+		}
+		devices.OwnNodes(s, paths)
+		return nil
+	}
 }

@@ -1,4 +1,4 @@
-package sandbox
+package spec
 
 import (
 	"os"
@@ -6,12 +6,14 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestSpecDevices(t *testing.T) {
-	dir := fakeDevRoot(t)
+	dir := t.TempDir()
+	b := testBuilder(t, func(h *Host) { h.DeviceNode = devNode(dir) })
 	outside := t.TempDir()
 	outsideNode := filepath.Join(outside, "null")
 	if err := mknodNull(outsideNode); err != nil {
@@ -67,7 +69,7 @@ func TestSpecDevices(t *testing.T) {
 		{desc: "relative container path", dev: &runtimeapi.Device{HostPath: char, ContainerPath: "dev/x", Permissions: "r"}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			devs, err := resolveDevices([]*runtimeapi.Device{tc.dev})
+			devs, err := b.resolveDevices([]*runtimeapi.Device{tc.dev})
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}
@@ -92,17 +94,63 @@ func TestSpecDevices(t *testing.T) {
 	}
 }
 
-// fakeDevRoot points devRoot at a new temp dir for the test and returns it.
-func fakeDevRoot(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	old := devRoot
-	devRoot = dir
-	t.Cleanup(func() { devRoot = old })
-	return dir
-}
-
 // mknodNull makes a character device like /dev/null (1:3) at path.
 func mknodNull(path string) error {
 	return unix.Mknod(path, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))
+}
+
+// Privileged containers of privileged_without_host_devices handlers (VM
+// pods) get only the devices they ask for, and no allow-all rule.
+func TestSpecPrivilegedWithoutHostDevices(t *testing.T) {
+	for _, tc := range []struct {
+		desc          string
+		noHostDevices bool
+		wantHost      bool
+	}{
+		{desc: "runc: every host device", wantHost: true},
+		{desc: "VM handler: none of the host's", noHostDevices: true},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			p := testContainer(t)
+			p.PodConfig.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{Privileged: true}}
+			p.Config.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Privileged: true}
+			p.Config.Devices = []*runtimeapi.Device{{HostPath: "/dev/null", ContainerPath: "/dev/vfio/7", Permissions: "rw"}}
+			p.Handler.NoHostDevices = tc.noHostDevices
+			s, err := applyContainer(t, testBuilder(t), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paths := map[string]bool{}
+			for _, d := range s.Linux.Devices {
+				paths[d.Path] = true
+			}
+			if !paths["/dev/vfio/7"] {
+				t.Errorf("requested device missing: %v", paths)
+			}
+			if paths["/dev/null"] != tc.wantHost {
+				t.Errorf("host /dev/null in spec = %v, want %v", paths["/dev/null"], tc.wantHost)
+			}
+			allowAll := false
+			for _, r := range s.Linux.Resources.Devices {
+				if r.Allow && r.Major == nil && r.Type == "" || r.Allow && r.Major == nil && r.Type == "a" {
+					allowAll = true
+				}
+			}
+			if allowAll != tc.wantHost {
+				t.Errorf("allow-all device rule = %v, want %v: %+v", allowAll, tc.wantHost, s.Linux.Resources.Devices)
+			}
+			if !tc.wantHost && !hasRule(s.Linux.Resources.Devices, "rw") {
+				t.Errorf("no rule for the requested device: %+v", s.Linux.Resources.Devices)
+			}
+		})
+	}
+}
+
+func hasRule(rules []runtimespec.LinuxDeviceCgroup, access string) bool {
+	for _, r := range rules {
+		if r.Allow && r.Major != nil && r.Access == access {
+			return true
+		}
+	}
+	return false
 }
