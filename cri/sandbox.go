@@ -31,15 +31,20 @@ func requireID(field, id string) error {
 }
 
 // ignoreNotFound makes StopPodSandbox, RemovePodSandbox, StopContainer and
-// RemoveContainer idempotent. The CRI contract (api.proto): "If there are
-// any running containers in the sandbox, they must be forcibly terminated.
-// [...] This call is idempotent, and must not return an error if all
-// relevant resources have already been reclaimed", and for remove "If the
-// sandbox/container has already been removed, it must not return an
-// error". kubelet retries these calls after a runtime restart, and critest
+// RemoveContainer idempotent, as the CRI contract (k8s.io/cri-api's
+// api.proto) asks. StopPodSandbox: "If there are any running containers in
+// the sandbox, they must be forcibly terminated. This call is idempotent,
+// and must not return an error if all relevant resources have already been
+// reclaimed." RemovePodSandbox: "This call is idempotent, and must not
+// return an error if the sandbox has already been removed." StopContainer:
+// "This call is idempotent, and must not return an error if the container
+// has already been stopped." RemoveContainer: "This call is idempotent, and
+// must not return an error if the container has already been removed."
+// kubelet retries these calls after a runtime restart, and critest
 // ("Idempotence ... should not return an error if not found") sends ids of
 // any shape; containerd and CRI-O answer success. This is the one place
-// that decides it.
+// that decides it: sandbox answers NotFound for an unknown pod or
+// container, as for every other call.
 func ignoreNotFound(err error) error {
 	if isNotFound(err) {
 		return nil

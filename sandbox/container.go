@@ -187,7 +187,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := r.store.setContainerStatus(c, st); err != nil {
+	if _, err := r.store.updateContainer(c, func(containerStatus) (containerStatus, error) { return st, nil }); err != nil {
 		return "", err
 	}
 	r.store.addContainer(c)
@@ -243,15 +243,12 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 	defer func() {
 		if retErr != nil {
 			// kubelet expects a container whose start failed to be exited.
-			st.State = runtimeapi.ContainerState_CONTAINER_EXITED
-			st.FinishedAt = time.Now()
-			st.ExitCode, st.Reason, st.Message = exitCodeStartError, reasonStartError, retErr.Error()
-			logErr(r.store.setContainerStatus(c, st), "Record start failure", "container", c.ID)
-			c.exitOnce.Do(func() {
-				r.nriContainerStopped(c, st)
-				close(c.exited)
+			r.recordExit(c, func(cur containerStatus) containerStatus {
+				cur.State = runtimeapi.ContainerState_CONTAINER_EXITED
+				cur.FinishedAt = time.Now()
+				cur.ExitCode, cur.Reason, cur.Message = exitCodeStartError, reasonStartError, retErr.Error()
+				return cur
 			})
-			r.publishContainer(c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		}
 	}()
 
@@ -315,13 +312,17 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	cio.ReleaseHolds()
-	st.State = runtimeapi.ContainerState_CONTAINER_RUNNING
-	st.PID = task.Pid()
 	if c.process != nil {
 		c.running.Store(&runningTask{task: task, process: c.process})
 	}
-	st.StartedAt = startedAt
-	if err := r.store.setContainerStatus(c, st); err != nil {
+	st, err = r.store.updateContainer(c, func(cur containerStatus) (containerStatus, error) {
+		if cur.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+			return cur, fmt.Errorf("%w: container %s became %s while it started", errdefs.ErrFailedPrecondition, c.ID, cur.State)
+		}
+		cur.State, cur.PID, cur.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, task.Pid(), startedAt
+		return cur, nil
+	})
+	if err != nil {
 		return err
 	}
 	r.stats.Started(c.ID)
@@ -334,7 +335,8 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (retErr error) 
 }
 
 // StopContainer sends the stop signal, waits up to timeout seconds, then
-// SIGKILL. Stopping a stopped container succeeds; so does an unknown one.
+// SIGKILL. Stopping a stopped container succeeds; an unknown one is
+// NotFound (the CRI edge makes that a success).
 //
 // It does not hold NRI's sync block: its NRI event is sent by whoever
 // records the exit (recordExit, mostly the exit monitor, which holds no
@@ -357,7 +359,7 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, timeout int64) e
 	} else {
 		task, err = r.loadTask(ctx, c.ID)
 		if errdefs.IsNotFound(err) {
-			r.recordExit(c, exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true})
+			r.recordExit(c, exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true}.after)
 			return nil
 		}
 		if err != nil {
@@ -456,15 +458,12 @@ func (r *Runtime) killAll(ctx context.Context, id string, task containerd.Task) 
 }
 
 // RemoveContainer stops the container if it runs and removes it with its
-// root filesystem. Its log file stays (kubelet owns logs). Removing an
-// unknown container succeeds.
+// root filesystem. Its log file stays (kubelet owns logs). An unknown
+// container is NotFound (the CRI edge makes that a success).
 func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	ctx, unblock := r.nri.BlockSync(ctx)
 	defer unblock()
 	c, err := r.store.container(id)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -673,8 +672,13 @@ func (r *Runtime) updateContainerResources(ctx context.Context, id string, updat
 			return fmt.Errorf("update resources of container %s: %w", c.ID, err)
 		}
 	}
-	st.Resources = res
-	return r.store.setContainerStatus(c, st)
+	// Only the resources change: an exit recorded while containerd was
+	// asked stays (the exit monitor does not take c.mu).
+	_, err = r.store.updateContainer(c, func(cur containerStatus) (containerStatus, error) {
+		cur.Resources = res
+		return cur, nil
+	})
+	return err
 }
 
 // ReopenContainerLog makes a running container's output go to a fresh log

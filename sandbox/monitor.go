@@ -104,8 +104,14 @@ func (m *monitor) handle(ev any) {
 			m.async(func(ctx context.Context) { m.r.handleContainerExit(ctx, c, &exit) })
 		}
 	case *eventtypes.TaskOOM:
+		// The kernel OOM-killed a process of the container: the exit
+		// that follows is reported as OOMKilled.
 		if c := m.r.store.containerExact(e.ContainerID); c != nil {
-			m.r.store.markOOM(c)
+			_, err := m.r.store.updateContainer(c, func(st containerStatus) (containerStatus, error) {
+				st.OOMKilled = true
+				return st, nil
+			})
+			logErr(err, "Record OOM kill", "container", c.ID)
 		}
 	}
 }
@@ -223,7 +229,7 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 	if c.io != nil {
 		c.io.Close()
 	}
-	r.recordExit(c, *exit)
+	r.recordExit(c, exit.after)
 }
 
 // reapContainer records the exit of a container whose exit event was not
@@ -233,7 +239,7 @@ func (r *Runtime) reapContainer(ctx context.Context, c *Container) {
 	if c.io != nil {
 		c.io.Close()
 	}
-	r.recordExit(c, info)
+	r.recordExit(c, info.after)
 }
 
 // deleteTask deletes a stopped (or killed) task and returns its exit.
@@ -265,6 +271,9 @@ func (r *Runtime) stoppedTaskExit(ctx context.Context, id string) (exitInfo, boo
 	return exitInfo{code: int32(st.ExitStatus), at: st.ExitTime}, true
 }
 
+// after is st after the exit e, for recordExit.
+func (e exitInfo) after(st containerStatus) containerStatus { return exitedStatus(st, e) }
+
 // exitedStatus is st after the exit e.
 func exitedStatus(st containerStatus, e exitInfo) containerStatus {
 	st.State = runtimeapi.ContainerState_CONTAINER_EXITED
@@ -287,12 +296,20 @@ func exitedStatus(st containerStatus, e exitInfo) containerStatus {
 	return st
 }
 
-// recordExit persists the exit once, tells NRI plugins, then wakes waiters
-// (a StopContainer returns once plugins know) and tells kubelet.
-func (r *Runtime) recordExit(c *Container, e exitInfo) {
+// recordExit is the one way a container's exit is recorded, whoever saw it
+// (the exit monitor, Stop's reap, a failed Start, recovery): once per
+// container, exited gets the current status and returns the exited one,
+// which is persisted and published (updateContainer); then NRI plugins are
+// told, waiters wake (a StopContainer returns once plugins know) and
+// kubelet gets the event.
+func (r *Runtime) recordExit(c *Container, exited func(containerStatus) containerStatus) {
 	c.exitOnce.Do(func() {
-		st := exitedStatus(r.store.containerStatusOf(c), e)
-		logErr(r.store.setContainerStatus(c, st), "Record container exit", "container", c.ID)
+		var st containerStatus
+		_, err := r.store.updateContainer(c, func(cur containerStatus) (containerStatus, error) {
+			st = exited(cur)
+			return st, nil
+		})
+		logErr(err, "Record container exit", "container", c.ID)
 		r.nriContainerStopped(c, st)
 		close(c.exited)
 		klog.V(2).InfoS("Container exited", "container", c.ID, "code", st.ExitCode, "reason", st.Reason)

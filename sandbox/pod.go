@@ -284,7 +284,15 @@ func (r *Runtime) RunPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err := r.nri.RunPodSandbox(ctx, nriPod(p, st)); err != nil {
 		return "", fmt.Errorf("pod %s: %w", id, err)
 	}
-	if err := r.store.setPodStatus(p, st); err != nil {
+	// Nobody else writes the status of a pod being made, but the exit
+	// monitor: a pause that exited meanwhile fails the pod, not shown as
+	// ready with no process.
+	if _, err := r.store.updatePod(p, func(cur podStatus) (podStatus, error) {
+		if cur.State == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			return cur, fmt.Errorf("pod %s: its pause process exited while the pod was made", id)
+		}
+		return st, nil
+	}); err != nil {
 		return "", err
 	}
 	r.store.showPod(p)
@@ -392,15 +400,12 @@ func (r *Runtime) withRootfsSnapshot(id string, img images.Image, ri rootfsImage
 }
 
 // StopPod stops every container of the pod, the pause task, and tears down
-// the pod network. Stopping a stopped or unknown pod succeeds, as kubelet
-// retries stops.
+// the pod network. Stopping a stopped pod succeeds, as kubelet retries
+// stops; an unknown one is NotFound (the CRI edge makes that a success).
 func (r *Runtime) StopPod(ctx context.Context, id string) error {
 	ctx, unblock := r.nri.BlockSync(ctx)
 	defer unblock()
 	p, err := r.store.pod(id)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -410,8 +415,10 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 	// NOTREADY is recorded first: a crash from here on leaves a pod that
 	// kubelet stops again, never a ready pod whose network is gone.
 	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
-		st.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-		if err := r.store.setPodStatus(p, st); err != nil {
+		if st, err = r.store.updatePod(p, func(cur podStatus) (podStatus, error) {
+			cur.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+			return cur, nil
+		}); err != nil {
 			return err
 		}
 	}
@@ -430,6 +437,7 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A container removed meanwhile is stopped too.
 			if err := r.StopContainer(ctx, c.ID, 0); err != nil && !errdefs.IsNotFound(err) {
 				errs[i] = err
 			}
@@ -444,7 +452,7 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 	}
 	switch {
 	case p.Infraless:
-		r.markPodExited(p)
+		r.recordPodExit(p, pauseGone)
 	case st.PID != 0: // the pause process runs (or did when last seen)
 		if err := r.killPause(ctx, p); err != nil {
 			return err
@@ -468,9 +476,11 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 		if err := podns.Unpin(p.Pinned); err != nil {
 			return fmt.Errorf("stop pod %s: %w", p.ID, err)
 		}
-		st.NetworkDown = true
-		st.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-		if err := r.store.setPodStatus(p, st); err != nil {
+		if _, err := r.store.updatePod(p, func(cur podStatus) (podStatus, error) {
+			cur.NetworkDown = true
+			cur.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+			return cur, nil
+		}); err != nil {
 			return err
 		}
 		r.publishPod(p, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
@@ -483,7 +493,7 @@ func (r *Runtime) StopPod(ctx context.Context, id string) error {
 func (r *Runtime) killPause(ctx context.Context, p *Pod) error {
 	task, err := r.loadTask(ctx, p.ID)
 	if errdefs.IsNotFound(err) {
-		r.markPodExited(p)
+		r.recordPodExit(p, pauseGone)
 		return nil
 	}
 	if err != nil {
@@ -510,14 +520,12 @@ func awaitExit(ctx context.Context, exited <-chan struct{}, reap func()) error {
 }
 
 // RemovePod stops the pod if needed and removes its containers, its pause
-// container and every file it made. Removing an unknown pod succeeds.
+// container and every file it made. An unknown pod is NotFound (the CRI
+// edge makes that a success).
 func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 	ctx, unblock := r.nri.BlockSync(ctx)
 	defer unblock()
 	p, err := r.store.pod(id)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -525,7 +533,8 @@ func (r *Runtime) RemovePod(ctx context.Context, id string) error {
 		return err
 	}
 	for _, c := range r.store.podContainers(p.ID) {
-		if err := r.RemoveContainer(ctx, c.ID); err != nil {
+		// A container removed meanwhile is removed.
+		if err := r.RemoveContainer(ctx, c.ID); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("remove pod %s: %w", p.ID, err)
 		}
 	}
@@ -686,16 +695,23 @@ func matchLabels(labels, selector map[string]string) bool {
 	return true
 }
 
-// markPodExited records that the pause task is gone. The monitor calls it
-// without p.mu (StopPod holds p.mu while it waits for this).
-func (r *Runtime) markPodExited(p *Pod) {
-	st := r.store.podStatusOf(p)
-	if st.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY || st.PID != 0 {
-		st.State = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-		st.PID = 0
-		logErr(r.store.setPodStatus(p, st), "Record pause exit", "pod", p.ID)
-	}
+// recordPodExit is the one way a pod's exit is recorded: its pause task is
+// gone (pauseGone), a pod without one stopped, or recovery found it
+// stopped. exited gets the current status and returns the one after the
+// exit, which is persisted and published (updatePod); then StopPod's wait
+// ends. The monitor calls it without p.mu (StopPod holds p.mu while it
+// waits for this).
+func (r *Runtime) recordPodExit(p *Pod, exited func(podStatus) podStatus) {
+	_, err := r.store.updatePod(p, func(cur podStatus) (podStatus, error) { return exited(cur), nil })
+	logErr(err, "Record pause exit", "pod", p.ID)
 	p.exitOnce.Do(func() { close(p.exited) })
+}
+
+// pauseGone is st once the pod's pause task (or, without one, the pod) has
+// stopped.
+func pauseGone(st podStatus) podStatus {
+	st.State, st.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
+	return st
 }
 
 // reapPause deletes a stopped pause task and records the exit.
@@ -706,7 +722,7 @@ func (r *Runtime) reapPause(ctx context.Context, p *Pod) {
 			klog.ErrorS(err, "Delete pause task", "pod", p.ID)
 		}
 	}
-	r.markPodExited(p)
+	r.recordPodExit(p, pauseGone)
 }
 
 // UpdatePodResources records the pod-level resources kubelet applied to the
@@ -727,8 +743,13 @@ func (r *Runtime) UpdatePodResources(ctx context.Context, id string, overhead, r
 	if err := r.nri.UpdatePodSandbox(ctx, nriPod(p, st), overhead, resources); err != nil {
 		return fmt.Errorf("pod %s: %w", p.ID, err)
 	}
-	st.Overhead, st.Resources = overhead, resources
-	if err := r.store.setPodStatus(p, st); err != nil {
+	// Only the resources change: a pause exit recorded meanwhile stays (the
+	// exit monitor does not take p.mu).
+	st, err = r.store.updatePod(p, func(cur podStatus) (podStatus, error) {
+		cur.Overhead, cur.Resources = overhead, resources
+		return cur, nil
+	})
+	if err != nil {
 		return err
 	}
 	r.nri.PostUpdatePodSandbox(ctx, nriPod(p, st))

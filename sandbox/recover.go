@@ -108,16 +108,12 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 		return r.cleanPod(ctx, meta)
 	}
 	p := newPod(*meta)
-	p.status = st
 	p.shown = true
 	if st.State == runtimeapi.PodSandboxState_SANDBOX_READY && meta.Infraless {
 		// Without a pause process the pod lives as long as its pinned
 		// namespaces; a reboot or a cleaned /run ends it.
 		if !meta.Pinned.Mounted() || !podns.Mounted(meta.NetNSPath) {
-			p.status.State, p.status.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
-			if err := writeJSON(r.store.podStatusPath(p.ID), p.status); err != nil {
-				return err
-			}
+			st = pauseGone(st)
 		}
 	} else if st.State == runtimeapi.PodSandboxState_SANDBOX_READY {
 		task, err := ctr.Task(ctx, nil)
@@ -141,17 +137,18 @@ func (r *Runtime) recoverPod(ctx context.Context, ctr containerd.Container) erro
 		}
 		if running {
 			if task != nil {
-				p.status.PID = task.Pid()
+				st.PID = task.Pid()
 			}
 		} else {
-			p.status.State, p.status.PID = runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0
-			if err := writeJSON(r.store.podStatusPath(p.ID), p.status); err != nil {
-				return err
-			}
+			st = pauseGone(st)
 		}
 	}
-	if p.status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
-		p.exitOnce.Do(func() { close(p.exited) })
+	// What recovery found is the pod's status; a pod not ready has exited.
+	if _, err := r.store.updatePod(p, func(podStatus) (podStatus, error) { return st, nil }); err != nil {
+		return err
+	}
+	if st.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		r.recordPodExit(p, func(cur podStatus) podStatus { return cur })
 	}
 	r.store.addPod(p)
 	return r.store.reserveName(podName(meta.Config.GetMetadata()), meta.ID)
@@ -172,7 +169,7 @@ func (r *Runtime) cleanPod(ctx context.Context, meta *podMeta) error {
 }
 
 // reattach connects a running container's output FIFOs to a new log
-// writer and records it as running.
+// writer.
 func (r *Runtime) reattach(ctx context.Context, c *Container, ctr containerd.Container) error {
 	cio, err := stdio.New(r.containerDir(c.ID), c.LogPath, stdio.Options{TTY: c.Config.GetTty(), Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce()})
 	if err != nil {
@@ -188,10 +185,6 @@ func (r *Runtime) reattach(ctx context.Context, c *Container, ctr containerd.Con
 	}
 	cio.SetStdinCloser(stdinCloser(task))
 	c.io = cio
-	if c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-		c.status.State, c.status.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, time.Now()
-	}
-	c.status.PID = task.Pid()
 	return nil
 }
 
@@ -212,17 +205,16 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 		return r.deleteContainerd(ctx, meta.ID)
 	}
 	c := newContainer(*meta)
-	c.status = st
 
 	task, terr := ctr.Task(ctx, nil)
 	var ts containerd.Status
 	if terr == nil {
 		ts, terr = task.Status(ctx)
 	}
-	klog.V(2).InfoS("Recovering container", "container", c.ID, "recorded", c.status.State, "task", ts.Status, "exit", ts.ExitStatus, "err", terr)
+	klog.V(2).InfoS("Recovering container", "container", c.ID, "recorded", st.State, "task", ts.Status, "exit", ts.ExitStatus, "err", terr)
 	running := terr == nil && (ts.Status == containerd.Running || ts.Status == containerd.Paused)
 	switch {
-	case running && c.status.State == runtimeapi.ContainerState_CONTAINER_EXITED:
+	case running && st.State == runtimeapi.ContainerState_CONTAINER_EXITED:
 		// kubelet was told this start failed (StartError), but containerd
 		// started the task before it lost the call: what kubelet was told
 		// stands, so the task goes.
@@ -236,32 +228,35 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 			// starting: it is stopped and reported as lost.
 			klog.ErrorS(err, "Cannot reattach a running container's output; killing it", "container", c.ID)
 			_, _ = killAndDeleteTask(ctx, task)
-			c.status.State, c.status.PID = runtimeapi.ContainerState_CONTAINER_EXITED, 0
-			c.status.ExitCode, c.status.FinishedAt = exitCodeUnknown, time.Now()
-			c.status.Reason = reasonUnknown
-			c.status.Message = "its output could not be reattached after a restart of accel-cri: " + err.Error()
+			st = lostExit(st, "its output could not be reattached after a restart of accel-cri: "+err.Error())
+		} else {
+			if st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+				st.State, st.StartedAt = runtimeapi.ContainerState_CONTAINER_RUNNING, time.Now()
+			}
+			st.PID = task.Pid()
 		}
 	case terr == nil && ts.Status == containerd.Created:
 		// Start crashed between creating and starting the task.
 		_, _ = killAndDeleteTask(ctx, task)
 	case terr == nil && ts.Status == containerd.Stopped:
-		if c.status.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-			c.status.State = runtimeapi.ContainerState_CONTAINER_EXITED
-			c.status.ExitCode, c.status.FinishedAt, c.status.PID = int32(ts.ExitStatus), ts.ExitTime, 0
-			c.status.Reason = exitReason(c.status)
+		if st.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			st = exitedStatus(st, exitInfo{code: int32(ts.ExitStatus), at: ts.ExitTime})
 		}
 		_, _ = task.Delete(ctx)
-	case c.status.State == runtimeapi.ContainerState_CONTAINER_RUNNING:
+	case st.State == runtimeapi.ContainerState_CONTAINER_RUNNING:
 		// The task vanished with its shim: nobody knows the exit status.
-		c.status.State, c.status.PID = runtimeapi.ContainerState_CONTAINER_EXITED, 0
-		c.status.ExitCode, c.status.FinishedAt = exitCodeUnknown, time.Now()
-		c.status.Reason = reasonUnknown
-		c.status.Message = "the container's task was lost while accel-cri was not running"
+		st = lostExit(st, "the container's task was lost while accel-cri was not running")
 	}
-	if c.status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
-		c.exitOnce.Do(func() { close(c.exited) })
+	// What recovery found is the container's status. An exited one's exit
+	// is recorded as any other (nobody listens yet: no NRI plugin has
+	// connected, no event subscriber).
+	if _, err := r.store.updateContainer(c, func(containerStatus) (containerStatus, error) { return st, nil }); err != nil {
+		return err
 	}
-	if p := r.store.podExact(c.PodID); p != nil && c.status.State == runtimeapi.ContainerState_CONTAINER_CREATED {
+	if st.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+		r.recordExit(c, func(cur containerStatus) containerStatus { return cur })
+	}
+	if p := r.store.podExact(c.PodID); p != nil && st.State == runtimeapi.ContainerState_CONTAINER_CREATED {
 		// Its start may have been cut short while the pod's shim started:
 		// the pod's next start looks for a shim left serving nothing.
 		p.shimSuspect.Store(true)
@@ -269,24 +264,19 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 	// A container still created has its start to come: exit events for
 	// it (a cut-short earlier start's init) wait for that start's outcome,
 	// as for a container created by this run.
-	if c.status.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+	if st.State != runtimeapi.ContainerState_CONTAINER_CREATED {
 		c.markStartDone()
-	}
-	if err := writeJSON(r.store.containerStatusPath(c.ID), c.status); err != nil {
-		return err
 	}
 	r.store.addContainer(c)
 	return r.store.reserveName(containerName(c.PodID, c.Config.GetMetadata()), c.ID)
 }
 
-func exitReason(st containerStatus) string {
-	switch {
-	case st.OOMKilled:
-		return reasonOOMKilled
-	case st.ExitCode == 0:
-		return reasonCompleted
-	}
-	return reasonError
+// lostExit is st after an exit nobody saw whose status containerd did not
+// keep: Unknown (255), for the reason msg.
+func lostExit(st containerStatus, msg string) containerStatus {
+	st = exitedStatus(st, exitInfo{code: exitCodeUnknown, at: time.Now(), unknown: true})
+	st.Reason, st.Message = reasonUnknown, msg
+	return st
 }
 
 // creatingPath marks a pod whose RunPodSandbox is in progress: written

@@ -65,8 +65,12 @@ type podStatus struct {
 type Pod struct {
 	podMeta
 
-	mu     sync.Mutex // serialises lifecycle operations on the pod
-	status podStatus
+	mu sync.Mutex // serialises lifecycle operations on the pod
+	// statusMu serialises status changes (store.updatePod, the only writer
+	// of status). It is held only while a change is made and persisted,
+	// never across a containerd or NRI call.
+	statusMu sync.Mutex
+	status   podStatus
 	// shown (guarded by store.mu) is false while RunPodSandbox makes the
 	// pod: the CRI does not see it (pod, listPods) until it is ready,
 	// and NRI plugins' RunPodSandbox hook runs before that.
@@ -121,8 +125,16 @@ type Container struct {
 
 	// mu serialises Create/Start/Stop/Remove. The exit monitor never takes
 	// it: Stop holds it while it waits for the exit to be recorded.
-	mu        sync.Mutex
-	status    containerStatus
+	mu sync.Mutex
+	// statusMu serialises status changes (store.updateContainer, the only
+	// writer of status and pendingExit). It is held only while a change is
+	// made and persisted, never across a containerd or NRI call.
+	statusMu sync.Mutex
+	status   containerStatus
+	// pendingExit is an exit persisted but not yet published (persistExit):
+	// every checkpoint written until it is published carries it.
+	pendingExit *exitInfo
+
 	exited    chan struct{} // closed once the exit is recorded
 	exitOnce  sync.Once
 	startDone chan struct{} // closed when Start has recorded its outcome
@@ -165,7 +177,8 @@ func newContainer(m containerMeta) *Container {
 func (c *Container) markStartDone() { c.startOnce.Do(func() { close(c.startDone) }) }
 
 // store indexes pods and containers in memory and checkpoints their status
-// under root. containerd holds everything else.
+// under root; a status changes only through updatePod and updateContainer.
+// containerd holds everything else.
 type store struct {
 	root string
 
@@ -387,41 +400,76 @@ func readJSON(path string, v any) (bool, error) {
 	return true, nil
 }
 
-// setPodStatus persists the pod's new status, then publishes it in memory.
-// The caller holds p.mu.
-func (s *store) setPodStatus(p *Pod, st podStatus) error {
+// updatePod is the one way a pod's status changes, as containerd's
+// Status.UpdateSync: under the pod's status lock, update gets the current
+// status and returns the new one, which is persisted, then published. An
+// error from update or from the checkpoint changes nothing and is returned
+// with the status as it stays. update must be quick and call nothing that
+// takes a lock; events and NRI notifications go out after updatePod returns.
+func (s *store) updatePod(p *Pod, update func(podStatus) (podStatus, error)) (podStatus, error) {
+	p.statusMu.Lock()
+	defer p.statusMu.Unlock()
+	st, err := update(p.status)
+	if err != nil {
+		return p.status, err
+	}
 	if err := writeJSON(s.podStatusPath(p.ID), st); err != nil {
-		return fmt.Errorf("checkpoint pod %s: %w", p.ID, err)
+		return p.status, fmt.Errorf("checkpoint pod %s: %w", p.ID, err)
 	}
 	s.mu.Lock()
 	p.status = st
 	s.mu.Unlock()
-	return nil
+	return st, nil
 }
 
-// setContainerStatus persists, then publishes. The caller holds c.mu.
-func (s *store) setContainerStatus(c *Container, st containerStatus) error {
-	if err := writeJSON(s.containerStatusPath(c.ID), st); err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+// updateContainer is updatePod for a container. A pending exit
+// (persistExit) is folded into every checkpoint written until an exited
+// status is published, so no other change can take it off the disk.
+func (s *store) updateContainer(c *Container, update func(containerStatus) (containerStatus, error)) (containerStatus, error) {
+	c.statusMu.Lock()
+	defer c.statusMu.Unlock()
+	st, err := update(c.status)
+	if err != nil {
+		return c.status, err
 	}
+	disk, pending := st, c.pendingExit
+	switch {
+	case st.State == runtimeapi.ContainerState_CONTAINER_EXITED:
+		pending = nil // published now
+	case pending != nil:
+		disk = exitedStatus(st, *pending)
+	}
+	if err := writeJSON(s.containerStatusPath(c.ID), disk); err != nil {
+		return c.status, fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+	}
+	c.pendingExit = pending
 	s.mu.Lock()
 	c.status = st
 	s.mu.Unlock()
-	return nil
+	return st, nil
 }
 
 // persistExit writes the exit e into c's checkpoint only: the published
-// status changes when the exit is recorded, after the output has drained.
-// A crash in between leaves the exit for recovery to report.
+// status changes when the exit is recorded (recordExit), after the output
+// has drained. A crash in between leaves the exit for recovery to report;
+// until then every checkpoint of c carries it. An exit already recorded
+// stays as it is.
 func (s *store) persistExit(c *Container, e exitInfo) error {
-	if err := writeJSON(s.containerStatusPath(c.ID), exitedStatus(s.containerStatusOf(c), e)); err != nil {
+	c.statusMu.Lock()
+	defer c.statusMu.Unlock()
+	if c.status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+		return nil
+	}
+	c.pendingExit = &e
+	if err := writeJSON(s.containerStatusPath(c.ID), exitedStatus(c.status, e)); err != nil {
 		return fmt.Errorf("checkpoint exit of container %s: %w", c.ID, err)
 	}
 	return nil
 }
 
-// podStatusOf and containerStatusOf read the published status; readers do
-// not take the lifecycle locks, so List and Status never wait for a slow Stop.
+// podStatusOf and containerStatusOf read the published status; readers
+// take neither the lifecycle nor the status locks, so List and Status never
+// wait for a slow Stop or a checkpoint write.
 func (s *store) podStatusOf(p *Pod) podStatus {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -450,19 +498,4 @@ func (s *store) containerExact(id string) *Container {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.containers[id]
-}
-
-// markOOM records that the kernel OOM-killed a process of the container;
-// the exit that follows is then reported as OOMKilled.
-func (s *store) markOOM(c *Container) {
-	s.mu.Lock()
-	st := c.status
-	st.OOMKilled = true
-	s.mu.Unlock()
-	if err := writeJSON(s.containerStatusPath(c.ID), st); err != nil {
-		return
-	}
-	s.mu.Lock()
-	c.status.OOMKilled = true
-	s.mu.Unlock()
 }
