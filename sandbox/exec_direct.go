@@ -24,7 +24,7 @@ func (r *Runtime) directShimSocket(c *Container) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", shim.ErrNotDirect, err)
 	}
-	if h.runtimeType != RuntimeTypeRunc {
+	if !h.kind.directExec() {
 		return "", fmt.Errorf("%w: runtime type %s", shim.ErrNotDirect, h.runtimeType)
 	}
 	return r.shims.Socket(c.ID)

@@ -67,20 +67,15 @@ type handler struct {
 	// older than containerd's (crun 1.8: "1.0.0"); specs get it as their
 	// ociVersion, which such runtimes check ("unknown version specified").
 	specVersion string
+	// kind is what this handler's runtime can do (handler_kind.go).
+	kind runtimeKind
 }
 
 // infraless reports whether pods of this handler can do without a pause
-// process: runc and crun join namespaces by path; a gVisor or VM sandbox is
-// built around the pause container.
+// process: runc and crun join namespaces by path; a gVisor or VM sandbox,
+// or a sandbox per container, is built around the pause container.
 func (h *handler) infraless() bool {
-	return h.runcStyle() && !h.sandboxPerContainer
-}
-
-// runcStyle reports whether the handler's OCI runtime runs tasks as host
-// processes in their OCI cgroupsPath (runc, crun), unlike gVisor (runsc as
-// the runc.v2 shim's binary) or a VM.
-func (h *handler) runcStyle() bool {
-	return h.runtimeType == RuntimeTypeRunc && !strings.Contains(filepath.Base(h.binary), "runsc")
+	return h.kind.hostProcesses() && !h.sandboxPerContainer
 }
 
 // HandlerInfo is what Status reports about one handler.
@@ -146,7 +141,8 @@ func newHandler(name string, cfg HandlerConfig, stateDir, snapshotter string, sy
 		// (runsc/boot mountFlags); Debian's runsc mounts such a volume
 		// without nodev, and device nodes on it open. A pod asking for
 		// them would run without.
-		h.features.MountOptions = h.runcStyle() && (err != nil || f.MountOptions)
+		h.kind = kindOf(h.runtimeType, h.binary, h.root)
+		h.features.MountOptions = h.kind.hostProcesses() && (err != nil || f.MountOptions)
 		h.specVersion = olderSpecVersion(runtimeSpecVersion(h.binary), runtimespec.Version)
 	case RuntimeTypeRunsc:
 		if cfg.ConfigPath != "" {
@@ -156,6 +152,9 @@ func newHandler(name string, cfg HandlerConfig, stateDir, snapshotter string, sy
 		if cfg.ConfigPath != "" {
 			h.options = &runtimeoptions.Options{ConfigPath: cfg.ConfigPath}
 		}
+	}
+	if h.kind == nil {
+		h.kind = kindOf(h.runtimeType, h.binary, h.root)
 	}
 	return h, nil
 }

@@ -7,10 +7,10 @@ import (
 )
 
 func TestPodNeedsInfra(t *testing.T) {
-	runc := &handler{runtimeType: RuntimeTypeRunc, binary: "runc"}
-	crun := &handler{runtimeType: RuntimeTypeRunc, binary: "/usr/bin/crun"}
-	gvisor := &handler{runtimeType: RuntimeTypeRunc, binary: "runsc", sandboxPerContainer: true}
-	kata := &handler{runtimeType: "io.containerd.kata.v2"}
+	runc := withKind(&handler{runtimeType: RuntimeTypeRunc, binary: "runc"})
+	crun := withKind(&handler{runtimeType: RuntimeTypeRunc, binary: "/usr/bin/crun"})
+	gvisor := withKind(&handler{runtimeType: RuntimeTypeRunc, binary: "runsc", sandboxPerContainer: true})
+	kata := withKind(&handler{runtimeType: "io.containerd.kata.v2"})
 	pod := func(ns *runtimeapi.NamespaceOption) *runtimeapi.PodSandboxConfig {
 		return &runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}}}

@@ -123,14 +123,17 @@ func (r *Runtime) shimsOfPod(p *Pod) shim.Match {
 // runtime with --root <handler root>/<namespace>).
 func (r *Runtime) deleteOCIState(ctx context.Context, c *Container) {
 	h, err := r.handlerOf(r.podHandlerName(c.PodID))
-	if err != nil || h.root == "" {
+	if err != nil {
 		return
 	}
-	root := filepath.Join(h.root, r.namespace)
+	bin, root := h.kind.ociState()
+	if root == "" {
+		return
+	}
+	root = filepath.Join(root, r.namespace)
 	if _, err := os.Lstat(filepath.Join(root, c.ID)); err != nil {
 		return
 	}
-	bin := h.binary
 	klog.InfoS("Deleting an OCI runtime container left by a cut-short start", "container", c.ID, "root", root)
 	rctx, cancel := context.WithTimeout(ctx, ociDeleteTimeout)
 	defer cancel()

@@ -20,7 +20,7 @@ func TestDeleteOCIState(t *testing.T) {
 	}
 	root := filepath.Join(dir, "runtimes", "runc")
 	r := &Runtime{store: newStore(t.TempDir()), namespace: "accel-cri", defaultHandler: "runc",
-		handlers: map[string]*handler{"runc": {name: "runc", runtimeType: RuntimeTypeRunc, binary: bin, root: root}}}
+		handlers: map[string]*handler{"runc": withKind(&handler{name: "runc", runtimeType: RuntimeTypeRunc, binary: bin, root: root})}}
 	addShownPod(r.store, newPod(podMeta{ID: "pod1", RuntimeHandler: "runc"}))
 	c := newContainer(containerMeta{ID: "c1", PodID: "pod1"})
 

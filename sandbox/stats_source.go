@@ -133,5 +133,5 @@ func (r *Runtime) hostCgroups(podID string) bool {
 		return false
 	}
 	h, err := r.handlerOf(p.RuntimeHandler)
-	return err == nil && h.runcStyle()
+	return err == nil && h.kind.hostProcesses()
 }

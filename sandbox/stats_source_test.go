@@ -16,8 +16,8 @@ import (
 func TestStatsSource(t *testing.T) {
 	r := &Runtime{store: newStore(t.TempDir()), defaultHandler: "runc", snapshotter: "overlayfs",
 		handlers: map[string]*handler{
-			"runc":   {name: "runc", runtimeType: RuntimeTypeRunc, binary: "runc", snapshotter: "overlayfs"},
-			"gvisor": {name: "gvisor", runtimeType: RuntimeTypeRunc, binary: "/usr/bin/runsc", snapshotter: "native"},
+			"runc":   withKind(&handler{name: "runc", runtimeType: RuntimeTypeRunc, binary: "runc", snapshotter: "overlayfs"}),
+			"gvisor": withKind(&handler{name: "gvisor", runtimeType: RuntimeTypeRunc, binary: "/usr/bin/runsc", snapshotter: "native"}),
 		}}
 	created := time.Unix(1_800_000_000, 0)
 	started := created.Add(time.Second)
