@@ -110,6 +110,8 @@ type NRI struct {
 	wg     sync.WaitGroup
 }
 
+var setLogger sync.Once
+
 // New makes the NRI runtime side; Start starts it.
 func New(cfg Config, rt Runtime, opts ...Option) (*NRI, error) {
 	if cfg.RequestTimeout <= 0 || cfg.RegistrationTimeout <= 0 {
@@ -120,7 +122,9 @@ func New(cfg Config, rt Runtime, opts ...Option) (*NRI, error) {
 		o(n)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	nrilog.Set(klogLogger{})
+	// The library's logger is process-wide too, and read by the plugin
+	// goroutines of every instance: set once.
+	setLogger.Do(func() { nrilog.Set(klogLogger{}) })
 	// The library keeps its timeouts process-wide.
 	adaptation.SetPluginRegistrationTimeout(cfg.RegistrationTimeout)
 	adaptation.SetPluginRequestTimeout(cfg.RequestTimeout)
