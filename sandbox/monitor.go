@@ -208,6 +208,8 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 	if exit == nil {
 		if info, ok := r.stoppedTaskExit(ctx, c.ID); ok {
 			exit = &info
+		} else if info, ok := r.harvestedExit(c); ok {
+			exit = &info // a restarted containerd deleted the task
 		}
 	}
 	if exit != nil {

@@ -252,6 +252,12 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 		}
 		_, _ = task.Delete(ctx)
 	case c.status.State == runtimeapi.ContainerState_CONTAINER_RUNNING:
+		if e, ok := r.harvestedExit(c); ok {
+			// containerd deleted the task as it started; the shim had
+			// kept its exit until then (exits.go).
+			c.status = exitedStatus(c.status, e)
+			break
+		}
 		// The task vanished with its shim: nobody knows the exit status.
 		c.status.State, c.status.PID = runtimeapi.ContainerState_CONTAINER_EXITED, 0
 		c.status.ExitCode, c.status.FinishedAt = exitCodeUnknown, time.Now()
