@@ -9,8 +9,10 @@
 // their shims run in their own process groups and are not children that die
 // with containerd. containerd itself survives an accel-cri crash, and the
 // next accel-cri adopts it: restarting containerd would make it discard the
-// shims of tasks that exited meanwhile, and with them their exit status. The package must not know about pods, images or gRPC
-// beyond the health check that says containerd serves.
+// shims of tasks that exited meanwhile, and with them their exit status
+// (Options.BeforeStart lets the caller read those before each start). The
+// package must not know about pods, images or gRPC beyond the health check
+// that says containerd serves.
 package managed
 
 import (
@@ -49,6 +51,13 @@ type Options struct {
 	StartTimeout time.Duration
 	// MaxBackoff caps the delay between restarts of a containerd that keeps dying. Zero: 30s.
 	MaxBackoff time.Duration
+	// BeforeStart, when set, runs before each containerd process is
+	// started (the first start, replacing a leftover one, every restart
+	// after a death; not when a running one is adopted), while no
+	// containerd of this state runs: the last moment to read what the
+	// shims hold before containerd loads them and deletes the tasks that
+	// stopped meanwhile.
+	BeforeStart func(ctx context.Context)
 }
 
 // Daemon is one supervised containerd child process.
@@ -183,6 +192,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 }
 
 func (d *Daemon) startProcess(ctx context.Context) error {
+	if d.opts.BeforeStart != nil {
+		d.opts.BeforeStart(ctx)
+	}
 	rotateLog(d.LogPath(), 10<<20)
 	logf, err := os.OpenFile(d.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,12 +102,9 @@ func TestStartServesAndWritesConfig(t *testing.T) {
 	}
 }
 
-func TestRestartAfterKill(t *testing.T) {
-	d := startDaemon(t, testOptions(t))
-	first := d.PID()
-	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+// waitRestart waits until the supervisor has restarted containerd once.
+func waitRestart(t *testing.T, d *Daemon) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for d.Restarts() < 1 {
 		if time.Now().After(deadline) {
@@ -113,6 +112,15 @@ func TestRestartAfterKill(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestRestartAfterKill(t *testing.T) {
+	d := startDaemon(t, testOptions(t))
+	first := d.PID()
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitRestart(t, d)
 	second := d.PID()
 	if second == 0 || second == first {
 		t.Fatalf("pid after restart = %d (before %d)", second, first)
@@ -164,13 +172,7 @@ func TestAdoptsLeftoverFromEarlierRun(t *testing.T) {
 	}
 	left.Process.Kill()
 	<-waited
-	deadline := time.Now().Add(30 * time.Second)
-	for d.Restarts() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("adopted containerd not restarted after it died")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRestart(t, d)
 	if pid := d.PID(); pid == 0 || pid == left.Process.Pid {
 		t.Fatalf("pid after restart %d", pid)
 	}
@@ -224,5 +226,51 @@ func TestSurvivesThreadExits(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if !alive(pid) || d.Restarts() != 0 {
 		t.Fatalf("containerd %d died when unrelated threads exited (alive=%v restarts=%d)", pid, alive(pid), d.Restarts())
+	}
+}
+
+// BeforeStart runs before every containerd process accel-cri starts, the
+// first and each restart after a death, while none serves; not when a
+// running one is adopted (it kept its tasks).
+func TestBeforeStart(t *testing.T) {
+	for _, adopt := range []bool{false, true} {
+		t.Run(map[bool]string{false: "started", true: "adopted"}[adopt], func(t *testing.T) {
+			opts := testOptions(t)
+			var (
+				mu      sync.Mutex
+				serving []bool // whether a containerd served at each call
+				d       *Daemon
+			)
+			opts.BeforeStart = func(ctx context.Context) {
+				hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				mu.Lock()
+				serving = append(serving, d.healthCheck(hctx) == nil)
+				mu.Unlock()
+			}
+			calls := func() []bool { mu.Lock(); defer mu.Unlock(); return slices.Clone(serving) }
+			d = New(opts)
+			want := []bool{false}
+			if adopt {
+				startLeftover(t, d, opts, renderConfig(opts, d.Address()))
+				want = nil
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := d.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer d.Stop(context.Background())
+			if got := calls(); !slices.Equal(got, want) {
+				t.Fatalf("after Start: calls (serving?) %v, want %v", got, want)
+			}
+			if err := syscall.Kill(d.PID(), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			waitRestart(t, d)
+			if got, want := calls(), append(want, false); !slices.Equal(got, want) {
+				t.Errorf("after a restart: calls (serving?) %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -211,13 +211,21 @@ func (r *Runtime) handleContainerExit(ctx context.Context, c *Container, exit *e
 	// the output drain below can take seconds: a crash in between used to
 	// leave a lost task (Unknown, 255). The exit goes to the checkpoint
 	// first, so the next start reports it.
+	kept := false // exit is one HarvestExits kept
 	if exit == nil {
 		if info, ok := r.stoppedTaskExit(ctx, c.ID); ok {
 			exit = &info
+		} else if info, ok := r.keptExit(c.ID, r.store.containerStatusOf(c).PID); ok {
+			exit = &info // a restarted containerd deleted the task
+			kept = true
 		}
 	}
 	if exit != nil {
-		logErr(r.store.persistExit(c, *exit), "Checkpoint container exit", "container", c.ID)
+		err := r.store.persistExit(c, *exit)
+		logErr(err, "Checkpoint container exit", "container", c.ID)
+		if kept && err == nil {
+			r.dropKeptExit(c.ID)
+		}
 	}
 	if c.io != nil && !c.io.Wait(ioDrainTimeout) {
 		klog.InfoS("Container output still open after its exit; closing", "container", c.ID)

@@ -213,6 +213,7 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 	}
 	klog.V(2).InfoS("Recovering container", "container", c.ID, "recorded", st.State, "task", ts.Status, "exit", ts.ExitStatus, "err", terr)
 	running := terr == nil && (ts.Status == containerd.Running || ts.Status == containerd.Paused)
+	kept := false // st holds an exit HarvestExits kept
 	switch {
 	case running && st.State == runtimeapi.ContainerState_CONTAINER_EXITED:
 		// kubelet was told this start failed (StartError), but containerd
@@ -244,6 +245,12 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 		}
 		_, _ = task.Delete(ctx)
 	case st.State == runtimeapi.ContainerState_CONTAINER_RUNNING:
+		if e, ok := r.keptExit(c.ID, st.PID); ok {
+			// containerd deleted the task as it started; the shim had
+			// kept its exit until then (exits.go).
+			st, kept = exitedStatus(st, e), true
+			break
+		}
 		// The task vanished with its shim: nobody knows the exit status.
 		st = lostExit(st, "the container's task was lost while accel-cri was not running")
 	}
@@ -252,6 +259,9 @@ func (r *Runtime) recoverContainer(ctx context.Context, ctr containerd.Container
 	// connected, no event subscriber).
 	if _, err := r.store.updateContainer(c, func(containerStatus) (containerStatus, error) { return st, nil }); err != nil {
 		return err
+	}
+	if kept {
+		r.dropKeptExit(c.ID)
 	}
 	if st.State == runtimeapi.ContainerState_CONTAINER_EXITED {
 		r.recordExit(c, func(cur containerStatus) containerStatus { return cur })

@@ -27,6 +27,7 @@ import (
 	"github.com/accel-cri/accel-cri/sandbox"
 	"github.com/accel-cri/accel-cri/sandbox/nri"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
+	"github.com/accel-cri/accel-cri/sandbox/shim"
 	"github.com/accel-cri/accel-cri/streaming"
 )
 
@@ -91,6 +92,7 @@ func serve(cfg config.Config) error {
 		klog.InfoS("This host does not permit lowering oom_score_adj (no CAP_SYS_RESOURCE); container values below the minimum are clamped", "min", oom.Min)
 	}
 
+	sandboxRoot, sandboxState := filepath.Join(cfg.Root, "sandbox"), filepath.Join(cfg.State, "sandbox")
 	address := cfg.ContainerdAddr
 	var daemon *managed.Daemon
 	if address == "" {
@@ -98,6 +100,10 @@ func serve(cfg config.Config) error {
 			Binary: cfg.ContainerdBinary,
 			Root:   filepath.Join(cfg.Root, "containerd"),
 			State:  filepath.Join(cfg.State, "containerd"),
+			// Before each start of containerd (also by the supervisor):
+			// it deletes the tasks that stopped while none ran, exits
+			// and all; their shims still hold the exits.
+			BeforeStart: func(ctx context.Context) { harvestExits(ctx, daemon, cfg.Namespace, sandboxState) },
 		})
 		if err := daemon.Start(ctx); err != nil {
 			return err
@@ -151,7 +157,7 @@ func serve(cfg config.Config) error {
 		sandbox.WithSandboxImage(cfg.SandboxImage),
 		sandbox.WithSnapshotter(cfg.Snapshotter),
 		sandbox.WithNamespace(cfg.Namespace),
-		sandbox.WithDirs(filepath.Join(cfg.Root, "sandbox"), filepath.Join(cfg.State, "sandbox")),
+		sandbox.WithDirs(sandboxRoot, sandboxState),
 		sandbox.WithShmSize(cfg.PodShmSize),
 		sandbox.WithStatsCollectionPeriod(time.Duration(cfg.StatsPeriod)),
 		sandbox.WithInfraContainer(cfg.InfraContainer),
@@ -333,6 +339,19 @@ func taskBundles(d *managed.Daemon) sandbox.Option {
 		return sandbox.WithTaskBundles("", "")
 	}
 	return sandbox.WithTaskBundles(d.TaskBundleRoot(), d.Address())
+}
+
+// harvestExitsTimeout bounds reading the exits of stopped tasks from their
+// shims before containerd starts (a shim that does not answer costs at
+// most a few seconds: sandbox/shim).
+const harvestExitsTimeout = 30 * time.Second
+
+// harvestExits keeps the exits the managed containerd's shims hold for
+// tasks that stopped while no containerd ran (sandbox.HarvestExits).
+func harvestExits(ctx context.Context, d *managed.Daemon, namespace, sandboxState string) {
+	ctx, cancel := context.WithTimeout(ctx, harvestExitsTimeout)
+	defer cancel()
+	sandbox.HarvestExits(ctx, sandboxState, shim.Config{Namespace: namespace, BundleRoot: d.TaskBundleRoot(), Address: d.Address()})
 }
 
 // logErr logs an error of a shutdown step.

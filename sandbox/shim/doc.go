@@ -11,7 +11,9 @@
 //   - deleting, in the shim that holds it, a task containerd does not know
 //     (DeleteTask: a create cut short);
 //   - finding and ending shims nothing names any more (Reap): a shim daemon
-//     left waiting, never serving, by a create cut short.
+//     left waiting, never serving, by a create cut short;
+//   - reading the exits of stopped tasks from their shims (StoppedExits),
+//     before a starting containerd deletes those tasks with their exits.
 //
 // On the host it reads the managed containerd's task bundles
 // (<bundle root>/<namespace>/<task>: bootstrap.json, config.json; it never
@@ -38,4 +40,5 @@
 //
 //	s.DeleteTask(ctx, containerID, podID, containerID) // stale task, its bundle's shim
 //	s.Reap(ctx, "recovery", nil)                       // shims nothing names
+//	exits := s.StoppedExits(ctx)                       // no containerd running
 package shim

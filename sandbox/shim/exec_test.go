@@ -21,13 +21,14 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// fakeShim serves the few task API calls an exec, or a stale task's
-// delete, makes.
+// fakeShim serves the few task API calls an exec, a stale task's delete,
+// or the harvest of stopped tasks' exits makes.
 type fakeShim struct {
 	taskapi.TTRPCTaskService // the rest: not called
 
 	mu      sync.Mutex
 	calls   []string
+	states  map[string]*taskapi.StateResponse // State's answers by task; others NotFound
 	execReq *taskapi.ExecProcessRequest
 	exitErr error // returned by Exec when set
 	code    uint32
@@ -89,6 +90,14 @@ func (f *fakeShim) Kill(context.Context, *taskapi.KillRequest) (*emptypb.Empty, 
 func (f *fakeShim) Delete(context.Context, *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
 	f.record("delete")
 	return &taskapi.DeleteResponse{}, nil
+}
+
+func (f *fakeShim) State(_ context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
+	f.record("state " + r.ID)
+	if st, ok := f.states[r.ID]; ok {
+		return st, nil
+	}
+	return nil, errgrpc.ToGRPCf(errdefs.ErrNotFound, "container %s", r.ID)
 }
 
 func (f *fakeShim) Connect(context.Context, *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {

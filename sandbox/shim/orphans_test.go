@@ -104,12 +104,7 @@ type reapEnv struct {
 
 func newReapEnv(t *testing.T) *reapEnv {
 	t.Helper()
-	// Socket paths must stay under 108 bytes: a short directory of its own.
-	sockets, err := os.MkdirTemp("", "rs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockets) })
+	sockets := socketDir(t)
 	// The bundle root is reached through a symlink (/var/run -> /run): the
 	// shims' working directories are shown resolved.
 	tmp := t.TempDir()

@@ -51,6 +51,18 @@ func TestReadSocket(t *testing.T) {
 	}
 }
 
+// socketDir is a directory of the test's own for sockets, short enough
+// for their paths to stay under 108 bytes.
+func socketDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func eventually(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {

@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -12,13 +11,8 @@ import (
 // groups that answers, which is then asked to exit; groups without a shim
 // are passed over.
 func TestDeleteTask(t *testing.T) {
-	sockets, err := os.MkdirTemp("", "rs") // socket paths stay under 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockets) })
 	s := New(Config{Namespace: "accel-cri", BundleRoot: t.TempDir(), Address: "/run/accel-cri/containerd.sock"})
-	s.socketDir = sockets
+	s.socketDir = socketDir(t)
 	t.Cleanup(s.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

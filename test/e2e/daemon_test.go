@@ -197,3 +197,40 @@ func TestSocketAndShutdown(t *testing.T) {
 		}
 	})
 }
+
+// The managed containerd dies while a container exits (it is stopped, so it
+// cannot see the exit, then killed): accel-cri's supervisor reads the exit
+// from the shim before it starts containerd again, which deletes the task,
+// and the exit monitor's reconcile reports the container's own exit code.
+func TestManagedContainerdKilledExit(t *testing.T) {
+	e := startPodEnv(t)
+	signals := filepath.Join(e.Dir, "exit-signals")
+	podID, pod := e.runPod(t, "p")
+	id := e.RunContainer(t, podID, pod, e.exitOnCue(t, "quits", signals, 9))
+	pid := containerPID(t, e, id)
+
+	ctrd := e.ContainerdPID()
+	if err := syscall.Kill(ctrd, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	cueExit(t, signals, pid)
+	if err := syscall.Kill(ctrd, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	st := e.WaitContainer(t, id, exited, 90*time.Second)
+	if st.ExitCode != 9 || st.Reason != "Error" {
+		t.Errorf("container that exited while containerd was down: exit %d reason %q message %q, want 9 Error\n%s",
+			st.ExitCode, st.Reason, st.Message, e.LogTail(30))
+	}
+	if fin := time.Unix(0, st.FinishedAt); fin.Before(killed) || fin.After(time.Now()) {
+		t.Errorf("finished at %s, containerd stopped at %s", fin, killed)
+	}
+	if e.ContainerdPID() == ctrd {
+		t.Error("containerd not restarted")
+	}
+	if _, err := os.Stat(filepath.Join(e.State, "sandbox", "containers", id, "exit.json")); !os.IsNotExist(err) {
+		t.Errorf("kept exit left after it was reported: %v", err)
+	}
+}

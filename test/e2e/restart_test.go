@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -165,5 +166,101 @@ func TestInterruptedStartRecovery(t *testing.T) {
 	bundles, _ := filepath.Glob(filepath.Join(e.State, "containerd", "daemon", "io.containerd.runtime.v2.task", "accel-cri", "*"))
 	if len(bundles) != 0 {
 		t.Errorf("task bundles left: %v", bundles)
+	}
+}
+
+// exitOnCue is a container that exits with code when told: when the test
+// creates "go" in the host directory signals (cueExit), not before.
+func (e podEnv) exitOnCue(t *testing.T, name, signals string, code int) *runtimeapi.ContainerConfig {
+	t.Helper()
+	if err := os.MkdirAll(signals, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := e.busybox(name, `while [ ! -e /signals/go ]; do sleep 0.1; done; exit `+strconv.Itoa(code))
+	c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/signals", HostPath: signals}}
+	return c
+}
+
+// cueExit tells the exitOnCue containers of signals to exit and waits
+// until their processes (pids) are gone: their shims have reaped them.
+func cueExit(t *testing.T, signals string, pids ...int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(signals, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("container process %d did not exit when told", pid)
+			}
+		}
+	}
+}
+
+// accel-cri stopped gracefully (SIGTERM: an operator's restart or upgrade,
+// which stops the managed containerd too) while containers exit: the next
+// start reports their own exit codes and times, not Unknown/255. containerd,
+// starting, deletes the task of a shim whose process exited, exit and all;
+// accel-cri reads the exits from the shims before it starts containerd.
+// Both shapes of shim: an infra-less pod's, holding nothing but the exited
+// task, and a pod's with a pause, which also holds the running pause.
+func TestRestartExitWhileStopped(t *testing.T) {
+	e := startPodEnv(t)
+	ctx := ctxT(t, 5*time.Minute)
+	signals := filepath.Join(e.Dir, "exit-signals")
+
+	lightID, light := e.runPod(t, "light")
+	pausedID, paused := e.runPod(t, "paused", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	})
+	alone := e.RunContainer(t, lightID, light, e.exitOnCue(t, "alone", signals, 9))
+	withPause := e.RunContainer(t, pausedID, paused, e.exitOnCue(t, "with-pause", signals, 0))
+	sleeper := e.RunContainer(t, pausedID, paused, e.busybox("sleeper", "sleep 3600"))
+	pids := []int{containerPID(t, e, alone), containerPID(t, e, withPause)}
+
+	e.Stop(t)
+	stopped := time.Now()
+	cueExit(t, signals, pids...)
+	e.Start(t)
+
+	for _, want := range []struct {
+		id     string
+		code   int32
+		reason string
+	}{{alone, 9, "Error"}, {withPause, 0, "Completed"}} {
+		st := e.WaitContainer(t, want.id, exited, 30*time.Second)
+		if st.ExitCode != want.code || st.Reason != want.reason {
+			t.Errorf("container %s that exited while accel-cri was stopped: exit %d reason %q message %q, want %d %s\n%s",
+				want.id, st.ExitCode, st.Reason, st.Message, want.code, want.reason, e.LogTail(30))
+		}
+		if fin := time.Unix(0, st.FinishedAt); fin.Before(stopped) || fin.After(time.Now()) {
+			t.Errorf("container %s finished at %s, stopped at %s", want.id, fin, stopped)
+		}
+		// The kept exit is gone once it is in the container's checkpoint.
+		if _, err := os.Stat(filepath.Join(e.State, "sandbox", "containers", want.id, "exit.json")); !os.IsNotExist(err) {
+			t.Errorf("kept exit of %s left after the restart: %v", want.id, err)
+		}
+	}
+	e.WaitContainer(t, sleeper, running, 10*time.Second)
+	execIn(t, e, sleeper, "after-restart")
+
+	// Reported again the same way after one more restart, then removed.
+	e.Restart(t)
+	if st := e.WaitContainer(t, alone, exited, 10*time.Second); st.ExitCode != 9 {
+		t.Errorf("exit of %s after a second restart: %d %q", alone, st.ExitCode, st.Reason)
+	}
+	for _, id := range []string{lightID, pausedID} {
+		if err := e.Runtime.StopPodSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Runtime.RemovePodSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := dirCount(t, filepath.Join(e.State, "sandbox", "containers")); n != 0 {
+		t.Errorf("%d container state dirs left", n)
 	}
 }

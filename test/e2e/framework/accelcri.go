@@ -37,6 +37,9 @@ type AccelCRIOptions struct {
 	ExtraArgs []string
 	// Debug serves pprof on DebugSocket (--debug-socket), for Goroutines.
 	Debug bool
+	// Binary is the accel-cri binary to run ("": this tree's, built by
+	// Binary; BinaryAt builds an earlier revision's).
+	Binary string
 	// IPCNamespace starts accel-cri in an IPC namespace of its own, which its
 	// containerd, shims and host-IPC containers share. System V IPC objects
 	// made there (critest's host-IPC spec makes one with ipcmk; run it with
@@ -99,11 +102,64 @@ func Binary(t testing.TB) string {
 	return filepath.Join(binDir, "accel-cri")
 }
 
-// CleanupBinaries removes what Binary built; call it from TestMain.
+// CleanupBinaries removes what Binary and BinaryAt built; call it from
+// TestMain.
 func CleanupBinaries() {
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	revMu.Lock()
+	defer revMu.Unlock()
+	for _, dir := range revDirs {
+		os.RemoveAll(dir)
+	}
+}
+
+var (
+	revMu   sync.Mutex
+	revDirs = map[string]string{} // revision -> dir holding its accel-cri
+)
+
+// BinaryAt builds accel-cri as it was at git revision rev of this
+// repository (its tree exported with git archive, built with the same Go
+// and module cache) once per test process, and returns its path. It needs
+// the repository's history: a test of adopting an earlier accel-cri's
+// state cannot run from a tarball or a shallow clone without rev, and
+// fails saying so.
+func BinaryAt(t testing.TB, rev string) string {
+	t.Helper()
+	revMu.Lock()
+	defer revMu.Unlock()
+	if dir, ok := revDirs[rev]; ok {
+		return filepath.Join(dir, "accel-cri")
+	}
+	root := ModuleRoot(t)
+	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", rev+"^{commit}").CombinedOutput(); err != nil {
+		t.Fatalf("revision %s is not in this repository's history (a full git clone is needed): %v %s", rev, err, out)
+	}
+	dir, err := os.MkdirTemp("", "acri-bin-"+rev[:min(12, len(rev))]+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	MarkOwned(t, dir)
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	archive := exec.Command("sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", root, rev, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("export revision %s: %v\n%s", rev, err, out)
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "accel-cri"), "./cmd/accel-cri")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("go build accel-cri at %s: %v\n%s", rev, err, out)
+	}
+	_ = os.RemoveAll(src)
+	revDirs[rev] = dir
+	return filepath.Join(dir, "accel-cri")
 }
 
 // StartAccelCRI starts accel-cri and waits until its socket answers. Cleanup
@@ -111,7 +167,10 @@ func CleanupBinaries() {
 // the test fails; on failure the tail of its log is printed.
 func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
 	t.Helper()
-	bin := Binary(t)
+	bin := opts.Binary
+	if bin == "" {
+		bin = Binary(t)
+	}
 	dir, err := os.MkdirTemp("", "acri-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +410,16 @@ func (a *AccelCRI) Stop(t testing.TB) {
 func (a *AccelCRI) Restart(t testing.TB) {
 	t.Helper()
 	a.Stop(t)
-	a.start(Binary(t))
+	a.start(a.binary(t))
+}
+
+// StartBinary starts a stopped accel-cri from bin, another accel-cri
+// binary, on the same directories, sockets and managed containerd state (an
+// operator's in-place upgrade); later restarts run bin too.
+func (a *AccelCRI) StartBinary(t testing.TB, bin string) {
+	t.Helper()
+	a.opts.Binary = bin
+	a.start(bin)
 }
 
 // Kill sends SIGKILL (a crash) and waits for the process to be gone.
@@ -366,7 +434,15 @@ func (a *AccelCRI) Kill(t testing.TB) {
 // Start starts a stopped or killed accel-cri again with the same directories.
 func (a *AccelCRI) Start(t testing.TB) {
 	t.Helper()
-	a.start(Binary(t))
+	a.start(a.binary(t))
+}
+
+// binary is the binary this instance runs.
+func (a *AccelCRI) binary(t testing.TB) string {
+	if a.opts.Binary != "" {
+		return a.opts.Binary
+	}
+	return Binary(t)
 }
 
 // PID is the pid of the accel-cri process (0 before it started).
