@@ -59,7 +59,7 @@ pids+=($!)
 for _ in $(seq 100); do curl -fsS -o /dev/null "http://$REG/v2/" && break; sleep 0.1; done
 
 say "Building and pushing the test images (busybox, pause) with go-containerregistry"
-go run ./hack/testimages/cmd/testimages --registry "$REG"
+go run ./hack/pushimages --registry "$REG"
 
 # The demo makes its bridge with the gateway address itself: the bridge
 # plugin's isGateway would switch on net.ipv4.ip_forward for the whole host.

@@ -1,4 +1,4 @@
-// Command testimages builds accel-cri's test images (busybox and pause, see
+// Command pushimages builds accel-cri's test images (busybox and pause, see
 // package testimages) and pushes them to a local registry over plain HTTP.
 //
 //	testimages --registry 127.0.0.1:5000 [--user u --password p] [--repo-prefix library/]
