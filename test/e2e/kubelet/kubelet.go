@@ -225,6 +225,13 @@ func (k *Kubelet) Start(t testing.TB) {
 	// whatever --root-dir is: give it a tmpfs /var/lib with that directory
 	// a bind mount of DevicePluginDir, which the device plugin uses.
 	fmt.Fprintf(&script, "mount -t tmpfs -o mode=0755 tmpfs /var/lib\nmkdir -p /var/lib/kubelet/device-plugins\nmount --bind %q /var/lib/kubelet/device-plugins\n", k.DevicePluginDir)
+	// The root dir on a shared mount, as /var/lib/kubelet is on a systemd
+	// host: in this private namespace kubelet would bind-mount it onto
+	// itself at start (hostutil.DoMakeRShared) while its pod-resources
+	// server makes its socket there, and that socket's rename across the
+	// new mount fails (EXDEV: "Failed to create listener for
+	// podResources endpoint", kubelet exits; CI, 1 run in 8).
+	fmt.Fprintf(&script, "mount --bind %q %q\nmount --make-rshared %q\n", k.RootDir, k.RootDir, k.RootDir)
 	script.WriteString(`exec "$@"`)
 	args := []string{"-m", "--propagation", "private", "sh", "-c", script.String(), "kubelet",
 		k.Bin, "--config", k.ConfigPath, "--root-dir", k.RootDir, "--cert-dir", filepath.Join(k.Dir, "pki"),
