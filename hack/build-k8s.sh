@@ -36,13 +36,15 @@ version() {
 
 # current succeeds when $2 is a built $1 of the wanted version.
 current() {
-	local c=$1 bin=$2 v
+	local c=$1 bin=$2 v out
 	v=$(version "$c")
 	[ -x "$bin" ] || return 1
+	# Read all of the output first: grep -q stops reading at its match,
+	# and the version command's SIGPIPE would fail the pipeline.
 	case $c in
-	etcd) "$bin" --version 2>/dev/null | grep -qx "etcd Version: ${v#v}" ;;
-	kubectl) "$bin" version --client 2>/dev/null | grep -qx "Client Version: $v" ;;
-	*) "$bin" --version 2>/dev/null | grep -qx "Kubernetes $v" ;;
+	etcd) out=$("$bin" --version 2>/dev/null) && grep -qx "etcd Version: ${v#v}" <<<"$out" ;;
+	kubectl) out=$("$bin" version --client 2>/dev/null) && grep -qx "Client Version: $v" <<<"$out" ;;
+	*) out=$("$bin" --version 2>/dev/null) && grep -qx "Kubernetes $v" <<<"$out" ;;
 	esac
 }
 
