@@ -592,3 +592,6 @@ func unmountUnder(dir string) {
 		_ = syscall.Unmount(mps[i], syscall.MNT_DETACH)
 	}
 }
+
+// UnmountUnder lazily unmounts every mount at or below dir, deepest first.
+func UnmountUnder(dir string) { unmountUnder(dir) }

@@ -4,24 +4,19 @@ package kubelet
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,6 +29,7 @@ import (
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 
 	"github.com/accel-cri/accel-cri/internal/cgroups"
+	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
 // KubeletVersion is the kubelet hack/build-kubelet.sh builds (hack/tools/go.mod).
@@ -84,6 +80,11 @@ type Kubelet struct {
 	sysctlBefore                    map[string]string
 	extraConfig                     string
 	drained                         func() bool
+	// NodeName is the kubelet's --hostname-override; Address the address
+	// it serves on.
+	NodeName, Address string
+	kubeconfig        string
+	ca                *framework.CA
 }
 
 // KubeletOptions configures NewKubelet.
@@ -100,6 +101,22 @@ type KubeletOptions struct {
 	// Drained, when set, reports whether the runtime has no ready pod
 	// sandbox left; cleanup waits for it before stopping the kubelet.
 	Drained func() bool
+	// NodeName is --hostname-override ("": NodeName).
+	NodeName string
+	// CA signs the kubelet's serving certificate and the certificate its
+	// /pods client presents, and is its clientCAFile (nil: a CA of its own).
+	CA *framework.CA
+	// Kubeconfig, when set, registers the kubelet as a node of the API
+	// server it names, as a kubeadm node is: webhook authentication and
+	// authorization, Address as its node IP. Its root dir is then a shared
+	// mount, so that the volumes it mounts there (service account tokens,
+	// secrets, config maps) reach the runtime, which runs in the host's
+	// mount namespace; cleanup unmounts what is left there.
+	Kubeconfig string
+	// Address is the address the kubelet serves its API on, and its node
+	// IP with Kubeconfig, where it may not be a loopback one: use one of a
+	// local-only interface, such as the test's CNI bridge ("": 127.0.0.1).
+	Address string
 }
 
 // NewKubelet writes the config, TLS material and sysctl files and starts
@@ -118,6 +135,11 @@ func NewKubelet(t testing.TB, o KubeletOptions) *Kubelet {
 		// a directory kubelet cleans up.
 		DevicePluginDir: filepath.Join(o.Dir, "device-plugins"),
 		extraConfig:     o.ExtraConfig,
+		drained:         o.Drained,
+		NodeName:        cmp.Or(o.NodeName, NodeName),
+		Address:         cmp.Or(o.Address, "127.0.0.1"),
+		kubeconfig:      o.Kubeconfig,
+		ca:              o.CA,
 	}
 	for _, d := range []string{k.RootDir, k.DevicePluginDir, k.ManifestDir, k.PodLogsDir, filepath.Join(o.Dir, "sysctl"), filepath.Join(o.Dir, "pki")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -164,12 +186,21 @@ func (k *Kubelet) SysctlWritten(s string) string {
 }
 
 func (k *Kubelet) config() string {
+	// Standalone: only client certificates of the kubelet's CA, every
+	// request allowed. A node: bearer tokens and the API server's
+	// authorization too, as kubeadm configures it.
+	auth := "webhook:\n    enabled: false"
+	authz := "mode: AlwaysAllow"
+	if k.kubeconfig != "" {
+		auth = "webhook:\n    enabled: true\n    cacheTTL: 0s"
+		authz = "mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 0s\n    cacheUnauthorizedTTL: 0s"
+	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 staticPodPath: %q
 fileCheckFrequency: 2s
 syncFrequency: 5s
-address: 127.0.0.1
+address: %s
 port: %d
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -179,12 +210,11 @@ tlsPrivateKeyFile: %q
 authentication:
   anonymous:
     enabled: false
-  webhook:
-    enabled: false
+  %s
   x509:
     clientCAFile: %q
 authorization:
-  mode: AlwaysAllow
+  %s
 containerRuntimeEndpoint: %q
 imageServiceEndpoint: %q
 failCgroupV1: false
@@ -207,9 +237,9 @@ evictionHard:
   imagefs.available: "1%%"
   imagefs.inodesFree: "1%%"
 localStorageCapacityIsolation: false
-%s`, k.ManifestDir, k.Port, k.HealthzPort,
+%s`, k.ManifestDir, k.Address, k.Port, k.HealthzPort,
 		filepath.Join(k.Dir, "pki", "server.crt"), filepath.Join(k.Dir, "pki", "server.key"),
-		filepath.Join(k.Dir, "pki", "ca.crt"), k.Endpoint, k.Endpoint, k.CgroupRoot, k.PodLogsDir, k.extraConfig)
+		auth, filepath.Join(k.Dir, "pki", "ca.crt"), authz, k.Endpoint, k.Endpoint, k.CgroupRoot, k.PodLogsDir, k.extraConfig)
 }
 
 // Start starts the kubelet in a private mount namespace whose kernel
@@ -218,6 +248,18 @@ func (k *Kubelet) Start(t testing.TB) {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -e\n")
+	propagation := "private"
+	if k.kubeconfig != "" {
+		// The root dir is a shared bind mount (shareRootDir) whose peer
+		// stays in the host's namespace: the new namespace is a copy with
+		// propagation unchanged, and the mounts holding what the script
+		// mounts below are made private first.
+		k.shareRootDir(t)
+		propagation = "unchanged"
+		for _, p := range append([]string{"/", "/var/lib", "/proc", "/proc/sys"}, prefixed("/proc/sys/", kernelTunables)...) {
+			fmt.Fprintf(&script, "mount --make-private \"$(findmnt -no TARGET -T %s)\"\n", p)
+		}
+	}
 	for _, s := range kernelTunables {
 		fmt.Fprintf(&script, "mount --bind %q /proc/sys/%s\n", k.sysctlFile(s), s)
 	}
@@ -233,9 +275,12 @@ func (k *Kubelet) Start(t testing.TB) {
 	// podResources endpoint", kubelet exits; CI, 1 run in 8).
 	fmt.Fprintf(&script, "mount --bind %q %q\nmount --make-rshared %q\n", k.RootDir, k.RootDir, k.RootDir)
 	script.WriteString(`exec "$@"`)
-	args := []string{"-m", "--propagation", "private", "sh", "-c", script.String(), "kubelet",
+	args := []string{"-m", "--propagation", propagation, "sh", "-c", script.String(), "kubelet",
 		k.Bin, "--config", k.ConfigPath, "--root-dir", k.RootDir, "--cert-dir", filepath.Join(k.Dir, "pki"),
-		"--hostname-override", NodeName, "--v=2"}
+		"--hostname-override", k.NodeName, "--v=2"}
+	if k.kubeconfig != "" {
+		args = append(args, "--kubeconfig", k.kubeconfig, "--node-ip", k.Address)
+	}
 	logf, err := os.OpenFile(k.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -361,6 +406,36 @@ func (k *Kubelet) cleanup() {
 		}
 	}
 	k.Stop()
+	if k.kubeconfig != "" {
+		// Volumes the kubelet left mounted, then the shared root dir itself.
+		framework.UnmountUnder(k.RootDir)
+	}
+}
+
+// shareRootDir makes the root dir a shared bind mount of itself (once), so
+// that a mount namespace copied from this one with unchanged propagation
+// shares what is mounted below it with the host's.
+func (k *Kubelet) shareRootDir(t testing.TB) {
+	t.Helper()
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 6 && f[4] == k.RootDir && strings.Contains(l, " shared:") {
+			return
+		}
+	}
+	for _, args := range [][]string{{"--bind", k.RootDir, k.RootDir}, {"--make-shared", k.RootDir}} {
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v: %v: %s", args, err, out)
+		}
+	}
+}
+
+func prefixed(prefix string, s []string) []string {
+	out := make([]string, len(s))
+	for i, e := range s {
+		out[i] = prefix + e
+	}
+	return out
 }
 
 // checkSysctls reports a host kernel tunable that changed during the test
@@ -448,7 +523,7 @@ func (p *Pod) Container(name string) *ContainerStatus {
 // Pods reads kubelet's /pods over TLS with a client certificate (anonymous
 // auth is off).
 func (k *Kubelet) Pods() ([]Pod, error) {
-	resp, err := k.client.Get(fmt.Sprintf("https://127.0.0.1:%d/pods", k.Port))
+	resp, err := k.client.Get(fmt.Sprintf("https://%s/pods", net.JoinHostPort(k.Address, strconv.Itoa(k.Port))))
 	if err != nil {
 		return nil, err
 	}
@@ -470,7 +545,7 @@ func (k *Kubelet) Get(name string) *Pod {
 		return nil
 	}
 	for i := range pods {
-		if pods[i].Metadata.Name == name+"-"+NodeName {
+		if pods[i].Metadata.Name == name+"-"+k.NodeName {
 			return &pods[i]
 		}
 	}
@@ -516,58 +591,24 @@ func (k *Kubelet) RemoveManifest(t testing.TB, name string) {
 	}
 }
 
-// writeTLS makes a CA, a serving cert for 127.0.0.1 and a client cert,
-// and the HTTP client that trusts the one and presents the other.
+// writeTLS writes the CA (the given one or a new one), a serving cert for
+// 127.0.0.1 and makes the HTTP client that trusts the CA and presents a
+// client cert of it (system:masters, which the API server's authorization
+// allows when the kubelet asks it).
 func (k *Kubelet) writeTLS(t testing.TB) {
 	t.Helper()
 	pki := filepath.Join(k.Dir, "pki")
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "acri-e2e-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	ca := k.ca
+	if ca == nil {
+		ca = framework.NewCA(t, "acri-e2e-ca")
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, *ecdsa.PrivateKey) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, Organization: []string{"system:masters"}},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, key
-	}
-	srvDER, srvKey := issue(2, NodeName, x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	cliDER, cliKey := issue(3, "acri-e2e", x509.ExtKeyUsageClientAuth, nil)
-	certPEM := func(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
-	keyPEM := func(k *ecdsa.PrivateKey) []byte {
-		der, _ := x509.MarshalECPrivateKey(k)
-		return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-	}
-	for name, b := range map[string][]byte{
-		"ca.crt": certPEM(caDER), "server.crt": certPEM(srvDER), "server.key": keyPEM(srvKey),
-	} {
-		if err := os.WriteFile(filepath.Join(pki, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pair, err := tls.X509KeyPair(certPEM(cliDER), keyPEM(cliKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	k.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}},
-	}}
+	srv := ca.Issue(t, framework.CertSpec{CommonName: k.NodeName, Organization: []string{"system:masters"},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(k.Address)}})
+	cli := ca.Issue(t, framework.CertSpec{CommonName: "acri-e2e", Organization: []string{"system:masters"},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	framework.WriteFile(t, filepath.Join(pki, "ca.crt"), ca.CertPEM)
+	srv.WriteFiles(t, pki, "server")
+	k.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: ca.TLSConfig(t, cli)}}
 }
 
 // makeCgroupRoot creates root in every cgroup v1 hierarchy (cpuset with

@@ -1,0 +1,328 @@
+// Package cluster runs a one-node Kubernetes cluster on accel-cri for tests:
+// etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a
+// kubelet registered as a node, built from the Go module proxy by
+// hack/build-k8s.sh at the versions of hack/tools/go.mod, with accel-cri and
+// its managed containerd as the node's runtime.
+//
+// Everything listens on loopback only, on ports of its own, and lives under
+// the test's own temp dirs: a PKI made with crypto/x509 (cluster, etcd and
+// front-proxy CAs, serving and client certificates, the service-account
+// key pair), kubeconfigs, etcd's data. Flags are those of a kubeadm node:
+// client-certificate authentication everywhere, Node and RBAC
+// authorization, the default admission chain plus NodeRestriction. The
+// kubelet runs as test/e2e/kubelet runs it (a private mount namespace, its
+// own root dir), registered with a client certificate of
+// system:node:<NodeName>. Cleanup deletes the workloads, waits for the
+// kubelet to have torn their pods down, and stops every process, also when
+// the test fails.
+//
+// It must not be imported by anything but tests: it starts daemons.
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/accel-cri/accel-cri/test/e2e/framework"
+	"github.com/accel-cri/accel-cri/test/e2e/kubelet"
+)
+
+// Version is the Kubernetes release hack/build-k8s.sh builds.
+const Version = kubelet.KubeletVersion
+
+// NodeName is the one node's name.
+const NodeName = "acri-cluster-node"
+
+const (
+	serviceCIDR         = "10.96.0.0/12"
+	kubernetesServiceIP = "10.96.0.1"
+)
+
+// Options configures Start.
+type Options struct {
+	// AccelCRIConfig is extra TOML for accel-cri's config.
+	AccelCRIConfig string
+	// KubeletConfig is appended to the KubeletConfiguration YAML.
+	KubeletConfig string
+}
+
+// Cluster is a running one-node cluster.
+type Cluster struct {
+	// Dir holds the PKI, kubeconfigs, etcd's data and the logs.
+	Dir string
+	// Server is the API server's URL; AdminKubeconfig is kubernetes-admin's.
+	Server, AdminKubeconfig string
+	// Config and Client are kubernetes-admin's client-go config and clientset.
+	Config *rest.Config
+	Client kubernetes.Interface
+	// Bins are the component binaries by name ("kubectl", "etcd", ...).
+	Bins     map[string]string
+	AccelCRI *framework.AccelCRI
+	Kubelet  *kubelet.Kubelet
+	Registry *framework.Registry
+	Images   framework.TestImages
+
+	pki                    *pki
+	etcd, apiserver, cm, s *proc
+}
+
+// Binaries returns the cached control plane, kubectl and kubelet, building
+// what is missing (hack/build-k8s.sh; minutes when cold).
+func Binaries(t testing.TB) map[string]string {
+	t.Helper()
+	start := time.Now()
+	cmd := exec.Command("bash", filepath.Join(framework.ModuleRoot(t), "hack", "build-k8s.sh"),
+		"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hack/build-k8s.sh: %v\n%s", err, stderr.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Logf("built Kubernetes %s components in %s:\n%s", Version, d.Round(time.Second), stderr.String())
+	}
+	bins := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if name, path, ok := strings.Cut(sc.Text(), " "); ok {
+			bins[name] = path
+		}
+	}
+	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet"} {
+		if bins[c] == "" {
+			t.Fatalf("hack/build-k8s.sh printed no %s:\n%s", c, out)
+		}
+	}
+	return bins
+}
+
+func port(t testing.TB) string {
+	t.Helper()
+	p, err := framework.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strconv.Itoa(p)
+}
+
+// Start brings the cluster up and returns once the node is Ready.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	c := &Cluster{Bins: Binaries(t)}
+	dir, err := os.MkdirTemp("", "acri-cluster-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	framework.MarkOwned(t, dir)
+	c.Dir = dir
+	// Runs last: every process is gone by then.
+	t.Cleanup(func() {
+		framework.UnmountUnder(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	logs := filepath.Join(dir, "logs")
+	for _, d := range []string{logs, filepath.Join(dir, "etcd-data")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.pki = newPKI(t, filepath.Join(dir, "pki"))
+	p := c.pki.path
+
+	etcdPort, peerPort, apiPort := port(t), port(t), port(t)
+	c.etcd = startProc(t, logs, "etcd", c.Bins["etcd"],
+		"--name=acri", "--data-dir="+filepath.Join(dir, "etcd-data"),
+		"--listen-client-urls=https://127.0.0.1:"+etcdPort, "--advertise-client-urls=https://127.0.0.1:"+etcdPort,
+		"--listen-peer-urls=https://127.0.0.1:"+peerPort, "--initial-advertise-peer-urls=https://127.0.0.1:"+peerPort,
+		"--initial-cluster=acri=https://127.0.0.1:"+peerPort, "--initial-cluster-state=new",
+		"--cert-file="+p("etcd/server.crt"), "--key-file="+p("etcd/server.key"),
+		"--trusted-ca-file="+p("etcd/ca.crt"), "--client-cert-auth=true",
+		"--peer-cert-file="+p("etcd/peer.crt"), "--peer-key-file="+p("etcd/peer.key"),
+		"--peer-trusted-ca-file="+p("etcd/ca.crt"), "--peer-client-cert-auth=true",
+		"--snapshot-count=10000")
+	etcdClient := framework.Issued{}
+	etcdClient.CertPEM, _ = os.ReadFile(p("apiserver-etcd-client.crt"))
+	etcdClient.KeyPEM, _ = os.ReadFile(p("apiserver-etcd-client.key"))
+	c.etcd.waitHTTPS(t, "https://127.0.0.1:"+etcdPort+"/health", c.pki.etcdCA.TLSConfig(t, etcdClient), `{"health":"true"`, 60*time.Second)
+
+	c.Server = "https://127.0.0.1:" + apiPort
+	c.apiserver = startProc(t, logs, "kube-apiserver", c.Bins["kube-apiserver"],
+		"--advertise-address=127.0.0.1", "--bind-address=127.0.0.1", "--secure-port="+apiPort,
+		"--allow-privileged=true", "--authorization-mode=Node,RBAC",
+		"--client-ca-file="+p("ca.crt"), "--enable-admission-plugins=NodeRestriction",
+		"--enable-bootstrap-token-auth=true",
+		"--etcd-servers=https://127.0.0.1:"+etcdPort, "--etcd-cafile="+p("etcd/ca.crt"),
+		"--etcd-certfile="+p("apiserver-etcd-client.crt"), "--etcd-keyfile="+p("apiserver-etcd-client.key"),
+		"--kubelet-client-certificate="+p("apiserver-kubelet-client.crt"), "--kubelet-client-key="+p("apiserver-kubelet-client.key"),
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		"--proxy-client-cert-file="+p("front-proxy-client.crt"), "--proxy-client-key-file="+p("front-proxy-client.key"),
+		"--requestheader-allowed-names=front-proxy-client", "--requestheader-client-ca-file="+p("front-proxy-ca.crt"),
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-username-headers=X-Remote-User",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+p("sa.pub"), "--service-account-signing-key-file="+p("sa.key"),
+		"--service-cluster-ip-range="+serviceCIDR,
+		"--tls-cert-file="+p("apiserver.crt"), "--tls-private-key-file="+p("apiserver.key"),
+		// A loopback address may not be an endpoint of the kubernetes
+		// Service: nothing reconciles it (no pod here talks to the API
+		// server through the Service; there is no kube-proxy).
+		"--endpoint-reconciler-type=none",
+		"--cert-dir="+filepath.Join(dir, "apiserver-certs"))
+	c.apiserver.waitHTTPS(t, c.Server+"/readyz", c.pki.ca.TLSConfig(t, c.pki.admin), "ok", 120*time.Second)
+
+	c.AdminKubeconfig = filepath.Join(dir, "admin.conf")
+	c.pki.writeKubeconfig(t, c.AdminKubeconfig, c.Server, "kubernetes-admin", c.pki.admin)
+	c.Config = &rest.Config{Host: c.Server, TLSClientConfig: rest.TLSClientConfig{
+		CAData: c.pki.ca.CertPEM, CertData: c.pki.admin.CertPEM, KeyData: c.pki.admin.KeyPEM}}
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		t.Fatal(err)
+	}
+
+	cmConf := filepath.Join(dir, "controller-manager.conf")
+	c.pki.kubeconfig(t, cmConf, c.Server, "system:kube-controller-manager")
+	cmPort := port(t)
+	c.cm = startProc(t, logs, "kube-controller-manager", c.Bins["kube-controller-manager"],
+		"--kubeconfig="+cmConf, "--authentication-kubeconfig="+cmConf, "--authorization-kubeconfig="+cmConf,
+		"--bind-address=127.0.0.1", "--secure-port="+cmPort, "--cert-dir="+filepath.Join(dir, "controller-manager-certs"),
+		"--client-ca-file="+p("ca.crt"), "--requestheader-client-ca-file="+p("front-proxy-ca.crt"),
+		"--cluster-name=kubernetes",
+		"--cluster-signing-cert-file="+p("ca.crt"), "--cluster-signing-key-file="+p("ca.key"),
+		"--controllers=*,bootstrapsigner,tokencleaner", "--leader-elect=true",
+		"--root-ca-file="+p("ca.crt"), "--service-account-private-key-file="+p("sa.key"),
+		"--use-service-account-credentials=true")
+	schedConf := filepath.Join(dir, "scheduler.conf")
+	c.pki.kubeconfig(t, schedConf, c.Server, "system:kube-scheduler")
+	schedPort := port(t)
+	c.s = startProc(t, logs, "kube-scheduler", c.Bins["kube-scheduler"],
+		"--kubeconfig="+schedConf, "--authentication-kubeconfig="+schedConf, "--authorization-kubeconfig="+schedConf,
+		"--bind-address=127.0.0.1", "--secure-port="+schedPort, "--cert-dir="+filepath.Join(dir, "scheduler-certs"),
+		"--leader-elect=true")
+	// Their serving certificates are self-signed ones of their own, as
+	// with kubeadm; /healthz is open to anyone.
+	insecure := c.pki.ca.TLSConfig(t, c.pki.admin)
+	insecure.InsecureSkipVerify = true
+	c.cm.waitHTTPS(t, "https://127.0.0.1:"+cmPort+"/healthz", insecure, "ok", 60*time.Second)
+	c.s.waitHTTPS(t, "https://127.0.0.1:"+schedPort+"/healthz", insecure, "ok", 60*time.Second)
+
+	// The node: accel-cri with CNI and the test images, then the kubelet.
+	c.Registry = framework.StartRegistry(t, framework.RegistryOptions{})
+	c.Images = framework.PushTestImages(t, c.Registry, "library/")
+	c.AccelCRI = framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: c.Images.Pause.Ref, WithCNI: true, Config: o.AccelCRIConfig})
+	kubeletConf := filepath.Join(dir, "kubelet.conf")
+	c.pki.kubeconfig(t, kubeletConf, c.Server, "system:node:"+NodeName, "system:nodes")
+	a := c.AccelCRI
+	// A node IP may not be a loopback address: the kubelet serves on the
+	// gateway address of the test's CNI bridge, which is local-only.
+	nodeIP := bridgeIP(t, a.Bridge)
+	c.Kubelet = kubelet.NewKubelet(t, kubelet.KubeletOptions{
+		Bin: c.Bins["kubelet"], Dir: filepath.Join(dir, "kubelet"), Endpoint: "unix://" + a.Socket,
+		CgroupRoot: a.CgroupRoot(), NodeName: NodeName, Address: nodeIP, CA: c.pki.ca, Kubeconfig: kubeletConf,
+		ExtraConfig: o.KubeletConfig,
+		Drained:     func() bool { return a.Runtime != nil && kubelet.NoReadySandbox(a.Runtime)() },
+	})
+	// Runs first: the workloads go while every component still runs, so
+	// the kubelet itself stops their pods.
+	t.Cleanup(func() { c.deleteWorkloads(t) })
+	c.WaitNodeReady(t, 2*time.Minute)
+	return c
+}
+
+// bridgeIP returns the IPv4 address of the named interface.
+func bridgeIP(t testing.TB, name string) string {
+	t.Helper()
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	t.Fatalf("%s has no IPv4 address", name)
+	return ""
+}
+
+// WaitNodeReady waits for the node's Ready condition.
+func (c *Cluster) WaitNodeReady(t testing.TB, timeout time.Duration) *corev1.Node {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := c.Client.CoreV1().Nodes().Get(context.Background(), NodeName, metav1.GetOptions{})
+		if err == nil {
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady {
+					if cond.Status == corev1.ConditionTrue {
+						return n
+					}
+					last = fmt.Sprintf("Ready=%s: %s: %s", cond.Status, cond.Reason, cond.Message)
+				}
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s not Ready after %s: %s\nkubelet log tail:\n%s", NodeName, timeout, last, c.Kubelet.LogTail(40))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// Kubectl runs kubectl as kubernetes-admin and returns its stdout; stderr
+// is in the error.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, c.Bins["kubectl"], append([]string{"--kubeconfig=" + c.AdminKubeconfig}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// deleteWorkloads deletes every namespace but the system ones, and the
+// pods left in the default namespace, then waits for the kubelet to have
+// stopped them all (accel-cri without a ready sandbox).
+func (c *Cluster) deleteWorkloads(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.Kubectl(ctx, "delete", "namespaces", "--ignore-not-found", "--wait=false",
+		"--field-selector=metadata.name!=default,metadata.name!=kube-system,metadata.name!=kube-public,metadata.name!=kube-node-lease"); err != nil {
+		t.Logf("cleanup: %v", err)
+	}
+	if _, err := c.Kubectl(ctx, "delete", "deployments,replicasets,jobs,pods", "--all", "-n", "default", "--wait=false"); err != nil {
+		t.Logf("cleanup: %v", err)
+	}
+	drained := kubelet.NoReadySandbox(c.AccelCRI.Runtime)
+	for ctx.Err() == nil {
+		pods, err := c.Kubelet.Pods()
+		if err == nil && len(pods) == 0 && drained() {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Errorf("cleanup: the kubelet still runs pods after their workloads were deleted:\n%s", c.Kubelet.LogTail(30))
+}

@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/accel-cri/accel-cri/test/e2e/framework"
+)
+
+// The suite: a one-node cluster (Start) on accel-cri; every case goes
+// through the API server, with client-go and kubectl.
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "cluster e2e tests need root")
+		os.Exit(1)
+	}
+	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "runc", framework.RegistryBinary, "go", "unshare", "findmnt"} {
+		if _, err := exec.LookPath(b); err != nil {
+			fmt.Fprintf(os.Stderr, "cluster e2e: %s not found: run hack/install-deps.sh (make deps)\n", b)
+			os.Exit(1)
+		}
+	}
+	framework.SweepStale(framework.StderrT{})
+	code := m.Run()
+	framework.CleanupBinaries()
+	os.Exit(code)
+}
+
+// TestNodeAndDeployment: the node registers and is Ready with accel-cri as
+// its runtime; a Deployment rolls out; kubectl logs and exec reach its pods
+// through the API server and the kubelet.
+func TestNodeAndDeployment(t *testing.T) {
+	c := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	node := c.WaitNodeReady(t, time.Minute)
+	if v := node.Status.NodeInfo.ContainerRuntimeVersion; !strings.HasPrefix(v, "accel-cri://") {
+		t.Errorf("node's containerRuntimeVersion = %q, want accel-cri://<version>", v)
+	}
+	if v := node.Status.NodeInfo.KubeletVersion; v != Version {
+		t.Errorf("node's kubeletVersion = %q, want %s", v, Version)
+	}
+	t.Logf("node %s Ready: runtime %s, kubelet %s", node.Name, node.Status.NodeInfo.ContainerRuntimeVersion, node.Status.NodeInfo.KubeletVersion)
+
+	ns := "e2e"
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "web"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](3),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](2),
+					Containers: []corev1.Container{{
+						Name: "web", Image: c.Images.Busybox.Ref, ImagePullPolicy: corev1.PullIfNotPresent,
+						Command: []string{"sh", "-c", "echo hello-from-$(hostname); mkdir -p /www; echo page-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := c.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if out, err := c.Kubectl(ctx, "-n", ns, "rollout", "status", "deployment/web", "--timeout=3m"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("deployment of 3 rolled out in %s", time.Since(start).Round(time.Millisecond))
+
+	pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []corev1.Pod
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running = append(running, p)
+		}
+	}
+	if len(running) != 3 {
+		t.Fatalf("%d running pods of deployment web, want 3", len(running))
+	}
+	for _, p := range running {
+		if p.Spec.NodeName != NodeName || p.Status.PodIP == "" {
+			t.Errorf("pod %s: node %q, IP %q", p.Name, p.Spec.NodeName, p.Status.PodIP)
+		}
+		// kubectl logs: API server -> kubelet -> the CRI log file.
+		logs := waitKubectl(t, c, ctx, "hello-from-"+p.Name, "-n", ns, "logs", p.Name)
+		t.Logf("kubectl logs %s: %s", p.Name, strings.TrimSpace(logs))
+		// kubectl exec: API server -> kubelet -> accel-cri's streaming
+		// server. The service account token volume is a tmpfs the kubelet
+		// mounted in its own mount namespace: it reaches the container.
+		out, err := c.Kubectl(ctx, "-n", ns, "exec", p.Name, "--", "cat", "/www/index.html", "/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if want := "page-" + p.Name + "\n" + ns; err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("kubectl exec %s -- cat /www/index.html .../serviceaccount/namespace = %q, %v; want %q", p.Name, out, err, want)
+		}
+		// HTTP on the pod IP, from the host.
+		if got := httpGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second); strings.TrimSpace(got) != "page-"+p.Name {
+			t.Errorf("GET %s:8080 = %q, want page-%s", p.Status.PodIP, got, p.Name)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string, timeout time.Duration) string {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(b)
+			}
+			err = fmt.Errorf("%s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitKubectl runs kubectl until its output contains want (a container's
+// first log line may lag its Running status).
+func waitKubectl(t *testing.T, c *Cluster, ctx context.Context, want string, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := c.Kubectl(ctx, args...)
+		if err == nil && strings.Contains(out, want) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubectl %s: %q, %v; want %q", strings.Join(args, " "), out, err, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
