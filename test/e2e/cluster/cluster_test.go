@@ -1,3 +1,5 @@
+//go:build cluster
+
 package cluster
 
 import (
@@ -21,7 +23,9 @@ import (
 )
 
 // The suite: a one-node cluster (Start) on accel-cri; every case goes
-// through the API server, with client-go and kubectl.
+// through the API server, with client-go and kubectl. It builds with the
+// cluster tag only (go test -tags cluster ./test/e2e/cluster), as the bench,
+// chaos and soak suites do: `go test ./...` (hack/test.sh) does not run it yet.
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "cluster e2e tests need root")
