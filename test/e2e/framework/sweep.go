@@ -86,6 +86,19 @@ func SweepStale(t hostnet.T) {
 			os.RemoveAll(b)
 		}
 	}
+	// test/e2e/cluster's dirs: etcd, the control plane and the kubelet name
+	// theirs in their command lines; the kubelet's root dir is a mount.
+	clusters, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-cluster-*"))
+	for _, dir := range clusters {
+		if ownerGone(dir) {
+			t.Logf("sweep: removing %s, left by a killed run", dir)
+			killProcsWithArg(dir + "/")
+			unmountUnder(dir)
+			if err := os.RemoveAll(dir); err != nil {
+				t.Errorf("sweep: remove %s: %v", dir, err)
+			}
+		}
+	}
 }
 
 // ownerGone reports whether dir was marked by a process that no longer

@@ -134,3 +134,71 @@ func TestSweepStaleReapsKilledRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepStaleReapsKilledClusters: a test/e2e/cluster dir whose owner is
+// gone goes with its processes and its kubelet's shared root dir mount; a
+// live one whose name the dead one's is a prefix of stays.
+func TestSweepStaleReapsKilledClusters(t *testing.T) {
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := os.MkdirTemp("", "acri-cluster-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := dead + "7"
+	if err := os.Mkdir(live, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unmountUnder(dead)
+		os.RemoveAll(dead)
+		os.RemoveAll(live)
+	})
+	procs := map[string]chan struct{}{}
+	for dir, pid := range map[string]int{dead: gone.Process.Pid, live: os.Getpid()} {
+		if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "log"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("tail", "-f", filepath.Join(dir, "log"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+		procs[dir] = exited
+	}
+	root := filepath.Join(dead, "kubelet", "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--bind", root, root}, {"--make-shared", root}} {
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v: %v: %s", args, err, out)
+		}
+	}
+
+	SweepStale(t)
+
+	select {
+	case <-procs[dead]:
+	case <-time.After(10 * time.Second):
+		t.Error("the dead cluster's process still runs")
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("dead cluster's dir %s still there: %v", dead, err)
+	}
+	select {
+	case <-procs[live]:
+		t.Error("the live cluster's process was killed")
+	default:
+	}
+	if _, err := os.Stat(filepath.Join(live, "owner")); err != nil {
+		t.Errorf("the live cluster's dir was touched: %v", err)
+	}
+}
