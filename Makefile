@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e critest fuzz chaos chaos-ci soak docs bench bench-small clean
+.PHONY: all build deps run test unit e2e cluster-e2e critest fuzz chaos chaos-ci soak docs bench bench-small clean
 
 all: build
 
@@ -27,6 +27,13 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -v ./test/e2e/...
+
+# A one-node Kubernetes cluster on accel-cri (test/e2e/cluster; docs/kubelet.md):
+# etcd and the control plane built by hack/build-k8s.sh, the kubelet, kubectl and
+# client-go through the API server. Built with the cluster tag: not part of
+# `make test` or `make e2e` yet.
+cluster-e2e:
+	$(GO) test -tags cluster -count=1 -v -timeout 30m ./test/e2e/cluster
 
 # The CRI conformance suite, critest v1.37.0, against accel-cri (part of
 # `make test` and `make e2e`; docs/conformance.md). CRITEST_FOCUS=<regexp>

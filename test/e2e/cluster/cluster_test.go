@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
@@ -45,7 +47,8 @@ func TestMain(m *testing.M) {
 
 // TestNodeAndDeployment: the node registers and is Ready with accel-cri as
 // its runtime; a Deployment rolls out; kubectl logs and exec reach its pods
-// through the API server and the kubelet.
+// through the API server and the kubelet, HTTP their pod IPs; it scales
+// down and restarts, leaving accel-cri with the pods it wants.
 func TestNodeAndDeployment(t *testing.T) {
 	c := Start(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -122,6 +125,52 @@ func TestNodeAndDeployment(t *testing.T) {
 		if got := httpGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second); strings.TrimSpace(got) != "page-"+p.Name {
 			t.Errorf("GET %s:8080 = %q, want page-%s", p.Status.PodIP, got, p.Name)
 		}
+	}
+
+	// kubectl scale, then rollout restart: the pods the Deployment no
+	// longer wants go from accel-cri too.
+	if out, err := c.Kubectl(ctx, "-n", ns, "scale", "deployment/web", "--replicas=2"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	before := waitPods(t, c, ctx, ns, "app=web", 2, nil)
+	if out, err := c.Kubectl(ctx, "-n", ns, "rollout", "restart", "deployment/web"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if out, err := c.Kubectl(ctx, "-n", ns, "rollout", "status", "deployment/web", "--timeout=3m"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	after := waitPods(t, c, ctx, ns, "app=web", 2, before)
+	t.Logf("scaled to 2 (%v), restarted (%v)", before, after)
+}
+
+// waitPods waits until the pods matching selector are n, all running, none
+// of them named in old, and accel-cri has n ready pod sandboxes; it returns
+// their names.
+func waitPods(t *testing.T, c *Cluster, ctx context.Context, ns, selector string, n int, old []string) []string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		sandboxes, serr := c.AccelCRI.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}})
+		if err == nil && serr == nil {
+			var names []string
+			ok := len(pods.Items) == n && len(sandboxes) == n
+			for _, p := range pods.Items {
+				names = append(names, p.Name)
+				ok = ok && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil && !slices.Contains(old, p.Name)
+			}
+			if ok {
+				return names
+			}
+			last = fmt.Sprintf("pods %v, %d ready sandboxes", names, len(sandboxes))
+		} else {
+			last = fmt.Sprintf("%v; %v", err, serr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not %d running pods of %s (none of %v) with as many ready sandboxes after 2m: %s", n, selector, old, last)
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }
 
