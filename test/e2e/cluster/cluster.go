@@ -23,6 +23,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -158,10 +159,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		"--peer-cert-file="+p("etcd/peer.crt"), "--peer-key-file="+p("etcd/peer.key"),
 		"--peer-trusted-ca-file="+p("etcd/ca.crt"), "--peer-client-cert-auth=true",
 		"--snapshot-count=10000")
-	etcdClient := framework.Issued{}
-	etcdClient.CertPEM, _ = os.ReadFile(p("apiserver-etcd-client.crt"))
-	etcdClient.KeyPEM, _ = os.ReadFile(p("apiserver-etcd-client.key"))
-	c.etcd.waitHTTPS(t, "https://127.0.0.1:"+etcdPort+"/health", c.pki.etcdCA.TLSConfig(t, etcdClient), `{"health":"true"`, 60*time.Second)
+	c.etcd.waitHTTPS(t, "https://127.0.0.1:"+etcdPort+"/health", c.pki.etcdCA.TLSConfig(t, c.pki.etcdClient), `{"health":"true"`, 60*time.Second)
 
 	c.Server = "https://127.0.0.1:" + apiPort
 	c.apiserver = startProc(t, logs, "kube-apiserver", c.Bins["kube-apiserver"],
@@ -184,8 +182,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		// A loopback address may not be an endpoint of the kubernetes
 		// Service: nothing reconciles it (no pod here talks to the API
 		// server through the Service; there is no kube-proxy).
-		"--endpoint-reconciler-type=none",
-		"--cert-dir="+filepath.Join(dir, "apiserver-certs"))
+		"--endpoint-reconciler-type=none")
 	c.apiserver.waitHTTPS(t, c.Server+"/readyz", c.pki.ca.TLSConfig(t, c.pki.admin), "ok", 120*time.Second)
 
 	c.AdminKubeconfig = filepath.Join(dir, "admin.conf")
@@ -217,10 +214,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		"--leader-elect=true")
 	// Their serving certificates are self-signed ones of their own, as
 	// with kubeadm; /healthz is open to anyone.
-	insecure := c.pki.ca.TLSConfig(t, c.pki.admin)
-	insecure.InsecureSkipVerify = true
-	c.cm.waitHTTPS(t, "https://127.0.0.1:"+cmPort+"/healthz", insecure, "ok", 60*time.Second)
-	c.s.waitHTTPS(t, "https://127.0.0.1:"+schedPort+"/healthz", insecure, "ok", 60*time.Second)
+	selfSigned := &tls.Config{InsecureSkipVerify: true}
+	c.cm.waitHTTPS(t, "https://127.0.0.1:"+cmPort+"/healthz", selfSigned, "ok", 60*time.Second)
+	c.s.waitHTTPS(t, "https://127.0.0.1:"+schedPort+"/healthz", selfSigned, "ok", 60*time.Second)
 
 	// The node: accel-cri with CNI and the test images, then the kubelet.
 	c.Registry = framework.StartRegistry(t, framework.RegistryOptions{})

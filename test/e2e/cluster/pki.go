@@ -22,8 +22,9 @@ import (
 type pki struct {
 	dir                    string
 	ca, etcdCA, frontProxy *framework.CA
-	// Admin is kubernetes-admin (system:masters), what the tests use.
-	admin framework.Issued
+	// admin is kubernetes-admin (system:masters), what the tests use;
+	// etcdClient the API server's etcd client certificate.
+	admin, etcdClient framework.Issued
 }
 
 // path returns a file of the pki dir.
@@ -47,6 +48,8 @@ func newPKI(t testing.TB, dir string) *pki {
 	server := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	p.etcdClient = p.etcdCA.Issue(t, framework.CertSpec{CommonName: "kube-apiserver-etcd-client", Usages: client})
+	p.etcdClient.WriteFiles(t, dir, "apiserver-etcd-client")
 	for _, c := range []struct {
 		ca   *framework.CA
 		name string
@@ -58,7 +61,6 @@ func newPKI(t testing.TB, dir string) *pki {
 		// kubeadm's group is kubeadm:cluster-admins, bound by kubeadm
 		// itself; system:masters needs no binding.
 		{p.ca, "apiserver-kubelet-client", framework.CertSpec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Usages: client}},
-		{p.etcdCA, "apiserver-etcd-client", framework.CertSpec{CommonName: "kube-apiserver-etcd-client", Usages: client}},
 		{p.etcdCA, "etcd/server", framework.CertSpec{CommonName: "etcd", Usages: both, IPs: loopback, DNSNames: []string{"localhost"}}},
 		{p.etcdCA, "etcd/peer", framework.CertSpec{CommonName: "etcd", Usages: both, IPs: loopback, DNSNames: []string{"localhost"}}},
 		{p.frontProxy, "front-proxy-client", framework.CertSpec{CommonName: "front-proxy-client", Usages: client}},

@@ -602,7 +602,7 @@ func (k *Kubelet) writeTLS(t testing.TB) {
 	if ca == nil {
 		ca = framework.NewCA(t, "acri-e2e-ca")
 	}
-	srv := ca.Issue(t, framework.CertSpec{CommonName: k.NodeName, Organization: []string{"system:masters"},
+	srv := ca.Issue(t, framework.CertSpec{CommonName: k.NodeName,
 		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(k.Address)}})
 	cli := ca.Issue(t, framework.CertSpec{CommonName: "acri-e2e", Organization: []string{"system:masters"},
 		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
