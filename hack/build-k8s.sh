@@ -14,7 +14,10 @@
 # v0.x versions, see the replace block of hack/tools/go.mod), and kubelet,
 # which hack/build-kubelet.sh builds into its own cache as before.
 # Each lands in $K8S_CACHE_ROOT/<component>-<version>/<component>.
-# Cold builds take minutes each on 2 cores; cached ones are instant.
+# Cached ones are instant. Cold ones, measured under nice -n 19 on 2 busy cores
+# with an empty Go build cache (modules already downloaded), in this order:
+# etcd 96s, kube-apiserver 620s, kube-controller-manager 308s, kube-scheduler
+# 22s, kubectl 67s (each reuses what the ones before it compiled).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
