@@ -1,9 +1,11 @@
 # Conveniences over the README's two commands (hack/run.sh, hack/test.sh).
 GO      ?= go
 PKG     := github.com/accel-cri/accel-cri
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
+# A release tag v<semver> on HEAD names the version, else 0.0.0-dev+<commit>:
+# always a semantic version, which kubelet needs (internal/version).
+VERSION ?= $(shell t=$$(git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null) && echo $${t#v} || echo 0.0.0-dev+$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))
+COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X $(PKG)/internal/version.Version=$(VERSION)) $(if $(COMMIT),-X $(PKG)/internal/version.Commit=$(COMMIT))
 export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$(PATH)
 
 .PHONY: all build deps run test unit e2e cluster-e2e critest fuzz chaos chaos-ci soak docs bench bench-small clean

@@ -6,10 +6,54 @@ package version
 import "runtime/debug"
 
 // Set at build time: -ldflags "-X github.com/accel-cri/accel-cri/internal/version.Version=..."
+// (the Makefile sets Version from a v<semver> git tag when HEAD has one).
+// Unset, they come from the Go toolchain's VCS stamp (go build in a git
+// checkout): Version is 0.0.0-dev+<commit>, so that it always parses as a
+// semantic version. kubelet reports a runtime version it cannot parse as
+// "Unknown" (the node's containerRuntimeVersion, kubectl get nodes -o wide).
 var (
-	Version = "dev"
-	Commit  = "unknown"
+	Version = ""
+	Commit  = ""
 )
+
+// devVersion is the version of a build from no release tag.
+const devVersion = "0.0.0-dev"
+
+func init() {
+	rev, modified := vcs()
+	if Commit == "" {
+		Commit = "unknown"
+		if rev != "" {
+			Commit = rev
+		}
+	}
+	if Version == "" {
+		Version = devVersion
+		if rev != "" {
+			Version += "+" + rev[:min(12, len(rev))]
+			if modified {
+				Version += ".dirty"
+			}
+		}
+	}
+}
+
+// vcs returns the commit and modified flag the Go toolchain stamped.
+func vcs() (rev string, modified bool) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", false
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	return rev, modified
+}
 
 // containerdModule is the module whose version is the containerd accel-cri expects.
 const containerdModule = "github.com/containerd/containerd/v2"

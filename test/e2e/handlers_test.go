@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,46 +18,19 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
-
-// runscFlags are the runsc flags that work on this machine class (see
-// docs/runtime-handlers.md): the ptrace platform needs no KVM, and the host
-// network mode lets every container's gVisor sandbox use the pod's network
-// namespace.
-const runscFlags = "--platform=ptrace --network=host"
 
 // TestRuntimeHandlers runs pods under three real OCI runtimes side by side:
 // runc (the default), crun and gVisor's runsc, each a handler of the runc.v2
 // shim with a state directory of its own.
 func TestRuntimeHandlers(t *testing.T) {
-	for _, bin := range []string{"crun", "runsc"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s is not installed (hack/install-deps.sh installs it): %v", bin, err)
-		}
-	}
 	dir := t.TempDir()
 	// Runs after the framework's cleanup (cleanups run last-in first-out):
 	// no gVisor sandbox or gofer of this test may outlive it.
 	t.Cleanup(func() { checkNoProcsWithArg(t, dir) })
 	roots := map[string]string{"runc": "", "crun": filepath.Join(dir, "crun"), "runsc": filepath.Join(dir, "runsc")}
-	runsc := writeWrapper(t, dir, "runsc", runscFlags)
-	crun := "crun"
-	if hybridWithV2Controllers() {
-		// crun 1.8 refuses every container on a cgroup v1 host whose v2
-		// hierarchy holds a controller (hugetlb here): "cgroups in hybrid
-		// mode not supported, drop all controllers from cgroupv2". It runs
-		// when that hierarchy is hidden from it, in a mount namespace of
-		// its own; it then uses the v1 controllers like runc.
-		unified := cgroups.Local().Unified
-		t.Logf("cgroup hybrid mode with v2 controllers: crun runs with %s hidden", unified)
-		crun = filepath.Join(dir, "crun-accel")
-		script := "#!/bin/sh\nexec unshare -m --propagation unchanged sh -c 'umount -l " + unified + " && exec crun \"$@\"' crun \"$@\"\n"
-		if err := os.WriteFile(crun, []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	crun, runsc := framework.OCIRuntimes(t, dir)
 	cfg := fmt.Sprintf(`
 [runtimes.crun]
   binary_name = %q
@@ -281,25 +253,6 @@ func TestRuntimeHandlers(t *testing.T) {
 		}
 		t.Logf("gVisor reports %q, runc (the host) %q", runscK, runcK)
 	})
-}
-
-// writeWrapper writes <dir>/<binary>-accel, which runs binary with flags
-// before the runc shim's arguments (the runc shim passes no extra flags).
-func writeWrapper(t *testing.T, dir, binary, flags string) string {
-	t.Helper()
-	p := filepath.Join(dir, binary+"-accel")
-	script := fmt.Sprintf("#!/bin/sh\nexec %s %s \"$@\"\n", binary, flags)
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// hybridWithV2Controllers reports a cgroup v1 host whose unified (v2)
-// hierarchy has controllers.
-func hybridWithV2Controllers() bool {
-	h := cgroups.Local()
-	return h.Version == cgroups.Hybrid && len(h.UnifiedControllers) > 0
 }
 
 // dirEntries counts the entries of dir (0 when it does not exist).

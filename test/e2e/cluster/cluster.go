@@ -39,6 +39,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/accel-cri/accel-cri/devices/devicetest"
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 	"github.com/accel-cri/accel-cri/test/e2e/kubelet"
 )
@@ -75,6 +76,9 @@ type Cluster struct {
 	Bins     map[string]string
 	AccelCRI *framework.AccelCRI
 	Kubelet  *kubelet.Kubelet
+	// Devices is the node's fake hardware: one Intel GPU (GPU), which
+	// accel-cri's device plugin offers as accel-cri.io/intel-gpu.
+	Devices *devicetest.Host
 	Registry *framework.Registry
 	Images   framework.TestImages
 
@@ -218,10 +222,32 @@ func Start(t testing.TB, o Options) *Cluster {
 	c.cm.waitHTTPS(t, "https://127.0.0.1:"+cmPort+"/healthz", selfSigned, "ok", 60*time.Second)
 	c.s.waitHTTPS(t, "https://127.0.0.1:"+schedPort+"/healthz", selfSigned, "ok", 60*time.Second)
 
-	// The node: accel-cri with CNI and the test images, then the kubelet.
+	// The node: accel-cri with CNI, the test images, a fake GPU and the
+	// crun and gVisor handlers, then the kubelet.
 	c.Registry = framework.StartRegistry(t, framework.RegistryOptions{})
 	c.Images = framework.PushTestImages(t, c.Registry, "library/")
-	c.AccelCRI = framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: c.Images.Pause.Ref, WithCNI: true, Config: o.AccelCRIConfig})
+	kubeletDir := filepath.Join(dir, "kubelet")
+	// accel-cri's device plugin registers at <dir>/device-plugins/kubelet.sock,
+	// which is the kubelet's /var/lib/kubelet/device-plugins in its mount
+	// namespace (test/e2e/kubelet).
+	if err := os.MkdirAll(filepath.Join(kubeletDir, "device-plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.Devices = fakeGPU(t, filepath.Join(dir, "devices"))
+	crun, runsc := framework.OCIRuntimes(t, dir)
+	config := c.Devices.AccelCRIConfig(filepath.Join(c.Devices.Root, "cdi"),
+		fmt.Sprintf("device_plugin = true\nkubelet_plugin_dir = %q", filepath.Join(kubeletDir, "device-plugins"))) +
+		fmt.Sprintf(`
+[runtimes.crun]
+  binary_name = %q
+  root = %q
+[runtimes.runsc]
+  binary_name = %q
+  root = %q
+  sandbox_per_container = true
+  snapshotter = "native"
+`, crun, filepath.Join(dir, "runtimes", "crun"), runsc, filepath.Join(dir, "runtimes", "runsc")) + o.AccelCRIConfig
+	c.AccelCRI = framework.StartAccelCRI(t, framework.AccelCRIOptions{SandboxImage: c.Images.Pause.Ref, WithCNI: true, Config: config})
 	kubeletConf := filepath.Join(dir, "kubelet.conf")
 	c.pki.kubeconfig(t, kubeletConf, c.Server, "system:node:"+NodeName, "system:nodes")
 	a := c.AccelCRI
@@ -229,7 +255,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	// gateway address of the test's CNI bridge, which is local-only.
 	nodeIP := bridgeIP(t, a.Bridge)
 	c.Kubelet = kubelet.NewKubelet(t, kubelet.KubeletOptions{
-		Bin: c.Bins["kubelet"], Dir: filepath.Join(dir, "kubelet"), Endpoint: "unix://" + a.Socket,
+		Bin: c.Bins["kubelet"], Dir: kubeletDir, Endpoint: "unix://" + a.Socket,
 		CgroupRoot: a.CgroupRoot(), NodeName: NodeName, Address: nodeIP, CA: c.pki.ca, Kubeconfig: kubeletConf,
 		ExtraConfig: o.KubeletConfig,
 		Drained:     func() bool { return a.Runtime != nil && kubelet.NoReadySandbox(a.Runtime)() },
@@ -239,6 +265,29 @@ func Start(t testing.TB, o Options) *Cluster {
 	t.Cleanup(func() { c.deleteWorkloads(t) })
 	c.WaitNodeReady(t, 2*time.Minute)
 	return c
+}
+
+// GPU is the node's fake GPU: an Intel Arc (8086:4680, i915) at PCI
+// 0000:00:02.0 with /dev/dri/card0 and renderD128, whose nodes reuse the
+// numbers of /dev/loop-control and /dev/fuse (harmless host devices, as in
+// the kubelet and device suites). ResourceName is what pods request.
+var GPU = devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
+	CardNum: devicetest.LoopControl, RenderNum: devicetest.Fuse, CardGID: 44, RenderGID: 993}
+
+// ResourceName is the extended resource of GPU.
+const ResourceName = "accel-cri.io/intel-gpu"
+
+// fakeGPU makes the sysfs and dev trees of GPU under dir.
+func fakeGPU(t testing.TB, dir string) *devicetest.Host {
+	t.Helper()
+	for _, p := range []string{"/dev/fuse", "/dev/loop-control"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("the fake GPU reuses the numbers of %s: %v", p, err)
+		}
+	}
+	h := devicetest.NewHost(t, dir)
+	h.AddDRMGPU(GPU)
+	return h
 }
 
 // bridgeIP returns the IPv4 address of the named interface.

@@ -273,7 +273,10 @@ func (k *Kubelet) Start(t testing.TB) {
 	// server makes its socket there, and that socket's rename across the
 	// new mount fails (EXDEV: "Failed to create listener for
 	// podResources endpoint", kubelet exits; CI, 1 run in 8).
-	fmt.Fprintf(&script, "mount --bind %q %q\nmount --make-rshared %q\n", k.RootDir, k.RootDir, k.RootDir)
+	// (With a kubeconfig it already is one, shared with the host: above.)
+	if k.kubeconfig == "" {
+		fmt.Fprintf(&script, "mount --bind %q %q\nmount --make-rshared %q\n", k.RootDir, k.RootDir, k.RootDir)
+	}
 	script.WriteString(`exec "$@"`)
 	args := []string{"-m", "--propagation", propagation, "sh", "-c", script.String(), "kubelet",
 		k.Bin, "--config", k.ConfigPath, "--root-dir", k.RootDir, "--cert-dir", filepath.Join(k.Dir, "pki"),
