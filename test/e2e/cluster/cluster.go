@@ -35,6 +35,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -78,7 +79,7 @@ type Cluster struct {
 	Kubelet  *kubelet.Kubelet
 	// Devices is the node's fake hardware: one Intel GPU (GPU), which
 	// accel-cri's device plugin offers as accel-cri.io/intel-gpu.
-	Devices *devicetest.Host
+	Devices  *devicetest.Host
 	Registry *framework.Registry
 	Images   framework.TestImages
 
@@ -370,4 +371,59 @@ func (c *Cluster) deleteWorkloads(t testing.TB) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Errorf("cleanup: the kubelet still runs pods after their workloads were deleted:\n%s", c.Kubelet.LogTail(30))
+}
+
+// Namespace creates the namespace name for one case; when the case ends
+// it is deleted, and cleanup waits until the API server has removed it,
+// which the namespace controller does once the kubelet has stopped every
+// pod in it.
+func (c *Cluster) Namespace(t testing.TB, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := c.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("delete namespace %s: %v", name, err)
+			return
+		}
+		for ctx.Err() == nil {
+			if _, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				return
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		pods, _ := c.Kubectl(context.Background(), "get", "pods", "-n", name, "-o", "wide")
+		t.Errorf("namespace %s not gone 3m after its deletion; its pods:\n%s", name, pods)
+	})
+	return name
+}
+
+// broken reports whether a component exited or the node is not Ready: the
+// cases after a failed one then cannot run.
+func (c *Cluster) broken() bool {
+	for _, p := range []*proc{c.etcd, c.apiserver, c.cm, c.s} {
+		if !p.running() {
+			return true
+		}
+	}
+	if !c.AccelCRI.Running() || !c.Kubelet.Running() {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+	if err != nil {
+		return true
+	}
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			return cond.Status != corev1.ConditionTrue
+		}
+	}
+	return true
 }

@@ -45,28 +45,45 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// TestNodeAndDeployment: the node registers and is Ready with accel-cri as
-// its runtime; a Deployment rolls out; kubectl logs and exec reach its pods
-// through the API server and the kubelet, HTTP their pod IPs; it scales
-// down and restarts, leaving accel-cri with the pods it wants.
-func TestNodeAndDeployment(t *testing.T) {
+// TestCluster starts one cluster and runs every case on it, one after
+// another, each in a namespace of its own (cases that restart a component
+// leave it running as they found it).
+func TestCluster(t *testing.T) {
 	c := Start(t, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	for _, tc := range []struct {
+		name string
+		run  func(*testing.T, *Cluster)
+	}{
+		{"node", testNode},
+		{"deployment", testDeployment},
+	} {
+		if !t.Run(tc.name, func(t *testing.T) { tc.run(t, c) }) && c.broken() {
+			t.Fatalf("%s left the cluster broken: the cases after it do not run", tc.name)
+		}
+	}
+}
 
+// testNode: the node registered and is Ready with accel-cri as its
+// runtime, and the kubelet of the release the suite pins.
+func testNode(t *testing.T, c *Cluster) {
 	node := c.WaitNodeReady(t, time.Minute)
-	if v := node.Status.NodeInfo.ContainerRuntimeVersion; !strings.HasPrefix(v, "accel-cri://") {
-		t.Errorf("node's containerRuntimeVersion = %q, want accel-cri://<version>", v)
+	if v := node.Status.NodeInfo.ContainerRuntimeVersion; !strings.HasPrefix(v, "accel-cri://") || strings.HasSuffix(v, "Unknown") {
+		t.Errorf("node's containerRuntimeVersion = %q, want accel-cri://<semantic version>", v)
 	}
 	if v := node.Status.NodeInfo.KubeletVersion; v != Version {
 		t.Errorf("node's kubeletVersion = %q, want %s", v, Version)
 	}
 	t.Logf("node %s Ready: runtime %s, kubelet %s", node.Name, node.Status.NodeInfo.ContainerRuntimeVersion, node.Status.NodeInfo.KubeletVersion)
+}
 
-	ns := "e2e"
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+// testDeployment: a Deployment rolls out; kubectl logs and exec reach its
+// pods through the API server and the kubelet, HTTP their pod IPs; it
+// scales and restarts, leaving accel-cri with the pods it wants.
+func testDeployment(t *testing.T, c *Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	ns := c.Namespace(t, "deployment")
 	labels := map[string]string{"app": "web"}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
@@ -127,32 +144,45 @@ func TestNodeAndDeployment(t *testing.T) {
 		}
 	}
 
-	// kubectl scale, then rollout restart: the pods the Deployment no
-	// longer wants go from accel-cri too.
-	if out, err := c.Kubectl(ctx, "-n", ns, "scale", "deployment/web", "--replicas=2"); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	// kubectl scale to 5 and back to 3, then rollout restart: accel-cri
+	// runs exactly the pods the Deployment wants at each step.
+	for _, n := range []int{5, 3} {
+		if out, err := c.Kubectl(ctx, "-n", ns, "scale", "deployment/web", fmt.Sprintf("--replicas=%d", n)); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		waitPods(t, c, ctx, ns, "app=web", n, nil)
 	}
-	before := waitPods(t, c, ctx, ns, "app=web", 2, nil)
+	before := waitPods(t, c, ctx, ns, "app=web", 3, nil)
 	if out, err := c.Kubectl(ctx, "-n", ns, "rollout", "restart", "deployment/web"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if out, err := c.Kubectl(ctx, "-n", ns, "rollout", "status", "deployment/web", "--timeout=3m"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	after := waitPods(t, c, ctx, ns, "app=web", 2, before)
-	t.Logf("scaled to 2 (%v), restarted (%v)", before, after)
+	after := waitPods(t, c, ctx, ns, "app=web", 3, before)
+	for _, name := range after {
+		p, err := c.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := httpGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second); strings.TrimSpace(got) != "page-"+name {
+			t.Errorf("after the restart, GET %s:8080 = %q, want page-%s", p.Status.PodIP, got, name)
+		}
+	}
+	t.Logf("scaled to 5 and back to 3 (%v), restarted (%v)", before, after)
 }
 
 // waitPods waits until the pods matching selector are n, all running, none
-// of them named in old, and accel-cri has n ready pod sandboxes; it returns
-// their names.
+// of them named in old, and accel-cri has n ready pod sandboxes in the
+// namespace; it returns their names.
 func waitPods(t *testing.T, c *Cluster, ctx context.Context, ns, selector string, n int, old []string) []string {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	var last string
 	for {
 		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
-		sandboxes, serr := c.AccelCRI.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}})
+		sandboxes, serr := c.AccelCRI.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
+			LabelSelector: map[string]string{"io.kubernetes.pod.namespace": ns}})
 		if err == nil && serr == nil {
 			var names []string
 			ok := len(pods.Items) == n && len(sandboxes) == n

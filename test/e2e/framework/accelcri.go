@@ -390,6 +390,16 @@ func (a *AccelCRI) Wait(timeout time.Duration) error {
 	}
 }
 
+// Running reports whether the accel-cri process has not exited.
+func (a *AccelCRI) Running() bool {
+	select {
+	case <-a.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // Stop sends SIGTERM and waits for a clean exit.
 func (a *AccelCRI) Stop(t testing.TB) {
 	t.Helper()
