@@ -56,6 +56,10 @@ func TestCluster(t *testing.T) {
 	}{
 		{"node", testNode},
 		{"deployment", testDeployment},
+		{"jobs", testJobs},
+		{"runtimeclass", testRuntimeClass},
+		{"pod-cleanup", testPodCleanup},
+		{"accel-cri-restart", testAccelCRIRestart},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.run(t, c) }) && c.broken() {
 			t.Fatalf("%s left the cluster broken: the cases after it do not run", tc.name)
