@@ -32,10 +32,10 @@ e2e:
 
 # A one-node Kubernetes cluster on accel-cri (test/e2e/cluster; docs/kubelet.md):
 # etcd and the control plane built by hack/build-k8s.sh, the kubelet, kubectl and
-# client-go through the API server. Built with the cluster tag: not part of
-# `make test` or `make e2e` yet.
+# client-go through the API server. Built with the cluster tag; `make test`
+# (hack/test.sh) runs it after the other suites.
 cluster-e2e:
-	$(GO) test -tags cluster -count=1 -v -timeout 30m ./test/e2e/cluster
+	$(GO) test -tags cluster -count=1 -v -timeout 40m ./test/e2e/cluster
 
 # The CRI conformance suite, critest v1.37.0, against accel-cri (part of
 # `make test` and `make e2e`; docs/conformance.md). CRITEST_FOCUS=<regexp>

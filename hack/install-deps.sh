@@ -21,7 +21,10 @@
 #     the busybox of Debian's busybox package for critest's stand-in images
 #     (hack/testimages/critest.go), and kubelet (hack/build-kubelet.sh:
 #     hack/tools/go.mod's version, cached in /var/cache/accel-cri) for the
-#     kubelet end-to-end suite (test/e2e/kubelet)
+#     kubelet end-to-end suite (test/e2e/kubelet), and etcd, kube-apiserver,
+#     kube-controller-manager, kube-scheduler and kubectl (hack/build-k8s.sh,
+#     cached the same way) for the cluster suite (test/e2e/cluster) and
+#     `make cluster`
 #
 # Go >= 1.26 must already be installed (/usr/local/go/bin is added to PATH).
 #
@@ -250,4 +253,9 @@ fi
 # the Go module proxy into a cache dir; about 4-5 minutes cold, instant cached.
 kubelet=$(bash "$(dirname "$0")/build-kubelet.sh") || die "hack/build-kubelet.sh failed"
 log "kubelet: $kubelet"
+# The control plane of the cluster suite and make cluster, cached per
+# component and version: about 10-19 minutes cold, instant cached.
+k8s=$(bash "$(dirname "$0")/build-k8s.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubectl) ||
+	die "hack/build-k8s.sh failed"
+log "control plane: $(echo $k8s)"
 log "done"

@@ -19,6 +19,7 @@ go vet ./...
 go vet -tags bench ./test/bench
 go vet -tags chaos ./test/chaos
 go vet -tags soak ./test/chaos
+go vet -tags cluster ./test/e2e/cluster
 
 # The kubelet suite appends its time-to-running figures (accel-cri and
 # containerd's own CRI) here; they are printed after the test run.
@@ -29,6 +30,11 @@ trap 'rm -f "$report" "$critest_report"' EXIT
 export KUBELET_E2E_REPORT=$report CRITEST_E2E_REPORT=$critest_report
 status=0
 go test -count=1 -timeout 60m "$@" ./... || status=$?
+
+# A one-node Kubernetes cluster on accel-cri (docs/kubelet.md): Deployments,
+# Jobs, kubectl streaming, RuntimeClass, device Jobs and bad input through
+# the API server (make cluster-e2e).
+go test -tags cluster -count=1 -timeout 40m "$@" ./test/e2e/cluster || status=$?
 
 # Benchmarks are not timed tests: a small A/B run against containerd's own
 # CRI proves the benchmark works (make bench measures; docs/benchmarks.md).

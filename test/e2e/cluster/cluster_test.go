@@ -27,7 +27,8 @@ import (
 // The suite: a one-node cluster (Start) on accel-cri; every case goes
 // through the API server, with client-go and kubectl. It builds with the
 // cluster tag only (go test -tags cluster ./test/e2e/cluster), as the bench,
-// chaos and soak suites do: `go test ./...` (hack/test.sh) does not run it yet.
+// chaos and soak suites do, so that `go test ./...` does not start a second
+// cluster-sized load beside the other suites: hack/test.sh runs it after them.
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "cluster e2e tests need root")
@@ -177,8 +178,8 @@ func testDeployment(t *testing.T, c *Cluster) {
 }
 
 // waitPods waits until the pods matching selector are n, all running, none
-// of them named in old, and accel-cri has n ready pod sandboxes in the
-// namespace; it returns their names.
+// of them named in old, and accel-cri has n ready pod sandboxes of theirs;
+// it returns their names.
 func waitPods(t *testing.T, c *Cluster, ctx context.Context, ns, selector string, n int, old []string) []string {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
@@ -186,7 +187,7 @@ func waitPods(t *testing.T, c *Cluster, ctx context.Context, ns, selector string
 	for {
 		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		sandboxes, serr := c.AccelCRI.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
-			LabelSelector: map[string]string{"io.kubernetes.pod.namespace": ns}})
+			LabelSelector: sandboxSelector(ns, selector)})
 		if err == nil && serr == nil {
 			var names []string
 			ok := len(pods.Items) == n && len(sandboxes) == n
@@ -206,6 +207,19 @@ func waitPods(t *testing.T, c *Cluster, ctx context.Context, ns, selector string
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// sandboxSelector is the CRI label selector of the pod sandboxes of ns whose
+// pods match selector (k=v[,k=v]): kubelet copies a pod's labels to its
+// sandbox.
+func sandboxSelector(ns, selector string) map[string]string {
+	m := map[string]string{"io.kubernetes.pod.namespace": ns}
+	for _, kv := range strings.Split(selector, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 func httpGet(t *testing.T, url string, timeout time.Duration) string {

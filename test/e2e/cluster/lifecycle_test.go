@@ -83,7 +83,7 @@ func testPodCleanup(t *testing.T, c *Cluster) {
 		t.Fatal(err)
 	}
 	t.Logf("3 pods: %v", running)
-	if running.ReadySandboxes != idle.ReadySandboxes+3 || running.NetNS <= idle.NetNS || running.IPs != idle.IPs+3 || running.PodCgroups != idle.PodCgroups+3 {
+	if running.ReadySandboxes != idle.ReadySandboxes+3 || running.PinnedNS <= idle.PinnedNS || running.IPs != idle.IPs+3 || running.PodCgroups != idle.PodCgroups+3 {
 		t.Errorf("3 more pods count as %v (idle %v): the count does not see them", running, idle)
 	}
 

@@ -18,20 +18,20 @@ import (
 
 // NodeCounts is what the node holds for pods, counted as the kubelet and
 // chaos suites count it and only in what this cluster made: accel-cri's
-// ready pod sandboxes and running containers, its pods' network
-// namespaces and rootfs, /dev/shm and volume mounts (nsfs, overlay, tmpfs
-// under accel-cri's and the kubelet's dirs), the IPs the host-local IPAM of
+// ready pod sandboxes and running containers, its pods' pinned namespaces
+// (network, UTS, IPC: nsfs mounts) and their rootfs, /dev/shm and volume
+// mounts (overlay, tmpfs, binds under accel-cri's and the kubelet's dirs), the IPs the host-local IPAM of
 // its CNI network holds, pod cgroups under its cgroup root, and the shims
 // of its containerd. Nothing else on the host is looked at.
 type NodeCounts struct {
-	ReadySandboxes, RunningContainers, NetNS, Mounts, IPs, PodCgroups, Shims int
+	ReadySandboxes, RunningContainers, PinnedNS, Mounts, IPs, PodCgroups, Shims int
 	// Detail names each counted item, for messages.
 	Detail []string
 }
 
 func (n NodeCounts) String() string {
-	return fmt.Sprintf("%d ready sandboxes, %d running containers, %d netns, %d mounts, %d IPs, %d pod cgroups, %d shims",
-		n.ReadySandboxes, n.RunningContainers, n.NetNS, n.Mounts, n.IPs, n.PodCgroups, n.Shims)
+	return fmt.Sprintf("%d ready sandboxes, %d running containers, %d pinned namespaces, %d mounts, %d IPs, %d pod cgroups, %d shims",
+		n.ReadySandboxes, n.RunningContainers, n.PinnedNS, n.Mounts, n.IPs, n.PodCgroups, n.Shims)
 }
 
 // Equal compares the counts (not the detail).
@@ -76,7 +76,7 @@ func (c *Cluster) Count(ctx context.Context) (NodeCounts, error) {
 		}
 		fstype := f[slices.Index(f, "-")+1]
 		if fstype == "nsfs" {
-			n.NetNS++
+			n.PinnedNS++
 		} else {
 			n.Mounts++
 		}

@@ -212,16 +212,16 @@ func testRuntimeClass(t *testing.T, c *Cluster) {
 			t.Errorf("uname -r in the %s pod = %q, host's %q", rc, strings.TrimSpace(rel), strings.TrimSpace(string(host)))
 		}
 	}
-	// crun keeps each container's state in a directory named by its id
-	// under the handler's root.
-	id := strings.TrimPrefix(pods["crun"].Status.ContainerStatuses[0].ContainerID, "accel-cri://")
-	if _, err := os.Stat(filepath.Join(c.Dir, "runtimes", "crun", id)); err != nil {
-		t.Errorf("the crun pod's container %s has no state under crun's root: %v", id, err)
+	// Each OCI runtime keeps a container's state in a directory named by
+	// its id under the handler's root, per containerd namespace (the runc
+	// shim's --root): the pods' containers are there, not under runc's.
+	for rc, root := range map[string]string{"crun": "crun", "gvisor": "runsc"} {
+		id := strings.TrimPrefix(pods[rc].Status.ContainerStatuses[0].ContainerID, "accel-cri://")
+		if _, err := os.Stat(filepath.Join(c.Dir, "runtimes", root, "accel-cri", id)); err != nil {
+			t.Errorf("the %s pod's container %s has no state under %s's root: %v", rc, id, root, err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(c.Dir, "runtimes", "runsc")); err != nil {
-		t.Errorf("runsc's root: %v", err)
-	}
-	t.Logf("pods ran under crun (container %s) and gVisor (%s)", id, strings.TrimSpace(firstLine(dmesg)))
+	t.Logf("pods ran under crun and gVisor (%s)", strings.TrimSpace(firstLine(dmesg)))
 }
 
 // waitRunning waits for the pod's Running phase with every container
