@@ -212,13 +212,15 @@ func testRuntimeClass(t *testing.T, c *Cluster) {
 			t.Errorf("uname -r in the %s pod = %q, host's %q", rc, strings.TrimSpace(rel), strings.TrimSpace(string(host)))
 		}
 	}
-	// Each OCI runtime keeps a container's state in a directory named by
-	// its id under the handler's root, per containerd namespace (the runc
-	// shim's --root): the pods' containers are there, not under runc's.
+	// Each OCI runtime keeps a container's state under the handler's root,
+	// per containerd namespace (the runc shim's --root), in an entry named
+	// with the container's id (crun: a directory <id>; runsc: files
+	// <sandbox>_sandbox:<id>.state): the pods' containers are there.
 	for rc, root := range map[string]string{"crun": "crun", "gvisor": "runsc"} {
 		id := strings.TrimPrefix(pods[rc].Status.ContainerStatuses[0].ContainerID, "accel-cri://")
-		if _, err := os.Stat(filepath.Join(c.Dir, "runtimes", root, "accel-cri", id)); err != nil {
-			t.Errorf("the %s pod's container %s has no state under %s's root: %v", rc, id, root, err)
+		entries, err := os.ReadDir(filepath.Join(c.Dir, "runtimes", root, "accel-cri"))
+		if !slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.Contains(e.Name(), id) }) {
+			t.Errorf("the %s pod's container %s has no state under %s's root (%v)", rc, id, root, err)
 		}
 	}
 	t.Logf("pods ran under crun and gVisor (%s)", strings.TrimSpace(firstLine(dmesg)))
