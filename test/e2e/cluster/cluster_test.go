@@ -56,6 +56,11 @@ func TestCluster(t *testing.T) {
 	}{
 		{"node", testNode},
 		{"deployment", testDeployment},
+		{"gpu-job", testGPUJob},
+		{"bad-runtimeclass", testBadRuntimeClass},
+		{"bad-hostpath", testBadHostPath},
+		{"bad-device", testBadDevice},
+		{"bad-cdi-spec", testBadCDISpec},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.run(t, c) }) && c.broken() {
 			t.Fatalf("%s left the cluster broken: the cases after it do not run", tc.name)
