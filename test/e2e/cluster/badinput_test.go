@@ -56,9 +56,16 @@ func testBadRuntimeClass(t *testing.T, c *Cluster) {
 	if !want.MatchString(msg) {
 		t.Errorf("FailedCreatePodSandBox event %q does not match %s", msg, want)
 	}
-	p := getPod(t, c, ctx, ns, "no-handler")
-	if st := containerStatus(p, "main"); p.Status.Phase != corev1.PodPending || st == nil || st.State.Waiting == nil || st.State.Waiting.Reason != "ContainerCreating" || st.RestartCount != 0 || st.ContainerID != "" {
-		t.Errorf("pod status: phase %s, container %+v; want Pending, main waiting in ContainerCreating, never started", p.Status.Phase, st)
+	// The kubelet writes the status apart from the event.
+	p := waitFor(t, time.Minute, "no-handler's container waiting in ContainerCreating", func() (*corev1.Pod, error) {
+		p := getPod(t, c, ctx, ns, "no-handler")
+		if st := containerStatus(p, "main"); st == nil || st.State.Waiting == nil || st.State.Waiting.Reason != "ContainerCreating" {
+			return nil, fmt.Errorf("%+v", st)
+		}
+		return p, nil
+	})
+	if st := containerStatus(p, "main"); p.Status.Phase != corev1.PodPending || st.RestartCount != 0 || st.ContainerID != "" {
+		t.Errorf("pod status: phase %s, container %+v; want Pending, main never started", p.Status.Phase, st)
 	}
 	describeShows(t, c, ctx, ns, "no-handler", "FailedCreatePodSandBox", `runtime handler "`+handler+`" is not configured`)
 }
@@ -141,10 +148,7 @@ func testBadDevice(t *testing.T, c *Cluster) {
 		}
 		msg := waitPodEvent(t, c, ctx, ns, tc.pod, "FailedScheduling", "Insufficient "+tc.resource)
 		t.Logf("%s (%s: %s): FailedScheduling: %s", tc.pod, tc.resource, tc.n, msg)
-		p := getPod(t, c, ctx, ns, tc.pod)
-		if p.Status.Phase != corev1.PodPending || p.Spec.NodeName != "" || !hasCondition(p, corev1.PodScheduled, corev1.ConditionFalse, corev1.PodReasonUnschedulable, "Insufficient "+tc.resource) {
-			t.Errorf("%s: phase %s, node %q, conditions %+v; want Pending, Unschedulable: Insufficient %s", tc.pod, p.Status.Phase, p.Spec.NodeName, p.Status.Conditions, tc.resource)
-		}
+		waitUnschedulable(t, c, ctx, ns, tc.pod, "Insufficient "+tc.resource)
 		describeShows(t, c, ctx, ns, tc.pod, "FailedScheduling", "Insufficient "+tc.resource)
 	}
 
@@ -273,15 +277,24 @@ func containerStatus(p *corev1.Pod, name string) *corev1.ContainerStatus {
 	return nil
 }
 
-// hasCondition reports whether p has condition typ with status, reason and
-// a message containing msg.
-func hasCondition(p *corev1.Pod, typ corev1.PodConditionType, status corev1.ConditionStatus, reason, msg string) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == typ {
-			return c.Status == status && c.Reason == reason && strings.Contains(c.Message, msg)
+// waitUnschedulable waits for pod ns/name's PodScheduled condition to be
+// False, Unschedulable, with a message containing text; the pod must stay
+// Pending and unbound meanwhile. (The scheduler records its event and the
+// condition in two writes, in either order.)
+func waitUnschedulable(t *testing.T, c *Cluster, ctx context.Context, ns, name, text string) *corev1.Pod {
+	t.Helper()
+	return waitFor(t, 3*time.Minute, fmt.Sprintf("pod %s Unschedulable: %s", name, text), func() (*corev1.Pod, error) {
+		p := getPod(t, c, ctx, ns, name)
+		if p.Status.Phase != corev1.PodPending || p.Spec.NodeName != "" {
+			t.Fatalf("pod %s: phase %s, node %q; want Pending and unscheduled", name, p.Status.Phase, p.Spec.NodeName)
 		}
-	}
-	return false
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable && strings.Contains(cond.Message, text) {
+				return p, nil
+			}
+		}
+		return nil, fmt.Errorf("conditions %+v", p.Status.Conditions)
+	})
 }
 
 // waitPodEvent waits for an event about pod ns/name with reason whose

@@ -150,14 +150,7 @@ func testGPUJob(t *testing.T, c *Cluster) {
 	second := waitJobPod(t, c, ctx, ns, "transcode-2", "created", func(*corev1.Pod) bool { return true })
 	msg := waitPodEvent(t, c, ctx, ns, second.Name, "FailedScheduling", "Insufficient "+ResourceName)
 	t.Logf("transcode-2 (%s): FailedScheduling: %s", second.Name, msg)
-	p, err := c.Client.CoreV1().Pods(ns).Get(ctx, second.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Status.Phase != corev1.PodPending || p.Spec.NodeName != "" || !hasCondition(p, corev1.PodScheduled, corev1.ConditionFalse, corev1.PodReasonUnschedulable, "Insufficient "+ResourceName) {
-		t.Errorf("transcode-2 while the GPU is taken: phase %s, node %q, conditions %+v; want Pending, unscheduled (Unschedulable: Insufficient %s)",
-			p.Status.Phase, p.Spec.NodeName, p.Status.Conditions, ResourceName)
-	}
+	waitUnschedulable(t, c, ctx, ns, second.Name, "Insufficient "+ResourceName)
 
 	// The first releases the device; both complete.
 	if err := os.WriteFile(filepath.Join(out["transcode-1"], "release"), nil, 0o644); err != nil {
