@@ -59,6 +59,11 @@ func TestCluster(t *testing.T) {
 		{"deployment", testDeployment},
 		{"jobs", testJobs},
 		{"runtimeclass", testRuntimeClass},
+		{"gpu-job", testGPUJob},
+		{"bad-runtimeclass", testBadRuntimeClass},
+		{"bad-hostpath", testBadHostPath},
+		{"bad-device", testBadDevice},
+		{"bad-cdi-spec", testBadCDISpec},
 		{"pod-cleanup", testPodCleanup},
 		{"accel-cri-restart", testAccelCRIRestart},
 	} {
