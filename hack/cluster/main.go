@@ -118,9 +118,9 @@ func cmdUp(d stateDir, owner int) error {
 	}
 	defer release()
 	if pid, _ := d.supervisor(); pid != 0 {
-		i, err := d.info()
+		i, err := d.upInfo(pid)
 		if err != nil {
-			return fmt.Errorf("its supervisor (pid %d) runs but the cluster is not up, starting or stopping (log %s): make cluster-down stops it", pid, d.path(logFile))
+			return err
 		}
 		fmt.Printf("A cluster is already running (supervisor pid %d).\n", pid)
 		return show(d, i)
@@ -216,9 +216,9 @@ func cmdStatus(d stateDir) error {
 	if pid == 0 {
 		return errNotRunning
 	}
-	i, err := d.info()
+	i, err := d.upInfo(pid)
 	if err != nil {
-		return fmt.Errorf("its supervisor (pid %d) runs but the cluster is not up, starting or stopping (log %s)", pid, d.path(logFile))
+		return err
 	}
 	return show(d, i)
 }
@@ -278,7 +278,7 @@ func cmdDown(d stateDir) error {
 // log). The caller holds the dir's lock.
 func teardown(d stateDir, removeDir bool) error {
 	pid, recorded := d.supervisor()
-	i, _ := d.info() // nil when the cluster never came up
+	i, _ := d.info() // nil when the cluster never came up as far as info.json
 	if pid != 0 {
 		fmt.Printf("Stopping the cluster: SIGTERM to its supervisor, pid %d (log %s)\n", pid, d.path(logFile))
 		start := time.Now()

@@ -19,8 +19,8 @@ import (
 // and exit; up and down hold the dir's flock while they look at them.
 const (
 	pidFile        = "pid"            // the supervisor's pid, written first
-	infoFile       = "info.json"      // info, written once the cluster is up
-	kubeconfigFile = "kubeconfig"     // kubernetes-admin's kubeconfig, once up
+	infoFile       = "info.json"      // info, written once the cluster is up, kept for down
+	kubeconfigFile = "kubeconfig"     // kubernetes-admin's, written last: while it is there the cluster is up
 	logFile        = "supervisor.log" // the supervisor's output
 	exitFile       = "exit"           // "ok" or "failed": how its teardown went
 )
@@ -96,6 +96,15 @@ func (d stateDir) supervisor() (running, recorded int) {
 		return pid, pid
 	}
 	return 0, pid
+}
+
+// upInfo returns the info of a cluster that is up: its supervisor runs
+// and has written the kubeconfig (it removes it as it starts stopping).
+func (d stateDir) upInfo(pid int) (*info, error) {
+	if _, err := os.Stat(d.path(kubeconfigFile)); err != nil {
+		return nil, fmt.Errorf("its supervisor (pid %d) runs but the cluster is not up, starting or stopping (log %s): make cluster-down stops it", pid, d.path(logFile))
+	}
+	return d.info()
 }
 
 func (d stateDir) info() (*info, error) {

@@ -72,9 +72,8 @@ func supervise(d stateDir, owner int) int {
 	if started {
 		t.Logf("%s: stopping the cluster", <-stop)
 	}
-	// From here on status and up see no cluster; down waits for this
-	// process to exit.
-	os.Remove(d.path(infoFile))
+	// From here on status and up see no cluster up; down waits for this
+	// process to exit, then checks for what info.json names.
 	os.Remove(d.path(kubeconfigFile))
 	ok := t.finish()
 	result := "ok"
@@ -91,20 +90,13 @@ func supervise(d stateDir, owner int) int {
 	return 0
 }
 
-// startCluster starts the cluster, waits for its GPU to be allocatable and writes the
-// kubeconfig and info to the state dir.
+// startCluster starts the cluster, waits for its GPU to be allocatable and writes
+// info.json and the kubeconfig to the state dir.
 func startCluster(t *tb, d stateDir) {
 	c := cluster.Start(t, cluster.Options{})
 	// The cluster stays for hours: test runs that use CNI go ahead meanwhile.
 	c.AccelCRI.ReleaseHostNetwork()
 	waitGPU(t, c, 2*time.Minute)
-	kubeconfig, err := os.ReadFile(c.AdminKubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.writeFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	i := info{
 		PID: os.Getpid(), Node: cluster.NodeName, Server: c.Server, Kubeconfig: d.path(kubeconfigFile),
 		Kubectl: c.Bins["kubectl"], Registry: c.Registry.Host(), Busybox: c.Images.Busybox.Ref, Pause: c.Images.Pause.Ref,
@@ -119,6 +111,14 @@ func startCluster(t *tb, d stateDir) {
 		t.Fatal(err)
 	}
 	if err := d.writeFile(infoFile, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Last: the kubeconfig in the state dir means the cluster is up.
+	kubeconfig, err := os.ReadFile(c.AdminKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.writeFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
