@@ -8,7 +8,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null)
 LDFLAGS := $(if $(VERSION),-X $(PKG)/internal/version.Version=$(VERSION)) $(if $(COMMIT),-X $(PKG)/internal/version.Commit=$(COMMIT))
 export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$(PATH)
 
-.PHONY: all build deps run test unit e2e cluster-e2e critest fuzz chaos chaos-ci soak docs bench bench-small clean
+.PHONY: all build deps run test unit e2e cluster-e2e cluster cluster-down critest fuzz chaos chaos-ci soak docs bench bench-small clean
 
 all: build
 
@@ -36,6 +36,17 @@ e2e:
 # (hack/test.sh) runs it after the other suites.
 cluster-e2e:
 	$(GO) test -tags cluster -count=1 -v -timeout 40m ./test/e2e/cluster
+
+# The same cluster, kept running for you (hack/cluster; README "Try it on a
+# cluster"): prints the kubeconfig, kubectl and the local registry's images;
+# the node offers a fake Intel GPU (accel-cri.io/intel-gpu). cluster-down
+# stops it and checks that nothing of it is left. State dir:
+# /run/accel-cri-cluster ($ACCEL_CRI_CLUSTER_STATE moves it).
+cluster:
+	$(GO) run ./hack/cluster up
+
+cluster-down:
+	$(GO) run ./hack/cluster down
 
 # The CRI conformance suite, critest v1.37.0, against accel-cri (part of
 # `make test` and `make e2e`; docs/conformance.md). CRITEST_FOCUS=<regexp>

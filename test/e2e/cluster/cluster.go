@@ -16,7 +16,8 @@
 // kubelet to have torn their pods down, and stops every process, also when
 // the test fails.
 //
-// It must not be imported by anything but tests: it starts daemons.
+// It must not be imported by anything but tests and hack/cluster (make
+// cluster, which keeps the cluster running for a person): it starts daemons.
 package cluster
 
 import (

@@ -58,8 +58,9 @@ type AccelCRI struct {
 	ConfigPath, LogPath         string
 	NetworkName                 string
 	// Bridge is the CNI bridge WriteCNIConfig made ("" without CNI).
-	Bridge  string
-	netUndo []func()
+	Bridge     string
+	netUndo    []func()
+	releaseNet func()
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -228,9 +229,12 @@ func StartAccelCRI(t testing.TB, opts AccelCRIOptions) *AccelCRI {
 // another runtime's too, and only reported.
 func (a *AccelCRI) WriteCNIConfig(t testing.TB) {
 	t.Helper()
+	unlock := hostnet.LockHostNetwork(t)
+	var once sync.Once
+	a.releaseNet = func() { once.Do(unlock) }
 	// Undone by cleanup after the pods are gone, in reverse order.
 	a.netUndo = append(a.netUndo,
-		hostnet.LockHostNetwork(t),
+		a.releaseNet,
 		hostnet.ReportSysctlChange(t, "/proc/sys/net/ipv4/ip_forward"),
 		hostnet.ReportPortmapChains(t, "iptables"),
 		func() { hostnet.RemoveNetworkRules(t, "iptables", a.NetworkName) },
@@ -263,6 +267,18 @@ func (a *AccelCRI) WriteCNIConfig(t testing.TB) {
 }`, a.NetworkName, a.Bridge, prefix+".0/24", prefix+".1", filepath.Join(a.Dir, "ipam"))
 	if err := os.WriteFile(filepath.Join(a.CNIConfDir, "10-"+a.NetworkName+".conflist"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ReleaseHostNetwork releases, before cleanup, the host network lock
+// WriteCNIConfig took (hostnet.LockHostNetwork), for an instance that stays
+// up for hours (make cluster): test runs that use CNI meanwhile go ahead
+// instead of waiting for it, and what they report of host-wide network
+// state (portmap's shared chains, forwarding) may then be this instance's
+// doing. Without CNI it does nothing.
+func (a *AccelCRI) ReleaseHostNetwork() {
+	if a.releaseNet != nil {
+		a.releaseNet()
 	}
 }
 

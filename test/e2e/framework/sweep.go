@@ -102,8 +102,9 @@ func SweepStale(t hostnet.T) {
 }
 
 // ownerGone reports whether dir was marked by a process that no longer
-// runs. A dir without a mark is being set up, or was made before marks
-// existed: it is left alone.
+// runs: gone, or a zombie (killed, not yet reaped by its parent, which for
+// make cluster's supervisor is init). A dir without a mark is being set
+// up, or was made before marks existed: it is left alone.
 func ownerGone(dir string) bool {
 	owner, err := os.ReadFile(filepath.Join(dir, "owner"))
 	if err != nil {
@@ -113,8 +114,16 @@ func ownerGone(dir string) bool {
 	if err != nil || pid <= 0 {
 		return false
 	}
-	_, err = os.Stat("/proc/" + strconv.Itoa(pid))
-	return os.IsNotExist(err)
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if os.IsNotExist(err) {
+		return true
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	if i := strings.LastIndexByte(string(stat), ')'); err == nil && i >= 0 {
+		f := strings.Fields(string(stat[i+1:]))
+		return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+	}
+	return false
 }
 
 // reapInstance does for an AccelCRI instance whose test process died what

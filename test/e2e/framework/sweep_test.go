@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/accel-cri/accel-cri/internal/cgroups"
 )
 
@@ -200,5 +202,47 @@ func TestSweepStaleReapsKilledClusters(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(live, "owner")); err != nil {
 		t.Errorf("the live cluster's dir was touched: %v", err)
+	}
+}
+
+// TestOwnerGoneZombie: a dir whose owner was killed but not yet reaped (a
+// zombie) is a dead run's; a running owner's is not.
+func TestOwnerGoneZombie(t *testing.T) {
+	dir := t.TempDir()
+	mark := func(pid int) {
+		if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := exec.Command("sleep", "3600")
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := false
+	t.Cleanup(func() {
+		if !reaped {
+			owner.Process.Kill()
+			owner.Wait()
+		}
+	})
+	mark(owner.Process.Pid)
+	if ownerGone(dir) {
+		t.Fatal("ownerGone of a running owner = true")
+	}
+	if err := owner.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for its exit without reaping it: a zombie until Wait.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, owner.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !ownerGone(dir) {
+		t.Error("ownerGone of a zombie owner = false")
+	}
+	owner.Wait()
+	reaped = true
+	if !ownerGone(dir) {
+		t.Error("ownerGone of a reaped owner = false")
 	}
 }
