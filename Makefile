@@ -1,9 +1,10 @@
 # Conveniences over the README's two commands (hack/run.sh, hack/test.sh).
 GO      ?= go
 PKG     := github.com/accel-cri/accel-cri
-# A release tag v<semver> on HEAD names the version, else 0.0.0-dev+<commit>:
-# always a semantic version, which kubelet needs (internal/version).
-VERSION ?= $(shell t=$$(git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null) && echo $${t#v} || echo 0.0.0-dev+$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))
+# A release tag v<semver> on HEAD names the version; without one the binary
+# reports 0.0.0-dev+<commit>, always a semantic version, which kubelet needs
+# (internal/version).
+VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null | sed 's/^v//')
 COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null)
 LDFLAGS := $(if $(VERSION),-X $(PKG)/internal/version.Version=$(VERSION)) $(if $(COMMIT),-X $(PKG)/internal/version.Commit=$(COMMIT))
 export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/local/bin:$(PATH)

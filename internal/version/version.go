@@ -3,14 +3,18 @@
 // built against (read from the module graph, so it cannot drift).
 package version
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+	"strings"
+)
 
-// Set at build time: -ldflags "-X github.com/accel-cri/accel-cri/internal/version.Version=..."
-// (the Makefile sets Version from a v<semver> git tag when HEAD has one).
-// Unset, they come from the Go toolchain's VCS stamp (go build in a git
-// checkout): Version is 0.0.0-dev+<commit>, so that it always parses as a
-// semantic version. kubelet reports a runtime version it cannot parse as
-// "Unknown" (the node's containerRuntimeVersion, kubectl get nodes -o wide).
+// Set at build time: -ldflags "-X github.com/accel-cri/accel-cri/internal/version.Commit=<git commit>"
+// and, for a release (the Makefile does when HEAD has a v<semver> tag),
+// "-X .../version.Version=<semver>". Version unset is 0.0.0-dev+<commit>,
+// the commit from Commit or else from the Go toolchain's VCS stamp, so that
+// it always parses as a semantic version: kubelet reports a runtime version
+// it cannot parse as "Unknown" (the node's containerRuntimeVersion, kubectl
+// get nodes -o wide).
 var (
 	Version = ""
 	Commit  = ""
@@ -25,17 +29,33 @@ func init() {
 		Commit = "unknown"
 		if rev != "" {
 			Commit = rev
-		}
-	}
-	if Version == "" {
-		Version = devVersion
-		if rev != "" {
-			Version += "+" + rev[:min(12, len(rev))]
 			if modified {
-				Version += ".dirty"
+				Commit += "-dirty"
 			}
 		}
 	}
+	if Version == "" {
+		Version = DevVersion(Commit)
+	}
+}
+
+// DevVersion is the version of a build of commit from no release tag:
+// 0.0.0-dev+<the commit's first 12 characters> (build metadata of a
+// semantic version), or 0.0.0-dev when the commit is unknown.
+func DevVersion(commit string) string {
+	if commit == "" || commit == "unknown" {
+		return devVersion
+	}
+	meta := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' {
+			return r
+		}
+		return '-'
+	}, commit[:min(12, len(commit))])
+	if strings.HasSuffix(commit, "-dirty") {
+		meta += ".dirty"
+	}
+	return devVersion + "+" + meta
 }
 
 // vcs returns the commit and modified flag the Go toolchain stamped.

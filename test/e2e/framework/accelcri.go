@@ -91,7 +91,13 @@ func Binary(t testing.TB) string {
 		}
 		// SweepStale removes the dir only once this process is gone.
 		MarkOwned(t, binDir)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "accel-cri"), "./cmd/accel-cri")
+		// The commit it reports (its version is 0.0.0-dev+<commit>, what
+		// the node shows as its runtime under a kubelet), as make build.
+		args := []string{"build", "-o", filepath.Join(binDir, "accel-cri")}
+		if rev, err := exec.Command("git", "-C", ModuleRoot(t), "rev-parse", "--verify", "-q", "HEAD").Output(); err == nil {
+			args = append(args, "-ldflags", "-X github.com/accel-cri/accel-cri/internal/version.Commit="+strings.TrimSpace(string(rev)))
+		}
+		cmd := exec.Command("go", append(args, "./cmd/accel-cri")...)
 		cmd.Dir = ModuleRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build accel-cri: %v\n%s", err, out)
