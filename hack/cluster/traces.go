@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/accel-cri/accel-cri/internal/cgroups"
+	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
 
 // traces lists what is left of a stopped cluster: its supervisor (pid), the
@@ -20,11 +19,11 @@ import (
 func traces(i *info, pid int) []string {
 	var left []string
 	if pid != 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil && processHasArg(pid, "supervise") {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil && framework.ProcessHasArg(pid, "supervise") {
 			left = append(left, fmt.Sprintf("the supervisor, pid %d", pid))
 		}
 	}
-	dirs := ownedDirs(pid)
+	dirs := framework.OwnedBy(pid)
 	if i != nil {
 		dirs = append(dirs, i.Dirs...)
 	}
@@ -37,10 +36,10 @@ func traces(i *info, pid int) []string {
 		if _, err := os.Stat(dir); err == nil {
 			left = append(left, "dir "+dir)
 		}
-		for _, m := range mountsUnder(dir) {
+		for _, m := range framework.MountsUnder(dir) {
 			left = append(left, "mount "+m)
 		}
-		for _, p := range procsWithArg(dir + "/") {
+		for _, p := range framework.ProcessesNaming(dir + "/") {
 			left = append(left, "process "+p)
 		}
 	}
@@ -74,53 +73,4 @@ func traces(i *info, pid int) []string {
 		}
 	}
 	return left
-}
-
-// ownedDirs returns the dirs of os.TempDir() whose owner mark
-// (framework.MarkOwned) names pid.
-func ownedDirs(pid int) []string {
-	if pid == 0 {
-		return nil
-	}
-	var out []string
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-*"))
-	for _, d := range dirs {
-		if b, err := os.ReadFile(filepath.Join(d, "owner")); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// mountsUnder lists this mount namespace's mount points at or below dir.
-func mountsUnder(dir string) []string {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
-
-// procsWithArg lists the processes whose command line mentions s.
-func procsWithArg(s string) []string {
-	var out []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(b, []byte(s)) {
-			out = append(out, fmt.Sprintf("%d: %s", pid, strings.Join(strings.Fields(string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))), " ")))
-		}
-	}
-	return out
-}
-
-func processHasArg(pid int, s string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && bytes.Contains(b, []byte(s))
 }

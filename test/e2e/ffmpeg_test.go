@@ -16,17 +16,7 @@ import (
 // ffmpegJob transcodes a generated clip into /out: VAAPI on the first
 // render node first (what a pod given a GPU sees as /dev/dri/renderD128),
 // software (libx264) when VAAPI cannot start, and says which it used.
-const ffmpegJob = `set -u
-src="-f lavfi -i testsrc=duration=2:size=320x240:rate=25"
-if ffmpeg -hide_banner -loglevel error -init_hw_device vaapi=va:/dev/dri/renderD128 -filter_hw_device va $src \
-     -vf format=nv12,hwupload -c:v h264_vaapi -y /out/clip.mp4; then
-  echo "encoder=vaapi"
-else
-  echo "VAAPI unavailable on /dev/dri/renderD128; falling back to software"
-  ffmpeg -hide_banner -loglevel error $src -c:v libx264 -preset ultrafast -pix_fmt yuv420p -y /out/clip.mp4 || exit 1
-  echo "encoder=software"
-fi
-ls -l /dev/dri`
+const ffmpegJob = "set -u\n" + framework.FFmpegEncode + "\nls -l /dev/dri"
 
 func TestFFmpegJob(t *testing.T) {
 	for _, b := range []string{"ffmpeg", "ffprobe", "ldd"} {

@@ -5,9 +5,7 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -153,7 +151,7 @@ func testDeployment(t *testing.T, c *Cluster) {
 			t.Errorf("kubectl exec %s -- cat /www/index.html .../serviceaccount/namespace = %q, %v; want %q", p.Name, out, err, want)
 		}
 		// HTTP on the pod IP, from the host.
-		if got := httpGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second); strings.TrimSpace(got) != "page-"+p.Name {
+		if got := framework.HTTPGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second); strings.TrimSpace(got) != "page-"+p.Name {
 			t.Errorf("GET %s:8080 = %q, want page-%s", p.Status.PodIP, got, p.Name)
 		}
 	}
@@ -179,7 +177,7 @@ func testDeployment(t *testing.T, c *Cluster) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := httpGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second); strings.TrimSpace(got) != "page-"+name {
+		if got := framework.HTTPGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second); strings.TrimSpace(got) != "page-"+name {
 			t.Errorf("after the restart, GET %s:8080 = %q, want page-%s", p.Status.PodIP, got, name)
 		}
 	}
@@ -229,27 +227,6 @@ func sandboxSelector(ns, selector string) map[string]string {
 		}
 	}
 	return m
-}
-
-func httpGet(t *testing.T, url string, timeout time.Duration) string {
-	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return string(b)
-			}
-			err = fmt.Errorf("%s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // waitKubectl runs kubectl until its output contains want (a container's

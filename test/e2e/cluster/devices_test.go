@@ -35,15 +35,7 @@ echo "dri=$(ls /dev/dri | tr '\n' ' ')"
 echo "render-stat=$(stat -c '%F %g %a' /dev/dri/renderD128)"
 echo "uid=$(id -u) groups=$(id -G)"
 (exec 3<>/dev/dri/renderD128) && echo "render-open-rw-ok"
-src="-f lavfi -i testsrc=duration=2:size=320x240:rate=25"
-if ffmpeg -hide_banner -loglevel error -init_hw_device vaapi=va:/dev/dri/renderD128 -filter_hw_device va $src \
-     -vf format=nv12,hwupload -c:v h264_vaapi -y /out/clip.mp4; then
-  echo "encoder=vaapi"
-else
-  echo "VAAPI unavailable on /dev/dri/renderD128; falling back to software"
-  ffmpeg -hide_banner -loglevel error $src -c:v libx264 -preset ultrafast -pix_fmt yuv420p -y /out/clip.mp4 || exit 1
-  echo "encoder=software"
-fi
+` + framework.FFmpegEncode + `
 echo "holding the device until /out/release"
 while [ ! -e /out/release ]; do sleep 0.2; done
 echo "released"`

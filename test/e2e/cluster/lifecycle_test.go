@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accel-cri/accel-cri/test/e2e/framework"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -165,7 +166,7 @@ func testAccelCRIRestart(t *testing.T, c *Cluster) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := httpGet(t, "http://"+p.Status.PodIP+":8080/", 30*time.Second); strings.TrimSpace(got) != "page-"+name {
+		if got := framework.HTTPGet(t, "http://"+p.Status.PodIP+":8080/", 30*time.Second); strings.TrimSpace(got) != "page-"+name {
 			t.Errorf("after the restart, %s serves %q", name, got)
 		}
 	}

@@ -83,7 +83,7 @@ func TestMakeCluster(t *testing.T) {
 	}
 	// The supervisor's temp dirs, found by their owner mark: what down
 	// must remove.
-	dirs := ownedBy(recorded.PID)
+	dirs := framework.OwnedBy(recorded.PID)
 	for _, d := range recorded.Dirs {
 		if !strings.Contains(strings.Join(dirs, "\n"), d) {
 			t.Errorf("recorded dir %s is not marked as the supervisor's (pid %d): %v", d, recorded.PID, dirs)
@@ -184,7 +184,7 @@ func TestMakeCluster(t *testing.T) {
 				t.Errorf("mount %s left after down", f[4])
 			}
 		}
-		if procs := processesNaming(d + "/"); len(procs) > 0 {
+		if procs := framework.ProcessesNaming(d + "/"); len(procs) > 0 {
 			t.Errorf("processes naming %s left after down: %v", d, procs)
 		}
 	}
@@ -206,33 +206,4 @@ func nodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
-}
-
-// ownedBy lists the dirs of os.TempDir() whose owner mark
-// (framework.MarkOwned) names pid.
-func ownedBy(pid int) []string {
-	var out []string
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "acri-*"))
-	for _, d := range dirs {
-		if b, err := os.ReadFile(filepath.Join(d, "owner")); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// processesNaming lists the pids whose command line mentions s.
-func processesNaming(s string) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(b, []byte(s)) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

@@ -2,7 +2,6 @@ package framework
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -569,7 +568,7 @@ func (a *AccelCRI) cleanup() {
 	}
 	// SIGTERM stops the managed containerd; after a SIGKILL it keeps running
 	// (the next accel-cri adopts it). Make sure no process we started lives.
-	if pid := a.ContainerdPID(); pid > 0 && processHasArg(pid, a.State) {
+	if pid := a.ContainerdPID(); pid > 0 && ProcessHasArg(pid, a.State) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	// Whatever a failed test left running is ours: container processes in
@@ -586,13 +585,6 @@ func (a *AccelCRI) cleanup() {
 	}
 }
 
-// processHasArg reports whether pid's command line mentions s: only then is
-// it one of the processes this instance started.
-func processHasArg(pid int, s string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && bytes.Contains(b, []byte(s))
-}
-
 // killProcsWithArg kills every process whose command line mentions s.
 func killProcsWithArg(s string) {
 	entries, _ := os.ReadDir("/proc")
@@ -601,7 +593,7 @@ func killProcsWithArg(s string) {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if processHasArg(pid, s) {
+		if ProcessHasArg(pid, s) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}

@@ -3,7 +3,6 @@ package kubelet
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -165,27 +164,6 @@ spec:
 %s`, name, extraPod, image, script, extraContainer)
 }
 
-func httpGet(t testing.TB, url string, timeout time.Duration) string {
-	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return string(b)
-			}
-			err = fmt.Errorf("%s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // runWeb writes the web pod's manifest, waits until kubelet reports both
 // containers running and returns the pod and the time that took.
 func runWeb(t *testing.T, k *Kubelet, name, image string) (*Pod, time.Duration) {
@@ -196,7 +174,7 @@ func runWeb(t *testing.T, k *Kubelet, name, image string) (*Pod, time.Duration) 
 	if ip := net.ParseIP(p.Status.PodIP); ip == nil {
 		t.Fatalf("pod IP %q", p.Status.PodIP)
 	}
-	body := httpGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second)
+	body := framework.HTTPGet(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", 30*time.Second)
 	if !strings.Contains(body, "hello-from-"+name) {
 		t.Fatalf("GET pod IP: %q", body)
 	}
@@ -311,7 +289,7 @@ func TestKubeletOnAccelCRI(t *testing.T) {
 			"mkdir -p /www; echo hello-hostport > /www/index.html; exec httpd -f -p 8080 -h /www", "",
 			fmt.Sprintf("    ports: [{containerPort: 8080, hostPort: %d, hostIP: 127.0.0.1}]\n", port)))
 		k.WaitPod(t, "hp", time.Minute, "running", func(p *Pod) bool { return p != nil && p.AllRunning(1) })
-		if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 30*time.Second); !strings.Contains(body, "hello-hostport") {
+		if body := framework.HTTPGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 30*time.Second); !strings.Contains(body, "hello-hostport") {
 			t.Fatalf("GET hostPort: %q", body)
 		}
 		k.RemoveManifest(t, "hp")
