@@ -13,12 +13,10 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/accel-cri/accel-cri/test/e2e/framework"
 )
@@ -96,24 +94,7 @@ func testDeployment(t *testing.T, c *Cluster) {
 	defer cancel()
 
 	ns := c.Namespace(t, "deployment")
-	labels := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](2),
-					Containers: []corev1.Container{{
-						Name: "web", Image: c.Images.Busybox.Ref, ImagePullPolicy: corev1.PullIfNotPresent,
-						Command: []string{"sh", "-c", "echo hello-from-$(hostname); mkdir -p /www; echo page-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"},
-					}},
-				},
-			},
-		},
-	}
+	d := webDeployment(c, ns, "web", 3)
 	if _, err := c.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// webDeployment is n busybox httpd replicas serving page-<pod name>.
+// webDeployment is n busybox httpd replicas serving page-<pod name>, each
+// saying hello-from-<pod name> in its log first.
 func webDeployment(c *Cluster, ns, name string, n int32) *appsv1.Deployment {
 	labels := map[string]string{"app": name}
 	return &appsv1.Deployment{
@@ -34,7 +35,7 @@ func webDeployment(c *Cluster, ns, name string, n int32) *appsv1.Deployment {
 					TerminationGracePeriodSeconds: ptr.To[int64](2),
 					Containers: []corev1.Container{{
 						Name: "web", Image: c.Images.Busybox.Ref, ImagePullPolicy: corev1.PullIfNotPresent,
-						Command: []string{"sh", "-c", "mkdir -p /www; echo page-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"},
+						Command: []string{"sh", "-c", "echo hello-from-$(hostname); mkdir -p /www; echo page-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"},
 					}},
 				},
 			},
