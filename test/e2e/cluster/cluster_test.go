@@ -56,6 +56,13 @@ func TestCluster(t *testing.T) {
 	}{
 		{"node", testNode},
 		{"deployment", testDeployment},
+		{"exec", testExec},
+		{"exec-tty", testExecTTY},
+		{"attach", testAttach},
+		{"cp", testCp},
+		{"port-forward", testPortForward},
+		{"logs-follow", testLogsFollow},
+		{"logs-previous", testLogsPrevious},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.run(t, c) }) && c.broken() {
 			t.Fatalf("%s left the cluster broken: the cases after it do not run", tc.name)
