@@ -210,8 +210,9 @@ func testExecTTY(t *testing.T, c *Cluster) {
 // come back as its output (also in its log, and to a client attached
 // without stdin), a client closing its stdin detaches without closing the
 // container's, and with stdinOnce that EOF reaches the container. kubectl
-// attach -it to a TTY container under a terminal: the shell runs what is
-// typed, in the terminal's size, and keeps running after kubectl is gone.
+// attach -i gets a 3 MiB burst of output whole. kubectl attach -it to a
+// TTY container under a terminal: the shell runs what is typed, in the
+// terminal's size as it changes, and keeps running after kubectl is gone.
 func testAttach(t *testing.T, c *Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -278,6 +279,26 @@ func testAttach(t *testing.T, c *Cluster) {
 		t.Errorf("kubectl attach -i to a stdinOnce container after it exited: exit status %d, want 0; stderr %q", code, k.stderr.String())
 	}
 
+	// An attached client gets a burst of output whole: 3 MiB at once, in
+	// lines of 1 KiB (accel-cri lets a client fall up to 4 MiB behind the
+	// output before it detaches it).
+	burst := busyboxPod(c, ns, "burst", `line=$(head -c 1023 /dev/zero | tr '\0' x); while read -r n; do yes "$line" | head -n $n; echo burst-done; done`)
+	burst.Spec.Containers[0].Stdin = true
+	runPod(t, c, ctx, burst)
+	in, inW = pipe(t)
+	k = startKubectl(t, c, kubectlIO{stdin: in}, "-n", ns, "attach", "-i", "burst")
+	fmt.Fprintln(inW, "3072")
+	full := regexp.MustCompile(`^x{1000}x{23}$|^burst-done$`)
+	for n := 0; ; n++ {
+		if m := k.expectLine(t, full); m[0] == "burst-done" {
+			if n != 3072 {
+				t.Errorf("kubectl attach got %d lines of the burst, want 3072", n)
+			}
+			break
+		}
+	}
+	k.terminate(t)
+
 	// A TTY container: an interactive shell as its process.
 	tty := busyboxPod(c, ns, "tty", "")
 	tty.Spec.Containers[0].Command = []string{"sh"}
@@ -299,9 +320,24 @@ func testAttach(t *testing.T, c *Cluster) {
 		t.Fatalf("no shell prompt through kubectl attach -it:\n%q", term.since(0))
 	}
 	at = term.send(t, "echo attached-$((2+3)); stty size\r")
-	m, _ := term.expectMatch(t, at, regexp.MustCompile(`\r\nattached-5\r\n(\d+ \d+)\r\n`))
+	m, at := term.expectMatch(t, at, regexp.MustCompile(`\r\nattached-5\r\n(\d+ \d+)\r\n`))
 	if m[1] != "30 90" {
 		t.Errorf("stty size in the attached TTY = %q, want the terminal's 30 90", m[1])
+	}
+	if err := term.resize(35, 95); err != nil {
+		t.Fatal(err)
+	}
+	var size string
+	for range 30 {
+		at = term.send(t, "stty size\r")
+		m, at = term.expectMatch(t, at, regexp.MustCompile(`\r\n(\d+ \d+)\r\n`))
+		if size = m[1]; size == "35 95" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if size != "35 95" {
+		t.Errorf("stty size in the attached TTY after resizing the terminal to 35x95 = %q", size)
 	}
 	k.terminate(t)
 	expectRunning(t, c, ctx, ns, "tty")
