@@ -210,7 +210,8 @@ func testExecTTY(t *testing.T, c *Cluster) {
 // come back as its output (also in its log, and to a client attached
 // without stdin), a client closing its stdin detaches without closing the
 // container's, and with stdinOnce that EOF reaches the container. kubectl
-// attach -i gets a 3 MiB burst of output whole. kubectl attach -it to a
+// attach -i gets a 3 MiB burst of output whole; one that does not read a
+// 128 MiB burst is detached and says so. kubectl attach -it to a
 // TTY container under a terminal: the shell runs what is typed, in the
 // terminal's size as it changes, and keeps running after kubectl is gone.
 func testAttach(t *testing.T, c *Cluster) {
@@ -282,15 +283,15 @@ func testAttach(t *testing.T, c *Cluster) {
 	// An attached client gets a burst of output whole: 3 MiB at once, in
 	// lines of 1 KiB (accel-cri lets a client fall up to 4 MiB behind the
 	// output before it detaches it).
-	burst := busyboxPod(c, ns, "burst", `line=$(head -c 1023 /dev/zero | tr '\0' x); while read -r n; do yes "$line" | head -n $n; echo burst-done; done`)
+	burst := busyboxPod(c, ns, "burst", `line=$(head -c 1023 /dev/zero | tr '\0' x); while read -r n; do yes "$line" | head -n $n; echo "burst-done $n"; done`)
 	burst.Spec.Containers[0].Stdin = true
 	runPod(t, c, ctx, burst)
 	in, inW = pipe(t)
 	k = startKubectl(t, c, kubectlIO{stdin: in}, "-n", ns, "attach", "-i", "burst")
 	fmt.Fprintln(inW, "3072")
-	full := regexp.MustCompile(`^x{1000}x{23}$|^burst-done$`)
+	full := regexp.MustCompile(`^x{1000}x{23}$|^burst-done \d+$`)
 	for n := 0; ; n++ {
-		if m := k.expectLine(t, full); m[0] == "burst-done" {
+		if m := k.expectLine(t, full); strings.HasPrefix(m[0], "burst-done") {
 			if n != 3072 {
 				t.Errorf("kubectl attach got %d lines of the burst, want 3072", n)
 			}
@@ -298,6 +299,24 @@ func testAttach(t *testing.T, c *Cluster) {
 		}
 	}
 	k.terminate(t)
+
+	// A client that does not read while 128 MiB are written falls more
+	// than 4 MiB behind (the buffers between the container and this test
+	// held about 20 MiB): accel-cri detaches it, and kubectl says so.
+	in, inW = pipe(t)
+	k = startKubectl(t, c, kubectlIO{stdin: in}, "-n", ns, "attach", "-i", "burst")
+	fmt.Fprintln(inW, "131072")
+	waitKubectl(t, c, ctx, "burst-done 131072", "-n", ns, "logs", "--tail=1", "burst")
+	n := 0
+	for l := range k.lines {
+		if n++; strings.HasPrefix(l, "burst-done") {
+			t.Errorf("kubectl attach got all %d lines of a burst it did not read", n)
+		}
+	}
+	if code := k.waitExit(t, time.Minute); code == 0 || !strings.Contains(k.stderr.String(), "behind the container's output") {
+		t.Errorf("kubectl attach detached after %d lines: exit status %d, stderr %q; want an error saying it fell behind", n, code, k.stderr.String())
+	}
+	t.Logf("a client that did not read got %d lines of 131072 and: %s", n, strings.TrimSpace(k.stderr.String()))
 
 	// A TTY container: an interactive shell as its process.
 	tty := busyboxPod(c, ns, "tty", "")
