@@ -19,7 +19,9 @@ import (
 // all the output, and their stdin is interleaved. With stdin_once the
 // container's stdin is closed when the first client's stdin ends, and later
 // clients get none. Attach returns when the output ends (the container
-// exited), when the client goes away or closes its stdin, or when ctx ends.
+// exited), when the client goes away or closes its stdin, or when ctx ends;
+// with an error (stdio.ErrDropped) when the client fell too far behind the
+// output and was detached, so that it learns it missed some.
 func (r *Runtime) Attach(ctx context.Context, id string, opts StreamOptions) error {
 	id, err := r.RunningContainer(id)
 	if err != nil {
@@ -44,8 +46,11 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts StreamOptions) err
 		})
 	}
 	klog.V(4).InfoS("Attach", "container", id, "stdin", opts.Stdin != nil, "stdout", opts.Stdout != nil, "stderr", opts.Stderr != nil, "tty", opts.TTY)
-	c.io.Attach(ctx, stdio.Attachment{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr})
-	klog.V(4).InfoS("Attach ended", "container", id)
+	err = c.io.Attach(ctx, stdio.Attachment{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr})
+	klog.V(4).InfoS("Attach ended", "container", id, "err", err)
+	if err != nil {
+		return fmt.Errorf("attach to container %s: %w", id, err)
+	}
 	return nil
 }
 

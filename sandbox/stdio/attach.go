@@ -3,6 +3,7 @@ package stdio
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -17,12 +18,18 @@ type Attachment struct {
 	Stdout, Stderr io.Writer
 }
 
+// ErrDropped is what Attach returns when it detached its client: a write
+// to it failed, or it fell more than fanoutMaxLag behind the output. The
+// output it missed is only in the log; without this error the client
+// could not tell its session from one whose container's output ended.
+var ErrDropped = fmt.Errorf("the attached client was detached: it fell more than %d MiB behind the container's output, or a write to it failed; the output it missed is in the container's log", fanoutMaxLag>>20)
+
 // Attach connects a client to the container's output (and its stdin, when
 // the container has one) until the output ends, the client goes away
-// (a write fails, or it was too slow and got dropped), the client closes
-// its stdin (unless stdin_once: then the container's stdin is closed and
-// the session lasts until the output ends), or ctx ends.
-func (c *ContainerIO) Attach(ctx context.Context, a Attachment) {
+// (a write fails, or it was too slow and got dropped: ErrDropped), the
+// client closes its stdin (unless stdin_once: then the container's stdin
+// is closed and the session lasts until the output ends), or ctx ends.
+func (c *ContainerIO) Attach(ctx context.Context, a Attachment) error {
 	var subs []*subscriber
 	if a.Stdout != nil {
 		subs = append(subs, c.stdoutFan.subscribe(a.Stdout))
@@ -80,20 +87,21 @@ func (c *ContainerIO) Attach(ctx context.Context, a Attachment) {
 		select {
 		case s := <-ended:
 			if s.dropped.Load() {
-				return // the client is gone or too slow
+				return ErrDropped // the client is gone or too slow
 			}
 			open--
 			if open == 0 {
-				return
+				return nil
 			}
 		case <-outputDone:
-			return
+			return nil
 		case <-detached:
-			return
+			return nil
 		case <-ctx.Done():
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // An attached client may lag behind the output by fanoutMaxLag bytes (in

@@ -141,14 +141,22 @@ func logLines(t *testing.T, path string) []string {
 	return lines
 }
 
-// attachAsync runs attach in a goroutine; the channel closes when it returns.
+// attachAsync runs attach in a goroutine; the channel closes when it
+// returns, and an unexpected error fails the test.
 func attachAsync(c *ContainerIO, ctx context.Context, a Attachment) chan struct{} {
+	done, _ := attachAsyncErr(c, ctx, a)
+	return done
+}
+
+// attachAsyncErr is attachAsync that gives Attach's error (read it after done).
+func attachAsyncErr(c *ContainerIO, ctx context.Context, a Attachment) (chan struct{}, *error) {
 	done := make(chan struct{})
+	var err error
 	go func() {
-		c.Attach(ctx, a)
+		err = c.Attach(ctx, a)
 		close(done)
 	}()
-	return done
+	return done, &err
 }
 
 func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
@@ -217,9 +225,9 @@ func TestAttachSlowOrGoneClientIsDropped(t *testing.T) {
 	defer close(slow.release)
 	var fast syncBuffer
 	ctx := context.Background()
-	aSlow := attachAsync(c, ctx, Attachment{Stdout: slow})
-	aGone := attachAsync(c, ctx, Attachment{Stdout: failingWriter{}})
-	aFast := attachAsync(c, ctx, Attachment{Stdout: &fast})
+	aSlow, slowErr := attachAsyncErr(c, ctx, Attachment{Stdout: slow})
+	aGone, goneErr := attachAsyncErr(c, ctx, Attachment{Stdout: failingWriter{}})
+	aFast, fastErr := attachAsyncErr(c, ctx, Attachment{Stdout: &fast})
 	waitFor(t, "three subscribers", func() bool { return subscribers(c.stdoutFan) == 3 })
 
 	// Far more chunks than a client may lag behind: the container must
@@ -237,6 +245,10 @@ func TestAttachSlowOrGoneClientIsDropped(t *testing.T) {
 	waitClosed(t, aFast, "fast attach")
 	if n := len(fast.String()); n != chunks*len(chunk) {
 		t.Errorf("fast client got %d bytes, want %d", n, chunks*len(chunk))
+	}
+	// The dropped clients are told; the one that kept up is not.
+	if !errors.Is(*slowErr, ErrDropped) || !errors.Is(*goneErr, ErrDropped) || *fastErr != nil {
+		t.Errorf("Attach returned %v for the slow client, %v for the gone one, %v for the fast one; want ErrDropped, ErrDropped, nil", *slowErr, *goneErr, *fastErr)
 	}
 }
 

@@ -44,7 +44,7 @@ func testBadRuntimeClass(t *testing.T, c *Cluster) {
 			t.Errorf("delete RuntimeClass %s: %v", rcName, err)
 		}
 	})
-	pod := busyboxPod(c, "no-handler", "sleep 3600")
+	pod := busyboxPod(c, ns, "no-handler", "sleep 3600")
 	pod.Spec.RuntimeClassName = ptr.To(rcName)
 	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func testBadHostPath(t *testing.T, c *Cluster) {
 	ns := c.Namespace(t, "bad-hostpath")
 	for _, ro := range []bool{false, true} {
 		name := map[bool]string{false: "proc-rw", true: "proc-ro"}[ro]
-		pod := busyboxPod(c, name, "echo ostype=$(cat /host-sys/kernel/ostype); exec sleep 3600")
+		pod := busyboxPod(c, ns, name, "echo ostype=$(cat /host-sys/kernel/ostype); exec sleep 3600")
 		pod.Spec.Volumes = []corev1.Volume{{Name: "sys", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/proc/sys"}}}}
 		pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "sys", MountPath: "/host-sys", ReadOnly: ro}}
 		if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -141,7 +141,7 @@ func testBadDevice(t *testing.T, c *Cluster) {
 		{"two-intel-gpus", ResourceName, "2"},
 		{"nvidia-gpu", "accel-cri.io/gpu", "1"},
 	} {
-		pod := busyboxPod(c, tc.pod, "sleep 3600")
+		pod := busyboxPod(c, ns, tc.pod, "sleep 3600")
 		pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceName(tc.resource): resource.MustParse(tc.n)}
 		if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -152,7 +152,7 @@ func testBadDevice(t *testing.T, c *Cluster) {
 		describeShows(t, c, ctx, ns, tc.pod, "FailedScheduling", "Insufficient "+tc.resource)
 	}
 
-	pod := busyboxPod(c, "bound-two-gpus", "sleep 3600")
+	pod := busyboxPod(c, ns, "bound-two-gpus", "sleep 3600")
 	pod.Spec.NodeName = NodeName
 	pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{ResourceName: resource.MustParse("2")}
 	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -209,7 +209,7 @@ func testBadCDISpec(t *testing.T, c *Cluster) {
 
 	// The name the device plugin gives the kubelet (devices.pluginServer.Allocate).
 	name := ResourceName + "=" + GPU.PCI
-	pod := busyboxPod(c, "gpu-no-spec", "echo dri=$(ls /dev/dri | tr '\\n' ' '); exec sleep 3600")
+	pod := busyboxPod(c, ns, "gpu-no-spec", "echo dri=$(ls /dev/dri | tr '\\n' ' '); exec sleep 3600")
 	pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{ResourceName: resource.MustParse("1")}
 	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -241,22 +241,6 @@ func testBadCDISpec(t *testing.T, c *Cluster) {
 		return true, nil
 	})
 	waitKubectlTimeout(t, c, ctx, 30*time.Second, "dri=card0 renderD128\n", "-n", ns, "logs", "gpu-no-spec")
-}
-
-// busyboxPod is a one-container ("main") busybox pod running script,
-// without service account token (none of these pods needs one).
-func busyboxPod(c *Cluster, name, script string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: ptr.To[int64](2),
-			AutomountServiceAccountToken:  ptr.To(false),
-			Containers: []corev1.Container{{
-				Name: "main", Image: c.Images.Busybox.Ref, ImagePullPolicy: corev1.PullIfNotPresent,
-				Command: []string{"sh", "-c", script},
-			}},
-		},
-	}
 }
 
 func getPod(t *testing.T, c *Cluster, ctx context.Context, ns, name string) *corev1.Pod {

@@ -54,6 +54,13 @@ func TestCluster(t *testing.T) {
 	}{
 		{"node", testNode},
 		{"deployment", testDeployment},
+		{"exec", testExec},
+		{"exec-tty", testExecTTY},
+		{"attach", testAttach},
+		{"cp", testCp},
+		{"port-forward", testPortForward},
+		{"logs-follow", testLogsFollow},
+		{"logs-previous", testLogsPrevious},
 		{"jobs", testJobs},
 		{"runtimeclass", testRuntimeClass},
 		{"gpu-job", testGPUJob},
