@@ -148,19 +148,8 @@ func testExecTTY(t *testing.T, c *Cluster) {
 
 	// A resize of the terminal reaches the container's TTY (kubectl sends
 	// it on SIGWINCH, asynchronously: ask until it shows).
-	if err := term.resize(50, 120); err != nil {
-		t.Fatal(err)
-	}
 	var size string
-	for range 30 {
-		at = term.send(t, "stty size\r")
-		m, at = term.expectMatch(t, at, regexp.MustCompile(`\r\n(\d+ \d+)\r\n`))
-		if size = m[1]; size == "50 120" {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	if size != "50 120" {
+	if size, at = term.resizeSeen(t, at, 50, 120); size != "50 120" {
 		t.Errorf("stty size after resizing the terminal to 50x120 = %q", size)
 	}
 
@@ -346,19 +335,7 @@ func testAttach(t *testing.T, c *Cluster) {
 	if m[1] != "30 90" {
 		t.Errorf("stty size in the attached TTY = %q, want the terminal's 30 90", m[1])
 	}
-	if err := term.resize(35, 95); err != nil {
-		t.Fatal(err)
-	}
-	var size string
-	for range 30 {
-		at = term.send(t, "stty size\r")
-		m, at = term.expectMatch(t, at, regexp.MustCompile(`\r\n(\d+ \d+)\r\n`))
-		if size = m[1]; size == "35 95" {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	if size != "35 95" {
+	if size, _ := term.resizeSeen(t, at, 35, 95); size != "35 95" {
 		t.Errorf("stty size in the attached TTY after resizing the terminal to 35x95 = %q", size)
 	}
 	k.terminate(t)
@@ -993,6 +970,29 @@ func (term *terminal) since(from int) string {
 }
 
 // resize sets the terminal's size: its foreground process (kubectl) gets SIGWINCH.
+// resizeSeen resizes the terminal and asks the shell on it for its size
+// (stty size) until it shows rows x cols, up to 30 times a second apart:
+// kubectl sends a resize on SIGWINCH, asynchronously. It returns the last
+// size seen and where the output was read to.
+func (term *terminal) resizeSeen(t *testing.T, from int, rows, cols uint16) (string, int) {
+	t.Helper()
+	if err := term.resize(rows, cols); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d %d", rows, cols)
+	var size string
+	for range 30 {
+		from = term.send(t, "stty size\r")
+		var m []string
+		m, from = term.expectMatch(t, from, regexp.MustCompile(`\r\n(\d+ \d+)\r\n`))
+		if size = m[1]; size == want {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	return size, from
+}
+
 func (term *terminal) resize(rows, cols uint16) error {
 	return term.control(func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
