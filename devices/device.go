@@ -65,8 +65,26 @@ type Device struct {
 	Nodes []Node
 	// Attrs are extra identifiers (FPGA interface and AFU ids).
 	Attrs map[string]string
+	// DriverVersion is the kernel driver's version where the host says it
+	// (NVML for NVIDIA; /sys/module/<driver>/version for out-of-tree DRM
+	// drivers; in-tree drivers have none), as reported.
+	DriverVersion string
+	// Memory is the device's own memory in bytes (NVML's total; amdgpu's
+	// mem_info_vram_total); 0 when unknown (integrated GPUs, Intel).
+	Memory uint64
+	// Media describes the video engines where discovery knows them; nil
+	// when it does not.
+	Media *Media
 	// Health is Unhealthy once the device vanished.
 	Health Health
+}
+
+// Media is what discovery knows of a GPU's video engines.
+type Media struct {
+	// Encode and Decode report hardware video encoding and decoding
+	// (NVENC/NVDEC: NVML answers encoder capacity and decoder
+	// utilization queries only on GPUs that have them).
+	Encode, Decode bool
 }
 
 // CDIName is the fully qualified CDI name of the device by its index/name.

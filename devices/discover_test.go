@@ -26,7 +26,8 @@ var (
 	dgpu = devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
 		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: gidVideo, RenderGID: gidRender}
 	amd = devicetest.DRMGPU{PCI: "0000:05:00.0", Vendor: "0x1002", Device: "0x73bf", Driver: "amdgpu", Card: 2, Render: 130,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: gidVideo, RenderGID: gidRender}
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: gidVideo, RenderGID: gidRender,
+		VRAM: 16 << 30, ModuleVersion: "6.10.5"}
 )
 
 func needRoot(t *testing.T) {
@@ -41,10 +42,13 @@ func fakeNVML(minors ...int) *mock.Interface {
 	for i, m := range minors {
 		uuid := "GPU-0000000" + string(rune('0'+i)) + "-aaaa-bbbb-cccc-ddddeeeeffff"
 		devs = append(devs, &mock.Device{
-			GetUUIDFunc:        func() (string, nvml.Return) { return uuid, nvml.SUCCESS },
-			GetNameFunc:        func() (string, nvml.Return) { return "NVIDIA L4", nvml.SUCCESS },
-			GetMinorNumberFunc: func() (int, nvml.Return) { return m, nvml.SUCCESS },
-			GetPciInfoFunc:     func() (nvml.PciInfo, nvml.Return) { return nvml.PciInfo{}, nvml.ERROR_NOT_SUPPORTED },
+			GetUUIDFunc:               func() (string, nvml.Return) { return uuid, nvml.SUCCESS },
+			GetNameFunc:               func() (string, nvml.Return) { return "NVIDIA L4", nvml.SUCCESS },
+			GetMinorNumberFunc:        func() (int, nvml.Return) { return m, nvml.SUCCESS },
+			GetPciInfoFunc:            func() (nvml.PciInfo, nvml.Return) { return nvml.PciInfo{}, nvml.ERROR_NOT_SUPPORTED },
+			GetMemoryInfoFunc:         func() (nvml.Memory, nvml.Return) { return nvml.Memory{Total: 24 << 30}, nvml.SUCCESS },
+			GetEncoderCapacityFunc:    func(nvml.EncoderType) (int, nvml.Return) { return 100, nvml.SUCCESS },
+			GetDecoderUtilizationFunc: func() (uint32, uint32, nvml.Return) { return 0, 1000, nvml.SUCCESS },
 		})
 	}
 	return &mock.Interface{
@@ -128,6 +132,15 @@ func TestDiscoverFakeHost(t *testing.T) {
 		if strings.Join(nodes, ",") != strings.Join(w.nodes, ",") {
 			t.Errorf("%s nodes %v, want %v", w.name, nodes, w.nodes)
 		}
+	}
+	if nv := got["accel-cri.io/gpu=0"]; nv.Memory != 24<<30 || nv.DriverVersion != "550.54.15" || nv.Media == nil || !nv.Media.Encode || !nv.Media.Decode {
+		t.Errorf("NVIDIA memory, driver version, media: %d %q %+v", nv.Memory, nv.DriverVersion, nv.Media)
+	}
+	if a := got["accel-cri.io/amd-gpu=0"]; a.Memory != 16<<30 || a.DriverVersion != "6.10.5" {
+		t.Errorf("amdgpu VRAM and module version: %d %q", a.Memory, a.DriverVersion)
+	}
+	if i := got["accel-cri.io/intel-gpu=0"]; i.Memory != 0 || i.DriverVersion != "" || i.Media != nil {
+		t.Errorf("i915 (in-tree, integrated): memory %d, driver version %q, media %+v; want none known", i.Memory, i.DriverVersion, i.Media)
 	}
 	if r := got["accel-cri.io/intel-gpu=0"].Nodes[1]; r.GID != gidRender || r.Mode != 0o660 {
 		t.Errorf("render node owner/mode: %+v", r)

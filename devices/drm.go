@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/klog/v2"
@@ -59,6 +60,13 @@ func discoverDRM(o *options) ([]Device, error) {
 				Driver: linkBase(filepath.Join(pciDir, "driver")),
 				PCI:    addr,
 				Health: Healthy,
+			}
+			if d.Driver != "" {
+				// Only out-of-tree builds (DKMS) declare a module version.
+				d.DriverVersion = readAttr(filepath.Join(o.sysfsRoot, "module", d.Driver, "version"))
+			}
+			if vram, err := strconv.ParseUint(readAttr(filepath.Join(pciDir, "mem_info_vram_total")), 10, 64); err == nil {
+				d.Memory = vram // amdgpu (Documentation/gpu/amdgpu: mem_info_vram_total)
 			}
 			byPCI[addr] = d
 		}

@@ -112,6 +112,7 @@ func discoverNVIDIA(o *options) (devs []Device, shared *NVIDIAShared, err error)
 	if ret != nvml.SUCCESS {
 		return nil, nil, fmt.Errorf("nvml device count: %s", nvml.ErrorString(ret))
 	}
+	driverVersion, _ := lib.SystemGetDriverVersion()
 	for i := 0; i < n; i++ {
 		h, ret := lib.DeviceGetHandleByIndex(i)
 		if ret != nvml.SUCCESS {
@@ -139,10 +140,14 @@ func discoverNVIDIA(o *options) (devs []Device, shared *NVIDIAShared, err error)
 		if pci, ret := h.GetPciInfo(); ret == nvml.SUCCESS {
 			d.PCI = pciBusID(pci)
 		}
+		d.DriverVersion = driverVersion
+		if mem, ret := h.GetMemoryInfo(); ret == nvml.SUCCESS {
+			d.Memory = mem.Total
+		}
+		d.Media = nvidiaMedia(h)
 		devs = append(devs, d)
 	}
-	shared = &NVIDIAShared{}
-	shared.DriverVersion, _ = lib.SystemGetDriverVersion()
+	shared = &NVIDIAShared{DriverVersion: driverVersion}
 	for _, c := range nvidiaControlNodes {
 		if n, err := statNode(o.devRoot, filepath.Join(o.devRoot, c)); err == nil {
 			shared.ControlNodes = append(shared.ControlNodes, n)
@@ -157,6 +162,19 @@ func discoverNVIDIA(o *options) (devs []Device, shared *NVIDIAShared, err error)
 	shared.Capabilities = o.capabilities()
 	shared.Libraries = findLibraries(o, shared.DriverVersion)
 	return devs, shared, nil
+}
+
+// nvidiaMedia asks NVML whether the GPU has NVENC and NVDEC: the encoder
+// capacity query (H.264) and the decoder utilization query answer
+// NOT_SUPPORTED on GPUs without them. The capacity NVML reports is a
+// percentage of what is left, not a number of sessions, so it is not kept.
+func nvidiaMedia(h nvml.Device) *Media {
+	_, enc := h.GetEncoderCapacity(nvml.ENCODER_QUERY_H264)
+	_, _, dec := h.GetDecoderUtilization()
+	if enc != nvml.SUCCESS && enc != nvml.ERROR_NOT_SUPPORTED && dec != nvml.SUCCESS && dec != nvml.ERROR_NOT_SUPPORTED {
+		return nil // neither query answered: unknown
+	}
+	return &Media{Encode: enc == nvml.SUCCESS, Decode: dec == nvml.SUCCESS}
 }
 
 // initNVML calls Init, turning go-nvml's panic on a missing library (some

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+
 	"github.com/accel-cri/accel-cri/devices/devicetest"
 )
 
@@ -159,5 +162,29 @@ func TestLookupLibrary(t *testing.T) {
 		if p != tc.path || (p != "" && soname != tc.soname) {
 			t.Errorf("%s (%s): %s %s, want %s %s", tc.name, tc.version, soname, p, tc.soname, tc.path)
 		}
+	}
+}
+
+func TestNVIDIAMedia(t *testing.T) {
+	for _, tc := range []struct {
+		desc     string
+		enc, dec nvml.Return
+		want     *Media
+	}{
+		{"NVENC and NVDEC", nvml.SUCCESS, nvml.SUCCESS, &Media{Encode: true, Decode: true}},
+		{"no NVENC (A100)", nvml.ERROR_NOT_SUPPORTED, nvml.SUCCESS, &Media{Decode: true}},
+		{"neither", nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_NOT_SUPPORTED, &Media{}},
+		{"NVML does not answer: unknown", nvml.ERROR_UNKNOWN, nvml.ERROR_GPU_IS_LOST, nil},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			h := &mock.Device{
+				GetEncoderCapacityFunc:    func(nvml.EncoderType) (int, nvml.Return) { return 100, tc.enc },
+				GetDecoderUtilizationFunc: func() (uint32, uint32, nvml.Return) { return 0, 1000, tc.dec },
+			}
+			got := nvidiaMedia(h)
+			if (got == nil) != (tc.want == nil) || got != nil && *got != *tc.want {
+				t.Errorf("nvidiaMedia = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -124,14 +124,43 @@ type DRMGPU struct {
 	CardNum, RenderNum Num
 	// GID owns the nodes (render group for render nodes, video for card).
 	CardGID, RenderGID int
+	// VRAM, if set, is amdgpu's mem_info_vram_total (bytes).
+	VRAM uint64
+	// ModuleVersion, if set, is /sys/module/<Driver>/version (what
+	// out-of-tree DKMS builds declare).
+	ModuleVersion string
+	// NUMANode, if set, is written to the PCI device's numa_node.
+	NUMANode string
+}
+
+// pciDevice makes /sys/devices/pci0000:00/<addr> and the kernel's
+// /sys/bus/pci/devices/<addr> link to it, and returns its directory.
+func (h *Host) pciDevice(addr string) string {
+	h.t.Helper()
+	pci := filepath.Join(h.Sysfs, "devices", "pci0000:00", addr)
+	h.mkdir(pci)
+	link := filepath.Join(h.Sysfs, "bus", "pci", "devices", addr)
+	if _, err := os.Lstat(link); err != nil {
+		h.symlink(pci, link)
+	}
+	return pci
 }
 
 // AddDRMGPU adds the PCI device, its drm directory, the class links and
 // the /dev/dri nodes (mode 0660), like the kernel and udev do.
 func (h *Host) AddDRMGPU(g DRMGPU) {
 	h.t.Helper()
-	pci := filepath.Join(h.Sysfs, "devices", "pci0000:00", g.PCI)
+	pci := h.pciDevice(g.PCI)
 	h.write(filepath.Join(pci, "vendor"), g.Vendor)
+	if g.VRAM != 0 {
+		h.write(filepath.Join(pci, "mem_info_vram_total"), fmt.Sprint(g.VRAM))
+	}
+	if g.ModuleVersion != "" {
+		h.write(filepath.Join(h.Sysfs, "module", g.Driver, "version"), g.ModuleVersion)
+	}
+	if g.NUMANode != "" {
+		h.write(filepath.Join(pci, "numa_node"), g.NUMANode)
+	}
 	h.write(filepath.Join(pci, "device"), g.Device)
 	drv := filepath.Join(h.Sysfs, "bus", "pci", "drivers", g.Driver)
 	h.mkdir(drv)
@@ -173,7 +202,7 @@ func (h *Host) RemoveDRMGPU(g DRMGPU) {
 // /sys/class/fpga_region/regionN/{dfl-fme.N,dfl-port.N} and /dev/dfl-port.N.
 func (h *Host) AddDFLFPGA(region, port int, pci, interfaceID, afuID string, num Num) {
 	h.t.Helper()
-	pdev := filepath.Join(h.Sysfs, "devices", "pci0000:00", pci)
+	pdev := h.pciDevice(pci)
 	r := filepath.Join(pdev, fmt.Sprintf("fpga_region/region%d", region))
 	h.mkdir(r)
 	h.symlink(pdev, filepath.Join(r, "device"))
@@ -217,7 +246,7 @@ type DFLFPGA struct {
 // AddDFLBusFPGA adds f.
 func (h *Host) AddDFLBusFPGA(f DFLFPGA) {
 	h.t.Helper()
-	pdev := filepath.Join(h.Sysfs, "devices", "pci0000:00", f.PCI)
+	pdev := h.pciDevice(f.PCI)
 	r := filepath.Join(pdev, "fpga_region", fmt.Sprintf("region%d", f.Region))
 	h.mkdir(r)
 	h.symlink(pdev, filepath.Join(r, "device")) // the class device's parent
