@@ -72,8 +72,8 @@ type Device struct {
 	// Memory is the device's own memory in bytes (NVML's total; amdgpu's
 	// mem_info_vram_total); 0 when unknown (integrated GPUs, Intel).
 	Memory uint64
-	// Media describes the video engines where discovery knows them; nil
-	// when it does not.
+	// Media describes the video engines where discovery knows them (NVIDIA,
+	// Intel on kernels that list engines); nil when it does not.
 	Media *Media
 	// Health is Unhealthy once the device vanished.
 	Health Health
@@ -81,9 +81,10 @@ type Device struct {
 
 // Media is what discovery knows of a GPU's video engines.
 type Media struct {
-	// Encode and Decode report hardware video encoding and decoding
-	// (NVENC/NVDEC: NVML answers encoder capacity and decoder
-	// utilization queries only on GPUs that have them).
+	// Encode and Decode report hardware video encoding and decoding:
+	// NVENC/NVDEC for NVIDIA (NVML answers encoder capacity and decoder
+	// utilization queries only on GPUs that have them), a video codec
+	// engine (VCS) in the engines i915 or xe list for Intel.
 	Encode, Decode bool
 }
 

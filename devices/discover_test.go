@@ -24,7 +24,8 @@ var (
 	igpu = devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
 		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: gidVideo, RenderGID: gidRender}
 	dgpu = devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: gidVideo, RenderGID: gidRender}
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: gidVideo, RenderGID: gidRender,
+		Engines: []string{"rcs", "bcs", "vcs", "vecs", "ccs"}}
 	amd = devicetest.DRMGPU{PCI: "0000:05:00.0", Vendor: "0x1002", Device: "0x73bf", Driver: "amdgpu", Card: 2, Render: 130,
 		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: gidVideo, RenderGID: gidRender,
 		VRAM: 16 << 30, ModuleVersion: "6.10.5"}
@@ -141,6 +142,9 @@ func TestDiscoverFakeHost(t *testing.T) {
 	}
 	if i := got["accel-cri.io/intel-gpu=0"]; i.Memory != 0 || i.DriverVersion != "" || i.Media != nil {
 		t.Errorf("i915 (in-tree, integrated): memory %d, driver version %q, media %+v; want none known", i.Memory, i.DriverVersion, i.Media)
+	}
+	if x := got["accel-cri.io/intel-gpu=1"]; x.Media == nil || !x.Media.Encode || !x.Media.Decode {
+		t.Errorf("xe GPU with a vcs engine class: media %+v, want encode and decode", x.Media)
 	}
 	if r := got["accel-cri.io/intel-gpu=0"].Nodes[1]; r.GID != gidRender || r.Mode != 0o660 {
 		t.Errorf("render node owner/mode: %+v", r)
@@ -307,5 +311,31 @@ func TestDeviceVanishes(t *testing.T) {
 		if d.Health != Healthy {
 			t.Errorf("%s still %s", d.ID(), d.Health)
 		}
+	}
+}
+
+func TestIntelMedia(t *testing.T) {
+	for _, tc := range []struct {
+		desc  string
+		files []string // under the dir given to intelMedia
+		want  *Media
+	}{
+		{"i915 with video engines", []string{"engine/rcs0/name", "engine/bcs0/name", "engine/vcs0/name", "engine/vcs1/name", "engine/vecs0/name"}, &Media{Encode: true, Decode: true}},
+		{"i915 without (compute only)", []string{"engine/rcs0/name", "engine/bcs0/name", "engine/ccs0/name"}, &Media{}},
+		{"xe with the vcs class", []string{"tile0/gt0/engines/rcs/x", "tile0/gt1/engines/vcs/x"}, &Media{Encode: true, Decode: true}},
+		{"no engines listed (older kernel)", []string{"vendor"}, nil},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range tc.files {
+				p := filepath.Join(dir, f)
+				os.MkdirAll(filepath.Dir(p), 0o755)
+				os.WriteFile(p, nil, 0o644)
+			}
+			got := intelMedia(dir)
+			if (got == nil) != (tc.want == nil) || got != nil && *got != *tc.want {
+				t.Errorf("intelMedia = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -68,7 +68,13 @@ func discoverDRM(o *options) ([]Device, error) {
 			if vram, err := strconv.ParseUint(readAttr(filepath.Join(pciDir, "mem_info_vram_total")), 10, 64); err == nil {
 				d.Memory = vram // amdgpu (Documentation/gpu/amdgpu: mem_info_vram_total)
 			}
+			if d.Class == ClassIntelGPU {
+				d.Media = intelMedia(pciDir)
+			}
 			byPCI[addr] = d
+		}
+		if d.Class == ClassIntelGPU && d.Media == nil && strings.HasPrefix(e.Name(), "card") {
+			d.Media = intelMedia(filepath.Join(classDir, e.Name()))
 		}
 		n, err := statNode(o.devRoot, filepath.Join(o.devRoot, "dri", e.Name()))
 		if err != nil {
@@ -95,6 +101,28 @@ func discoverDRM(o *options) ([]Device, error) {
 		out = append(out, *d)
 	}
 	return out, nil
+}
+
+// intelMedia reads the engines an Intel GPU's driver lists: i915 under the
+// card's sysfs entry (engine/vcs0, vcs1, ...: drivers/gpu/drm/i915/gt/
+// sysfs_engines.c), xe under the PCI device per GT (tile0/gt0/engines/vcs:
+// xe_hw_engine_class_sysfs.c). A video codec engine (VCS, the VDBOX)
+// decodes and encodes. nil when dir lists no engines (an older kernel, or
+// dir is not the one of this driver).
+func intelMedia(dir string) *Media {
+	listed, _ := filepath.Glob(filepath.Join(dir, "engine", "*"))
+	xe, _ := filepath.Glob(filepath.Join(dir, "tile*", "gt*", "engines", "*"))
+	listed = append(listed, xe...)
+	if len(listed) == 0 {
+		return nil
+	}
+	m := &Media{}
+	for _, e := range listed {
+		if strings.HasPrefix(filepath.Base(e), "vcs") {
+			m.Encode, m.Decode = true, true
+		}
+	}
+	return m
 }
 
 // nodeOrder sorts card nodes before render nodes, then by number.

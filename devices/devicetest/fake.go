@@ -131,6 +131,10 @@ type DRMGPU struct {
 	ModuleVersion string
 	// NUMANode, if set, is written to the PCI device's numa_node.
 	NUMANode string
+	// Engines are the engines the driver lists ("rcs0", "vcs0"): i915
+	// under the card's engine/, xe (engine classes, "vcs") under the PCI
+	// device's tile0/gt0/engines/.
+	Engines []string
 }
 
 // pciDevice makes /sys/devices/pci0000:00/<addr> and the kernel's
@@ -180,6 +184,13 @@ func (h *Host) AddDRMGPU(g DRMGPU) {
 		h.symlink(pci, filepath.Join(dir, "device"))
 		h.symlink(dir, filepath.Join(h.Sysfs, "class", "drm", n.name))
 		h.Mknod(filepath.Join("dri", n.name), n.num, 0o660, n.gid)
+	}
+	for _, e := range g.Engines {
+		if g.Driver == "xe" {
+			h.mkdir(filepath.Join(pci, "tile0", "gt0", "engines", e))
+		} else {
+			h.write(filepath.Join(pci, "drm", fmt.Sprintf("card%d", g.Card), "engine", e, "name"), e)
+		}
 	}
 	// A connector, which discovery must skip.
 	conn := filepath.Join(pci, "drm", fmt.Sprintf("card%d", g.Card), fmt.Sprintf("card%d-DP-1", g.Card))

@@ -97,13 +97,14 @@ func TestDeviceClasses(t *testing.T) {
 		devices  []string
 		resource string // extendedResourceName; "" for none
 	}{
-		"gpu.accel-cri.io":        {gpus, ""},
-		"nvidia-gpu.accel-cri.io": {[]string{"gpu-0000-41-00-0"}, devices.ResourceName(devices.ClassNVIDIA)},
-		"intel-gpu.accel-cri.io":  {[]string{"gpu-0000-00-02-0", "gpu-0000-03-00-0"}, devices.ResourceName(devices.ClassIntelGPU)},
-		"amd-gpu.accel-cri.io":    {[]string{"gpu-0000-05-00-0"}, devices.ResourceName(devices.ClassAMDGPU)},
-		"drm-gpu.accel-cri.io":    {[]string{"gpu-0000-06-00-0"}, devices.ResourceName(devices.ClassDRMGPU)},
-		"fpga.accel-cri.io":       {[]string{"fpga-0000-08-00-0-dfl-port-0", "fpga-intel-fpga-port-1"}, devices.ResourceName(devices.ClassFPGA)},
-		"device.accel-cri.io":     {[]string{"static-u30"}, devices.ResourceName(devices.ClassStatic)},
+		"gpu.accel-cri.io":              {gpus, ""},
+		"nvidia-gpu.accel-cri.io":       {[]string{"gpu-0000-41-00-0"}, devices.ResourceName(devices.ClassNVIDIA)},
+		"intel-gpu.accel-cri.io":        {[]string{"gpu-0000-00-02-0", "gpu-0000-03-00-0"}, devices.ResourceName(devices.ClassIntelGPU)},
+		"amd-gpu.accel-cri.io":          {[]string{"gpu-0000-05-00-0"}, devices.ResourceName(devices.ClassAMDGPU)},
+		"drm-gpu.accel-cri.io":          {[]string{"gpu-0000-06-00-0"}, devices.ResourceName(devices.ClassDRMGPU)},
+		"video-encode-gpu.accel-cri.io": {[]string{"gpu-0000-00-02-0", "gpu-0000-41-00-0"}, ""},
+		"fpga.accel-cri.io":             {[]string{"fpga-0000-08-00-0-dfl-port-0", "fpga-intel-fpga-port-1"}, devices.ResourceName(devices.ClassFPGA)},
+		"device.accel-cri.io":           {[]string{"static-u30"}, devices.ResourceName(devices.ClassStatic)},
 	}
 	classes := deviceClasses(t)
 	var names []string

@@ -33,7 +33,8 @@
 //
 // An NVIDIA GPU also has uuid, nvidiaMinor, driverVersion (a version:
 // NVML's "535.104.05" becomes 535.104.5), videoEncode/videoDecode and the
-// capacity memory; an amdgpu GPU memory (VRAM).
+// capacity memory; an amdgpu GPU memory (VRAM); an Intel GPU whose driver
+// lists its engines videoEncode/videoDecode.
 //
 // A vanished device keeps its entry with the taint accel-cri.io/unhealthy
 // (NoSchedule), so the scheduler stops allocating it and claims that

@@ -23,9 +23,9 @@ const node = "node-a"
 
 var (
 	igpu = devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, NUMANode: "-1"}
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, NUMANode: "-1", Engines: []string{"rcs0", "bcs0", "vcs0", "vecs0"}}
 	dgpu = devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, NUMANode: "0"}
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, NUMANode: "0", Engines: []string{"rcs", "bcs", "ccs"}}
 	amd = devicetest.DRMGPU{PCI: "0000:05:00.0", Vendor: "0x1002", Device: "0x73bf", Driver: "amdgpu", Card: 2, Render: 130,
 		CardNum: devicetest.Null, RenderNum: devicetest.Null, VRAM: 16 << 30, ModuleVersion: "6.10.5"}
 	other = devicetest.DRMGPU{PCI: "0000:06:00.0", Vendor: "0x1a03", Device: "0x2000", Driver: "ast", Card: 3, Render: 131,
@@ -112,7 +112,7 @@ func TestResources(t *testing.T) {
 		DriverGPU: {
 			{Name: "gpu-0000-03-00-0", Attributes: attrs{
 				AttrClass: str("intel-gpu"), AttrVendor: str("intel"), AttrModel: str("0x56a0"), AttrDriver: str("xe"),
-				AttrCardMinor: num(1), AttrRenderMinor: num(129),
+				AttrCardMinor: num(1), AttrRenderMinor: num(129), AttrVideoEncode: yes(false), AttrVideoDecode: yes(false),
 				pciBusID: str("0000:03:00.0"), pcieRoot: str("pci0000:00"), numaNode: num(0),
 			}},
 			{Name: "gpu-0000-05-00-0", Attributes: attrs{
@@ -134,7 +134,7 @@ func TestResources(t *testing.T) {
 			// Vanished: last, tainted, numa_node -1 gives no numaNode.
 			{Name: "gpu-0000-00-02-0", Attributes: attrs{
 				AttrClass: str("intel-gpu"), AttrVendor: str("intel"), AttrModel: str("0x4680"), AttrDriver: str("i915"),
-				AttrCardMinor: num(0), AttrRenderMinor: num(128),
+				AttrCardMinor: num(0), AttrRenderMinor: num(128), AttrVideoEncode: yes(true), AttrVideoDecode: yes(true),
 				pciBusID: str("0000:00:02.0"), pcieRoot: str("pci0000:00"),
 			}, Taints: unhealthy},
 		},
