@@ -20,7 +20,7 @@ import (
 	"github.com/accel-cri/accel-cri/devices"
 )
 
-const classesFile = "../../deploy/dra/deviceclasses.yaml"
+const classesFile = "../deploy/dra/deviceclasses.yaml"
 
 // deviceClasses decodes the shipped DeviceClasses strictly (an unknown or
 // misspelt field is an error) with the Kubernetes scheme.
