@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // DevicesConfig is the [devices] table: discovery roots, CDI directories,
@@ -18,12 +20,25 @@ type DevicesConfig struct {
 	// NVIDIADriverCapabilities decides the NVIDIA driver libraries mounted.
 	NVIDIADriverCapabilities []string `toml:"nvidia_driver_capabilities" json:"nvidia_driver_capabilities" comment:"NVIDIA driver capabilities given to containers with NVIDIA GPUs: which driver libraries (found through the\nhost's ld cache) are mounted, and NVIDIA_DRIVER_CAPABILITIES. Any of compute (libcuda), utility (libnvidia-ml),\nvideo (NVENC/NVDEC: libnvidia-encode, libnvcuvid), graphics (OpenGL, EGL, GLES, Vulkan: libnvidia-glcore,\nlibGLX_nvidia, libEGL_nvidia, ... and the glvnd/Vulkan ICD files)."`
 	// Static is a list of tables ([[devices.static]]).
-	Static                             []StaticDeviceConfig `toml:"static" json:"static" comment:"Devices nothing discovers, published as accel-cri.io/device=<name>: [[devices.static]] name = \"x\", path = \"/dev/x\".\nThe path must be a character or block device under dev_root."`
-	Replicas                           map[string]int       `toml:"replicas" json:"replicas" comment:"Device plugin sharing: how many containers may be allocated each device of a resource at once,\nby resource name without the accel-cri.io/ prefix (for example intel-gpu = 4). Default 1."`
-	DevicePlugin                       bool                 `toml:"device_plugin" json:"device_plugin" comment:"Register the found devices with kubelet as extended resources accel-cri.io/<class> through the\ndevice-plugin API; Allocate answers with CDI device names."`
-	KubeletPluginDir                   string               `toml:"kubelet_plugin_dir" json:"kubelet_plugin_dir" comment:"kubelet's device-plugin directory (kubelet.sock lives here); watched to register again when kubelet restarts."`
-	DeviceOwnershipFromSecurityContext bool                 `toml:"device_ownership_from_security_context" json:"device_ownership_from_security_context" comment:"Make device nodes (CRI devices and CDI devices) owned by the container's uid and gid (like containerd's\noption of the same name). Off: nodes keep the host's owner and mode, and the node's group is added to the\ncontainer's supplemental groups, which is enough for non-root media workloads."`
+	Static           []StaticDeviceConfig `toml:"static" json:"static" comment:"Devices nothing discovers, published as accel-cri.io/device=<name>: [[devices.static]] name = \"x\", path = \"/dev/x\".\nThe path must be a character or block device under dev_root."`
+	Replicas         map[string]int       `toml:"replicas" json:"replicas" comment:"Device plugin sharing: how many containers may be allocated each device of a resource at once,\nby resource name without the accel-cri.io/ prefix (for example intel-gpu = 4). Default 1."`
+	DevicePlugin     bool                 `toml:"device_plugin" json:"device_plugin" comment:"Register the found devices with kubelet as extended resources accel-cri.io/<class> through the\ndevice-plugin API; Allocate answers with CDI device names."`
+	KubeletPluginDir string               `toml:"kubelet_plugin_dir" json:"kubelet_plugin_dir" comment:"kubelet's device-plugin directory (kubelet.sock lives here); watched to register again when kubelet restarts."`
+	// DRA is the [devices.dra] table.
+	DRA                                DRAConfig `toml:"dra" json:"dra" comment:"accel-cri as the node's Dynamic Resource Allocation driver (resource.k8s.io/v1): drivers gpu.accel-cri.io,\nfpga.accel-cri.io and device.accel-cri.io publish ResourceSlices and prepare claims (docs/devices.md, \"DRA\").\nOn when kubeconfig and node_name are set. The device plugin can run beside it."`
+	DeviceOwnershipFromSecurityContext bool      `toml:"device_ownership_from_security_context" json:"device_ownership_from_security_context" comment:"Make device nodes (CRI devices and CDI devices) owned by the container's uid and gid (like containerd's\noption of the same name). Off: nodes keep the host's owner and mode, and the node's group is added to the\ncontainer's supplemental groups, which is enough for non-root media workloads."`
 }
+
+// DRAConfig is the [devices.dra] table: the DRA kubelet plugin.
+type DRAConfig struct {
+	Kubeconfig  string `toml:"kubeconfig" json:"kubeconfig" comment:"Kubeconfig of the identity that publishes the node's ResourceSlices and reads its claims: the kubelet's\n(system:node:<node>, which the Node authorizer allows exactly that) is the usual choice. Empty: DRA is off."`
+	NodeName    string `toml:"node_name" json:"node_name" comment:"The node's name as the kubelet registers it (the pools and ResourceSlices are named after it)."`
+	PluginsDir  string `toml:"kubelet_plugins_dir" json:"kubelet_plugins_dir" comment:"Where each driver's socket is made: <dir>/<driver>/dra.sock (the kubelet's plugins directory)."`
+	RegistryDir string `toml:"kubelet_registry_dir" json:"kubelet_registry_dir" comment:"The kubelet's plugin registration directory; each driver registers there as <driver>-reg.sock."`
+}
+
+// Enabled reports whether the DRA kubelet plugin runs.
+func (d DRAConfig) Enabled() bool { return d.Kubeconfig != "" }
 
 // StaticDeviceConfig names one device node.
 type StaticDeviceConfig struct {
@@ -44,6 +59,10 @@ func DefaultDevices() DevicesConfig {
 		Replicas:                 map[string]int{},
 		DevicePlugin:             false,
 		KubeletPluginDir:         "/var/lib/kubelet/device-plugins",
+		DRA: DRAConfig{
+			PluginsDir:  "/var/lib/kubelet/plugins",
+			RegistryDir: "/var/lib/kubelet/plugins_registry",
+		},
 	}
 }
 
@@ -101,6 +120,19 @@ func (d *DevicesConfig) validate() []error {
 	}
 	if d.DevicePlugin && d.CDIOutputDir == "" {
 		errs = append(errs, errors.New("devices.device_plugin: needs cdi_output_dir (discovery and CDI specs)"))
+	}
+	abs("dra.kubeconfig", d.DRA.Kubeconfig, false)
+	abs("dra.kubelet_plugins_dir", d.DRA.PluginsDir, d.DRA.Enabled())
+	abs("dra.kubelet_registry_dir", d.DRA.RegistryDir, d.DRA.Enabled())
+	if d.DRA.Enabled() {
+		if d.CDIOutputDir == "" {
+			errs = append(errs, errors.New("devices.dra: needs cdi_output_dir (discovery)"))
+		}
+		if errs1 := validation.IsDNS1123Subdomain(d.DRA.NodeName); len(errs1) > 0 {
+			errs = append(errs, fmt.Errorf("devices.dra.node_name: %q is not a node name: %s", d.DRA.NodeName, strings.Join(errs1, "; ")))
+		}
+	} else if d.DRA.NodeName != "" {
+		errs = append(errs, errors.New("devices.dra.node_name: set without devices.dra.kubeconfig (DRA stays off)"))
 	}
 	for r, n := range d.Replicas {
 		if n < 1 {

@@ -33,6 +33,13 @@ path = "/dev/xilinx_u30"
 		{"zero replicas", "[devices]\nreplicas = { gpu = 0 }\n", "devices.replicas.gpu"},
 		{"plugin without discovery", "[devices]\ndevice_plugin = true\ncdi_output_dir = \"\"\n", "needs cdi_output_dir"},
 		{"unknown key", "[devices]\ncdi_dir = \"/x\"\n", "cdi_dir"},
+		{"dra", "[devices.dra]\nkubeconfig = \"/etc/kubernetes/kubelet.conf\"\nnode_name = \"node-a.example\"\n", ""},
+		{"dra without node name", "[devices.dra]\nkubeconfig = \"/etc/kubernetes/kubelet.conf\"\n", `devices.dra.node_name: ""`},
+		{"dra bad node name", "[devices.dra]\nkubeconfig = \"/k\"\nnode_name = \"Node_A\"\n", `devices.dra.node_name: "Node_A" is not a node name`},
+		{"dra relative kubeconfig", "[devices.dra]\nkubeconfig = \"k.conf\"\nnode_name = \"a\"\n", "devices.dra.kubeconfig"},
+		{"dra without plugins dir", "[devices.dra]\nkubeconfig = \"/k\"\nnode_name = \"a\"\nkubelet_plugins_dir = \"\"\n", "devices.dra.kubelet_plugins_dir: must be set"},
+		{"dra without discovery", "[devices]\ncdi_output_dir = \"\"\n[devices.dra]\nkubeconfig = \"/k\"\nnode_name = \"a\"\n", "devices.dra: needs cdi_output_dir"},
+		{"dra node name alone", "[devices.dra]\nnode_name = \"a\"\n", "set without devices.dra.kubeconfig"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "c.toml")
