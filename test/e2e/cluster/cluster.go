@@ -63,6 +63,20 @@ type Options struct {
 	AccelCRIConfig string
 	// KubeletConfig is appended to the KubeletConfiguration YAML.
 	KubeletConfig string
+	// DevicesConfig is extra TOML for accel-cri's [devices] table
+	// ("replicas = { intel-gpu = 2 }").
+	DevicesConfig string
+	// GPUs are the node's fake GPUs (nil: GPU alone).
+	GPUs []devicetest.DRMGPU
+	// DRA makes accel-cri the node's DRA driver instead of its device
+	// plugin: [devices.dra] with a kubeconfig of the node's own identity
+	// (system:node:<NodeName>, which the Node authorizer and
+	// NodeRestriction let publish the node's ResourceSlices and read its
+	// pods' claims) and the kubelet's plugins and plugins_registry dirs;
+	// device_plugin off, so that extended resources are DRA's (the
+	// DeviceClasses' extendedResourceName). The DeviceClasses of
+	// deploy/dra are applied once the API server is up.
+	DRA bool
 }
 
 // Cluster is a running one-node cluster.
@@ -79,10 +93,14 @@ type Cluster struct {
 	AccelCRI *framework.AccelCRI
 	Kubelet  *kubelet.Kubelet
 	// Devices is the node's fake hardware: one Intel GPU (GPU), which
-	// accel-cri's device plugin offers as accel-cri.io/intel-gpu.
-	Devices  *devicetest.Host
-	Registry *framework.Registry
-	Images   framework.TestImages
+	// accel-cri's device plugin offers as accel-cri.io/intel-gpu, or
+	// Options.GPUs.
+	Devices *devicetest.Host
+	// DRAPluginsDir is accel-cri's kubelet_plugins_dir with Options.DRA
+	// (<kubelet root>/plugins: <driver>/dra.sock, <driver>/checkpoint.json).
+	DRAPluginsDir string
+	Registry      *framework.Registry
+	Images        framework.TestImages
 
 	pki                    *pki
 	etcd, apiserver, cm, s *proc
@@ -198,6 +216,15 @@ func Start(t testing.TB, o Options) *Cluster {
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		t.Fatal(err)
 	}
+	if o.DRA {
+		classes := filepath.Join(framework.ModuleRoot(t), "deploy", "dra", "deviceclasses.yaml")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := c.Kubectl(ctx, "apply", "-f", classes)
+		cancel()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
 
 	cmConf := filepath.Join(dir, "controller-manager.conf")
 	c.pki.kubeconfig(t, cmConf, c.Server, "system:kube-controller-manager")
@@ -235,10 +262,13 @@ func Start(t testing.TB, o Options) *Cluster {
 	if err := os.MkdirAll(filepath.Join(kubeletDir, "device-plugins"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c.Devices = fakeGPU(t, filepath.Join(dir, "devices"))
+	c.Devices = fakeGPUs(t, filepath.Join(dir, "devices"), o.GPUs)
 	crun, runsc := framework.OCIRuntimes(t, dir)
-	config := c.Devices.AccelCRIConfig(filepath.Join(c.Devices.Root, "cdi"),
-		fmt.Sprintf("device_plugin = true\nkubelet_plugin_dir = %q", filepath.Join(kubeletDir, "device-plugins"))) +
+	devConfig := fmt.Sprintf("device_plugin = true\nkubelet_plugin_dir = %q\n", filepath.Join(kubeletDir, "device-plugins")) + o.DevicesConfig
+	if o.DRA {
+		devConfig = c.draConfig(t, kubeletDir, o.DevicesConfig)
+	}
+	config := c.Devices.AccelCRIConfig(filepath.Join(c.Devices.Root, "cdi"), devConfig) +
 		fmt.Sprintf(`
 [runtimes.crun]
   binary_name = %q
@@ -276,20 +306,74 @@ func Start(t testing.TB, o Options) *Cluster {
 var GPU = devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
 	CardNum: devicetest.LoopControl, RenderNum: devicetest.Fuse, CardGID: 44, RenderGID: 993}
 
+// GPU2 is a second fake Intel GPU for the DRA cases: an Arc A770 (xe) at
+// 0000:00:03.0 with card1 and renderD129, reusing the numbers of
+// /dev/btrfs-control and /dev/kvm (harmless to open, outside runc's
+// default rules), the same groups as GPU.
+var GPU2 = devicetest.DRMGPU{PCI: "0000:00:03.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
+	CardNum: BtrfsControl, RenderNum: devicetest.KVM, CardGID: 44, RenderGID: 993}
+
+// BtrfsControl is the number of /dev/btrfs-control.
+var BtrfsControl = devicetest.Num{Major: 10, Minor: 234}
+
 // ResourceName is the extended resource of GPU.
 const ResourceName = "accel-cri.io/intel-gpu"
 
-// fakeGPU makes the sysfs and dev trees of GPU under dir.
-func fakeGPU(t testing.TB, dir string) *devicetest.Host {
+// hostNodes are the host devices whose numbers the fake GPUs reuse.
+var hostNodes = map[devicetest.Num]string{
+	devicetest.Fuse: "/dev/fuse", devicetest.LoopControl: "/dev/loop-control",
+	devicetest.KVM: "/dev/kvm", BtrfsControl: "/dev/btrfs-control",
+}
+
+// fakeGPUs makes the sysfs and dev trees of gpus (nil: GPU) under dir.
+func fakeGPUs(t testing.TB, dir string, gpus []devicetest.DRMGPU) *devicetest.Host {
 	t.Helper()
-	for _, p := range []string{"/dev/fuse", "/dev/loop-control"} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("the fake GPU reuses the numbers of %s: %v", p, err)
+	if gpus == nil {
+		gpus = []devicetest.DRMGPU{GPU}
+	}
+	for _, g := range gpus {
+		for _, n := range []devicetest.Num{g.CardNum, g.RenderNum} {
+			p, ok := hostNodes[n]
+			if !ok {
+				t.Fatalf("fake GPU %s: %v is not one of the host devices the suite reuses", g.PCI, n)
+			}
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("fake GPU %s reuses the numbers of %s: %v", g.PCI, p, err)
+			}
 		}
 	}
 	h := devicetest.NewHost(t, dir)
-	h.AddDRMGPU(GPU)
+	for _, g := range gpus {
+		h.AddDRMGPU(g)
+	}
 	return h
+}
+
+// draConfig is the [devices] lines of accel-cri as the node's DRA driver
+// (Options.DRA): the device plugin off, extra, then [devices.dra] with a
+// kubeconfig of the node's identity and the kubelet's plugin dirs (under
+// the root dir kubelet.NewKubelet gives it, <kubeletDir>/root), made here
+// before accel-cri starts.
+func (c *Cluster) draConfig(t testing.TB, kubeletDir, extra string) string {
+	t.Helper()
+	root := filepath.Join(kubeletDir, "root")
+	c.DRAPluginsDir = filepath.Join(root, "plugins")
+	registry := filepath.Join(root, "plugins_registry")
+	for _, d := range []string{c.DRAPluginsDir, registry} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubeconfig := filepath.Join(c.Dir, "accel-cri-dra.conf")
+	c.pki.kubeconfig(t, kubeconfig, c.Server, "system:node:"+NodeName, "system:nodes")
+	return fmt.Sprintf(`device_plugin = false
+%s
+[devices.dra]
+kubeconfig = %q
+node_name = %q
+kubelet_plugins_dir = %q
+kubelet_registry_dir = %q
+`, extra, kubeconfig, NodeName, c.DRAPluginsDir, registry)
 }
 
 // bridgeIP returns the IPv4 address of the named interface.
