@@ -442,6 +442,10 @@ func testDRAExtendedResource(t *testing.T, c *Cluster) {
 	}
 }
 
+// noAllocation is the scheduler's reason for a node on which a pod's
+// claims cannot be allocated.
+const noAllocation = "cannot allocate all claims"
+
 // testDRAShare: replicas intel-gpu = 2 makes each GPU shareable by two
 // claims. Two pods whose claims select GPU by its pciBusID and request one
 // share each both run on it; a third such claim stays unallocated, its pod
@@ -491,8 +495,8 @@ func testDRAShare(t *testing.T, c *Cluster) {
 	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, claimPod(c, ns, "share-3", "share-3", ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	msg := waitPodEvent(t, c, ctx, ns, "share-3", "FailedScheduling", "")
-	waitUnschedulable(t, c, ctx, ns, "share-3", "")
+	msg := waitPodEvent(t, c, ctx, ns, "share-3", "FailedScheduling", noAllocation)
+	waitUnschedulable(t, c, ctx, ns, "share-3", noAllocation)
 	if cl := getClaim(t, c, ctx, ns, "share-3"); cl.Status.Allocation != nil {
 		t.Errorf("claim share-3 allocated %+v while share-1 and share-2 hold both shares", cl.Status.Allocation.Devices.Results)
 	}
@@ -546,8 +550,8 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, claimPod(c, ns, "on-vanished", "on-vanished", ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	msg := waitPodEvent(t, c, ctx, ns, "on-vanished", "FailedScheduling", "")
-	waitUnschedulable(t, c, ctx, ns, "on-vanished", "")
+	msg := waitPodEvent(t, c, ctx, ns, "on-vanished", "FailedScheduling", noAllocation)
+	waitUnschedulable(t, c, ctx, ns, "on-vanished", noAllocation)
 	t.Logf("on-vanished Pending: %s", msg)
 	runPod(t, c, ctx, claimPod(c, ns, "on-healthy", "on-healthy", ""))
 	g, _ := allocatedGPU(t, getClaim(t, c, ctx, ns, "on-healthy"))
@@ -579,8 +583,9 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 // testDRARestart: a pod holds a claim; accel-cri restarts: the driver's
 // checkpoint still lists the claim and the container still has its GPU; a
 // container kubelet restarts afterwards (a new CreateContainer) gets it
-// again; when the pod is deleted the claim is unprepared and leaves the
-// checkpoint.
+// again; a new claim is prepared by the restarted driver (the kubelet
+// found its new sockets); when the pod is deleted the claim is unprepared
+// and leaves the checkpoint.
 func testDRARestart(t *testing.T, c *Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -627,6 +632,11 @@ func testDRARestart(t *testing.T, c *Cluster) {
 		return true, nil
 	})
 	checkPodGPU(t, c, ctx, ns, "holder", g)
+
+	createClaim(t, c, ctx, ns, "fresh", gpuClaimSpec("", nil))
+	runPod(t, c, ctx, claimPod(c, ns, "after-restart", "fresh", ""))
+	g2, _ := allocatedGPU(t, getClaim(t, c, ctx, ns, "fresh"))
+	checkPodGPU(t, c, ctx, ns, "after-restart", g2)
 
 	if err := c.Client.CoreV1().Pods(ns).Delete(ctx, "holder", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
