@@ -515,10 +515,12 @@ func testDRAShare(t *testing.T, c *Cluster) {
 }
 
 // testDRAUnhealthy: GPU2 vanishes (its sysfs class links and /dev nodes
-// go, as on hot unplug): its device gets the NoSchedule taint
-// accel-cri.io/unhealthy, a claim selecting it is not allocated (its pod
-// Pending, FailedScheduling) while GPU stays allocatable; once GPU2 is
-// back the taint goes and the waiting pod runs on it.
+// go, as on hot unplug) under a pod using it: its device gets the
+// NoSchedule taint accel-cri.io/unhealthy, the kubelet shows the pod's
+// device Unhealthy (the driver's health reports) and the pod runs on; a
+// claim selecting GPU2 is not allocated (its pod Pending,
+// FailedScheduling) while GPU stays allocatable; once GPU2 is back the
+// taint goes, the device is Healthy again and the waiting pod runs on it.
 func testDRAUnhealthy(t *testing.T, c *Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -532,6 +534,13 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 			h.AddDRMGPU(GPU2)
 		}
 	})
+	createClaim(t, c, ctx, ns, "user", gpuClaimSpec(GPU2.PCI, nil))
+	runPod(t, c, ctx, claimPod(c, ns, "user", "user", ""))
+	if g, _ := allocatedGPU(t, getClaim(t, c, ctx, ns, "user")); g.PCI != GPU2.PCI {
+		t.Fatalf("claim user allocated %s, want %s", g.PCI, GPU2.PCI)
+	}
+	waitDeviceHealth(t, c, ctx, ns, "user", GPU2, corev1.ResourceHealthStatusHealthy)
+
 	vanished = true
 	h.RemoveDRMGPU(GPU2)
 	gone, ok := draDeviceName(GPU2), draDeviceName(GPU)
@@ -544,13 +553,18 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 		}
 		return nil
 	})
+	msg := waitDeviceHealth(t, c, ctx, ns, "user", GPU2, corev1.ResourceHealthStatusUnhealthy)
+	t.Logf("pod user's %s: Unhealthy: %s", gone, msg)
+	if cs := containerStatus(getPod(t, c, ctx, ns, "user"), "main"); cs == nil || cs.State.Running == nil || cs.RestartCount != 0 {
+		t.Errorf("pod user's container after its GPU vanished: %+v, want running, not restarted (NoSchedule evicts nothing)", cs)
+	}
 
 	createClaim(t, c, ctx, ns, "on-vanished", gpuClaimSpec(GPU2.PCI, nil))
 	createClaim(t, c, ctx, ns, "on-healthy", gpuClaimSpec(GPU.PCI, nil))
 	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, claimPod(c, ns, "on-vanished", "on-vanished", ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	msg := waitPodEvent(t, c, ctx, ns, "on-vanished", "FailedScheduling", noAllocation)
+	msg = waitPodEvent(t, c, ctx, ns, "on-vanished", "FailedScheduling", noAllocation)
 	waitUnschedulable(t, c, ctx, ns, "on-vanished", noAllocation)
 	t.Logf("on-vanished Pending: %s", msg)
 	runPod(t, c, ctx, claimPod(c, ns, "on-healthy", "on-healthy", ""))
@@ -572,12 +586,39 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 		}
 		return nil
 	})
+	waitDeviceHealth(t, c, ctx, ns, "user", GPU2, corev1.ResourceHealthStatusHealthy)
 	waitRunning(t, c, ctx, ns, "on-vanished", 3*time.Minute)
 	g, _ = allocatedGPU(t, getClaim(t, c, ctx, ns, "on-vanished"))
 	if g.PCI != GPU2.PCI {
 		t.Errorf("claim on-vanished allocated %s, want %s", g.PCI, GPU2.PCI)
 	}
 	checkPodGPU(t, c, ctx, ns, "on-vanished", g)
+}
+
+// waitDeviceHealth waits until the kubelet shows g's device, allocated to
+// the pod's container "main" through its claim "gpu", with health want
+// (status.containerStatuses[].allocatedResourcesStatus), and returns the
+// health message. The kubelet names the device by the first CDI id the
+// driver prepared it as: accel-cri.io/intel-gpu=<PCI address>.
+func waitDeviceHealth(t *testing.T, c *Cluster, ctx context.Context, ns, pod string, g devicetest.DRMGPU, want corev1.ResourceHealthStatus) string {
+	t.Helper()
+	return waitFor(t, 3*time.Minute, fmt.Sprintf("pod %s's %s %s", pod, draDeviceName(g), want), func() (string, error) {
+		cs := containerStatus(getPod(t, c, ctx, ns, pod), "main")
+		if cs == nil {
+			return "", fmt.Errorf("no status of container main")
+		}
+		for _, rs := range cs.AllocatedResourcesStatus {
+			if !strings.HasPrefix(string(rs.Name), "claim:gpu") {
+				continue
+			}
+			for _, r := range rs.Resources {
+				if string(r.ResourceID) == "accel-cri.io/intel-gpu="+g.PCI && r.Health == want {
+					return ptr.Deref(r.Message, ""), nil
+				}
+			}
+		}
+		return "", fmt.Errorf("allocatedResourcesStatus %+v", cs.AllocatedResourcesStatus)
+	})
 }
 
 // testDRARestart: a pod holds a claim; accel-cri restarts: the driver's
