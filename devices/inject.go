@@ -56,8 +56,15 @@ func WithRegistry(r CDIRegistry) InjectorOption {
 // directories with inotify; a malformed spec file is skipped (its error is
 // reported with any unresolvable name) and the other specs keep working.
 func NewInjector(specDirs []string, opts ...InjectorOption) (*Injector, error) {
-	c, err := cdi.NewCache(cdi.WithSpecDirs(specDirs...), cdi.WithAutoRefresh(true))
+	// The watch is started by Configure, which holds the cache's lock:
+	// NewCache with auto-refresh starts the watching goroutine and then
+	// fills the cache without it (container-device-interface v1.1.1), a
+	// data race with the goroutine's first refresh.
+	c, err := cdi.NewCache(cdi.WithSpecDirs(specDirs...), cdi.WithAutoRefresh(false))
 	if err != nil && c == nil {
+		return nil, fmt.Errorf("cdi cache: %w", err)
+	}
+	if err := c.Configure(cdi.WithAutoRefresh(true)); err != nil {
 		return nil, fmt.Errorf("cdi cache: %w", err)
 	}
 	i := &Injector{cache: c}
