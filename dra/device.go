@@ -38,6 +38,7 @@ const (
 	AttrPath          = "path"          // string: a static device's node in the container
 
 	CapacityMemory = "memory" // the device's own memory (bytes)
+	CapacityShares = "shares" // how many claims may share the device (WithShares); a claim takes 1 by default
 )
 
 // TaintUnhealthy is the key of the taint an unhealthy device carries (value
@@ -103,12 +104,43 @@ func device(d devices.Device, o *options) resourceapi.Device {
 			CapacityMemory: {Value: *resource.NewQuantity(int64(d.Memory), resource.BinarySI)},
 		}
 	}
+	if n := o.shares[d.Class]; n > 1 {
+		shareable(&out, int64(n))
+	}
 	if d.Health != devices.Healthy {
 		out.Taints = []resourceapi.DeviceTaint{{
 			Key: TaintUnhealthy, Value: string(devices.Unhealthy), Effect: resourceapi.DeviceTaintEffectNoSchedule,
 		}}
 	}
 	return out
+}
+
+// shareable lets dev be allocated to up to n claims: a capacity "shares"
+// of n, 1 per claim unless a claim asks for more (up to all n: exclusive),
+// and memory a claim does not ask for is 0 (without a policy the
+// scheduler would count a claim as taking all of it, and no second claim
+// would fit).
+func shareable(dev *resourceapi.Device, n int64) {
+	dev.AllowMultipleAllocations = ptr.To(true)
+	if dev.Capacity == nil {
+		dev.Capacity = map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{}
+	}
+	one, all := resource.NewQuantity(1, resource.DecimalSI), resource.NewQuantity(n, resource.DecimalSI)
+	dev.Capacity[CapacityShares] = resourceapi.DeviceCapacity{
+		Value: *all,
+		RequestPolicy: &resourceapi.CapacityRequestPolicy{
+			Default:    one,
+			ValidRange: &resourceapi.CapacityRequestPolicyRange{Min: one, Max: all, Step: one},
+		},
+	}
+	if mem, ok := dev.Capacity[CapacityMemory]; ok {
+		zero := resource.NewQuantity(0, resource.BinarySI)
+		mem.RequestPolicy = &resourceapi.CapacityRequestPolicy{
+			Default:    zero,
+			ValidRange: &resourceapi.CapacityRequestPolicyRange{Min: zero, Max: ptr.To(mem.Value.DeepCopy())},
+		}
+		dev.Capacity[CapacityMemory] = mem
+	}
 }
 
 // pciAttributes are the standard attributes of a PCI device: pciBusID

@@ -17,12 +17,21 @@ type Option func(*options)
 
 type options struct {
 	sysfsRoot string
+	shares    map[string]int
 }
 
 // WithSysfsRoot lets Resources read the PCI topology under root (the
 // configured sysfs_root, "/sys" on a host) for the pcieRoot and numaNode
 // attributes. Without it only pciBusID is published.
 func WithSysfsRoot(root string) Option { return func(o *options) { o.sysfsRoot = root } }
+
+// WithShares lets the devices of a class be allocated to up to n claims at
+// once (devices.replicas, the device plugin's sharing): such a device has
+// AllowMultipleAllocations and the consumable capacity "shares" = n, of
+// which a claim takes 1 unless it requests more (n is the whole device),
+// and its memory becomes consumable too, 0 by default. n <= 1 leaves the
+// class exclusive.
+func WithShares(byClass map[string]int) Option { return func(o *options) { o.shares = byClass } }
 
 // Resources translates a node's devices (devices.Manager.Devices: the
 // present ones and the vanished ones, Unhealthy) into what each DRA driver

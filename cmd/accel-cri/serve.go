@@ -173,6 +173,11 @@ func serve(cfg config.Config) error {
 		return fmt.Errorf("recover pods and containers: %w", err)
 	}
 	defer rt.Close()
+	stopDRA, err := startDRA(initCtx, cfg.Devices, devMgr)
+	if err != nil {
+		return err
+	}
+	defer stopDRA()
 	m.Register(metrics.WithRuntime(rt))
 	if cfg.MetricsAddr != "" {
 		msrv, err := metrics.Listen(cfg.MetricsAddr, m)
