@@ -48,6 +48,13 @@
 // process can open them. An unknown name fails with errdefs.ErrNotFound
 // naming any spec file that could not be read.
 //
+// The daemon builds its Injector WithRegistry(m): accel-cri.io names are
+// then resolved by m.ResolveCDI from the devices m has now, with the same
+// edits Spec writes into the files, so a deleted or stale spec file does
+// not matter to accel-cri's own containers; a device that vanished fails
+// with errdefs.ErrFailedPrecondition naming it, and only a name m does not
+// know is looked up in the spec directories.
+//
 // NVIDIA GPUs are published as accel-cri.io/gpu=<index>|<UUID>|all with
 // /dev/nvidiaN per device and, for the class, the control nodes
 // (nvidiactl, nvidia-uvm, nvidia-uvm-tools, nvidia-modeset, nvidia-caps),

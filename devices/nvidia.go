@@ -40,7 +40,8 @@ type NVIDIAShared struct {
 	Capabilities []string
 }
 
-// Library is a driver library found on the host.
+// Library is a driver file found on the host: a library, a graphics ICD
+// file or a tool (nvidia-smi).
 type Library struct {
 	// Name is the name it is loaded by (its soname, "libcuda.so.1").
 	Name string
@@ -86,6 +87,18 @@ var nvidiaGraphicsFiles = []string{
 	"usr/share/vulkan/icd.d/nvidia_icd.json",
 	"etc/vulkan/icd.d/nvidia_icd.json",
 }
+
+// nvidiaBinaries are the driver's tools of each capability, as NVIDIA's
+// container toolkit mounts them: read-only at /usr/bin/<name>, so that a
+// pod given a GPU can run nvidia-smi without the image shipping a copy
+// that must match the host's driver.
+var nvidiaBinaries = map[string][]string{
+	"utility": {"nvidia-smi", "nvidia-debugdump"},
+	"compute": {"nvidia-cuda-mps-control", "nvidia-cuda-mps-server"},
+}
+
+// binDirs are where the driver's tools are looked for under the driver root.
+var binDirs = []string{"usr/bin", "usr/local/bin", "usr/local/nvidia/bin", "bin"}
 
 // nvidiaControlNodes are shared by all GPUs; absent ones are skipped.
 var nvidiaControlNodes = []string{"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"}
@@ -241,6 +254,11 @@ func findLibraries(o *options, driverVersion string) []Library {
 			}
 			out = append(out, Library{Name: soname, HostPath: real, Capability: capability})
 		}
+		for _, name := range nvidiaBinaries[capability] {
+			if p := findBinary(o.driverRoot, name); p != "" {
+				out = append(out, Library{Name: name, HostPath: p, Capability: capability, ContainerPath: "/usr/bin/" + name})
+			}
+		}
 		if capability != "graphics" {
 			continue
 		}
@@ -253,6 +271,21 @@ func findLibraries(o *options, driverVersion string) []Library {
 		}
 	}
 	return out
+}
+
+// findBinary is the regular file name resolves to in the first of binDirs
+// under root that has it ("" if none).
+func findBinary(root, name string) string {
+	for _, d := range binDirs {
+		real, err := filepath.EvalSymlinks(filepath.Join(root, d, name))
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat(real); err == nil && fi.Mode().IsRegular() {
+			return real
+		}
+	}
+	return ""
 }
 
 // lookupLibrary returns the soname and host path of a library. A name

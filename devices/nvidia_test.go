@@ -42,6 +42,12 @@ func fakeDriver(t *testing.T, root string) {
 			os.Symlink(l.file, filepath.Join(libDir, l.soname))
 		}
 	}
+	// Tools: nvidia-smi in usr/bin, the MPS daemon through a link.
+	bin := filepath.Join(root, "usr/bin")
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, "nvidia-smi"), []byte("ELF"), 0o755)
+	os.WriteFile(filepath.Join(bin, "nvidia-cuda-mps-control.550.54.15"), []byte("ELF"), 0o755)
+	os.Symlink("nvidia-cuda-mps-control.550.54.15", filepath.Join(bin, "nvidia-cuda-mps-control"))
 	egl := filepath.Join(root, "usr/share/glvnd/egl_vendor.d/10_nvidia.json")
 	os.MkdirAll(filepath.Dir(egl), 0o755)
 	os.WriteFile(egl, []byte(`{"file_format_version":"1.0.0","ICD":{"library_path":"libEGL_nvidia.so.0"}}`), 0o644)
@@ -133,6 +139,15 @@ func TestNVIDIACapabilities(t *testing.T) {
 				if !mounts["/usr/local/nvidia/lib64/"+l] {
 					t.Errorf("%s not mounted read-only: %v", l, mounts)
 				}
+			}
+			for tool, capability := range map[string]string{"nvidia-smi": "utility", "nvidia-cuda-mps-control": "compute"} {
+				want := strings.Contains(tc.env, capability)
+				if ro, ok := mounts["/usr/bin/"+tool]; ok != want || (ok && !ro) {
+					t.Errorf("%s mounted %v (read-only %v), want %v with %s", tool, ok, ro, want, tc.env)
+				}
+			}
+			if _, ok := mounts["/usr/bin/nvidia-debugdump"]; ok {
+				t.Error("nvidia-debugdump mounted: the host has none")
 			}
 			for _, dst := range graphics {
 				if ro, ok := mounts[dst]; ok != tc.graphics || (ok && !ro) {

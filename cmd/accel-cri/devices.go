@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -98,8 +97,9 @@ func dash(s string) string {
 
 // startDevices discovers and publishes devices (when cdi_output_dir is
 // set), follows changes until ctx ends, and returns the runtime option
-// that resolves CDI devices for containers (none when CDI is off) and sets
-// device ownership. count, when set, wraps the CDI injector (metrics).
+// that resolves CDI devices for containers (none when CDI is off; the
+// discovered devices' names from the Manager itself) and sets device
+// ownership. count, when set, wraps the CDI injector (metrics).
 func startDevices(ctx context.Context, c config.DevicesConfig, count func(sandbox.CDIInjector) sandbox.CDIInjector) (*devices.Manager, sandbox.Option, error) {
 	var mgr *devices.Manager
 	if c.CDIOutputDir != "" {
@@ -122,15 +122,18 @@ func startDevices(ctx context.Context, c config.DevicesConfig, count func(sandbo
 				}
 			}()
 		}
-		if !slices.Contains(c.CDISpecDirs, c.CDIOutputDir) {
-			klog.InfoS("cdi_output_dir is not one of cdi_spec_dirs: accel-cri's own specs are not used for containers", "cdi_output_dir", c.CDIOutputDir)
-		}
 	}
 	owner := sandbox.WithDeviceOwnershipFromSecurityContext(c.DeviceOwnershipFromSecurityContext)
 	if len(c.CDISpecDirs) == 0 {
 		return mgr, owner, nil
 	}
-	inj, err := devices.NewInjector(c.CDISpecDirs, devices.WithOwnershipFromSecurityContext(c.DeviceOwnershipFromSecurityContext))
+	injOpts := []devices.InjectorOption{devices.WithOwnershipFromSecurityContext(c.DeviceOwnershipFromSecurityContext)}
+	if mgr != nil {
+		// accel-cri.io names come from the live inventory, not from the
+		// spec files written above (which others read, and may delete).
+		injOpts = append(injOpts, devices.WithRegistry(mgr))
+	}
+	inj, err := devices.NewInjector(c.CDISpecDirs, injOpts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
+
+	"github.com/accel-cri/accel-cri/config"
 	"github.com/accel-cri/accel-cri/devices"
 	"github.com/accel-cri/accel-cri/devices/devicetest"
+	"github.com/accel-cri/accel-cri/sandbox"
 )
 
 func TestDevicesCommand(t *testing.T) {
@@ -47,5 +52,49 @@ func TestDevicesCommand(t *testing.T) {
 	var inv devices.Inventory
 	if err := json.Unmarshal(out.Bytes(), &inv); err != nil || len(inv.Devices) != 2 || inv.Devices[1].Attrs["afu_id"] != "d8424dc4a4a3c413f89e433683f9040b" {
 		t.Errorf("json: %v %+v", err, inv)
+	}
+}
+
+// startDevices gives containers accel-cri's registry: a device of the live
+// inventory resolves with its spec file deleted, one that vanished is
+// FailedPrecondition, an unknown name NotFound.
+func TestStartDevicesRegistry(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("mknod needs root")
+	}
+	dir := t.TempDir()
+	h := devicetest.NewHost(t, dir)
+	gone := devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993}
+	h.AddDRMGPU(devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993})
+	h.AddDRMGPU(gone)
+	cdiDir := filepath.Join(dir, "cdi")
+	c := config.DefaultDevices()
+	c.CDISpecDirs, c.CDIOutputDir = []string{cdiDir}, cdiDir
+	c.SysfsRoot, c.DevRoot, c.NVMLLibrary = h.Sysfs, h.Dev, filepath.Join(dir, "libnvidia-ml.so.1")
+	var inj sandbox.CDIInjector
+	mgr, opt, err := startDevices(t.Context(), c, func(i sandbox.CDIInjector) sandbox.CDIInjector { inj = i; return i })
+	if err != nil || mgr == nil || opt == nil || inj == nil {
+		t.Fatalf("startDevices: %v %v %v %v", mgr, opt, inj, err)
+	}
+	if err := devices.RemoveSpecs(cdiDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := inj.Check([]string{"accel-cri.io/intel-gpu=0000:00:02.0", "accel-cri.io/intel-gpu=0000:03:00.0"}); err != nil {
+		t.Errorf("live devices without spec files: %v", err)
+	}
+	h.RemoveDRMGPU(gone)
+	if err := mgr.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]error{
+		"accel-cri.io/intel-gpu=0000:00:02.0": nil,
+		"accel-cri.io/intel-gpu=0000:03:00.0": errdefs.ErrFailedPrecondition,
+		"accel-cri.io/intel-gpu=9":            errdefs.ErrNotFound,
+	} {
+		if err := inj.Check([]string{name}); !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", name, err, want)
+		}
 	}
 }

@@ -2,12 +2,18 @@ package spec
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	runtimespec "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/accel-cri/accel-cri/devices"
+	"github.com/accel-cri/accel-cri/devices/devicetest"
 )
 
 // fakeCDI knows the names in known; Inject records the user it saw and
@@ -107,5 +113,62 @@ func TestSpecDeviceOwnership(t *testing.T) {
 		if *d.UID != want || *d.GID != want {
 			t.Errorf("ownership %v: node owned by %d:%d, want %d", on, *d.UID, *d.GID, want)
 		}
+	}
+}
+
+// The real injector with accel-cri's registry: a GPU the devices.Manager
+// has resolves without its spec file; once it vanishes, CreateContainer's
+// check and a spec applied after the check both fail with
+// FailedPrecondition (the CRI code kubelet sees), not NotFound.
+func TestSpecCDIRegistry(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("mknod needs root")
+	}
+	dir := t.TempDir()
+	h := devicetest.NewHost(t, dir)
+	gpu := devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
+		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993}
+	h.AddDRMGPU(gpu)
+	specDir := filepath.Join(dir, "cdi")
+	m := devices.New(devices.WithSysfsRoot(h.Sysfs), devices.WithDevRoot(h.Dev), devices.WithNVMLLibrary(filepath.Join(dir, "libnvidia-ml.so.1")), devices.WithCDIDir(specDir))
+	if err := m.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if err := devices.RemoveSpecs(specDir); err != nil {
+		t.Fatal(err)
+	}
+	inj, err := devices.NewInjector([]string{specDir}, devices.WithRegistry(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testBuilder(t, func(h *Host) { h.CDI = inj })
+	p := testContainer(t)
+	p.Config.CDIDevices = []*runtimeapi.CDIDevice{{Name: "accel-cri.io/intel-gpu=0000:03:00.0"}}
+
+	s, err := applyContainer(t, b, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, d := range s.Linux.Devices {
+		paths = append(paths, d.Path)
+	}
+	if !slices.Contains(paths, "/dev/dri/renderD128") || !slices.Contains(s.Process.User.AdditionalGids, 993) {
+		t.Errorf("devices %v, groups %v", paths, s.Process.User.AdditionalGids)
+	}
+
+	plan, err := b.Container(p) // checked while the GPU is there
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.RemoveDRMGPU(gpu)
+	if err := m.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := applyPlan(t, plan); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "no longer on the node") {
+		t.Errorf("injection after the GPU vanished: %v", err)
+	}
+	if _, err := b.Container(p); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("check after the GPU vanished: %v", err)
 	}
 }

@@ -189,12 +189,25 @@ func TestDevicesCDI(t *testing.T) {
 		os.Remove(filepath.Join(e.cdiDir, "broken.json"))
 	})
 
+	t.Run("a deleted spec file does not matter", func(t *testing.T) {
+		// accel-cri resolves its own names from what it found, not from
+		// the files it writes for others.
+		if err := os.Remove(filepath.Join(e.cdiDir, "accel-cri.io-intel-gpu.json")); err != nil {
+			t.Fatal(err)
+		}
+		podID, pod := e.runPod(t, "gpu-nospec")
+		c := e.busybox("nospec", `ls -ln /dev/dri`)
+		c.CDIDevices = []*runtimeapi.CDIDevice{{Name: "accel-cri.io/intel-gpu=0000:03:00.0"}}
+		mustContain(t, e.runToExit(t, podID, pod, c), "renderD128")
+	})
+
 	t.Run("a vanished device leaves the spec", func(t *testing.T) {
 		e.host.RemoveDRMGPU(fakeGPU1)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			b, _ := os.ReadFile(filepath.Join(e.cdiDir, "accel-cri.io-intel-gpu.json"))
-			if !strings.Contains(string(b), "0000:03:00.0") {
+			// Rewritten (it was deleted above) without the GPU.
+			b, err := os.ReadFile(filepath.Join(e.cdiDir, "accel-cri.io-intel-gpu.json"))
+			if err == nil && !strings.Contains(string(b), "0000:03:00.0") {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -205,7 +218,10 @@ func TestDevicesCDI(t *testing.T) {
 		podID, pod := e.runPod(t, "gpu-gone")
 		c := e.busybox("gone", "true")
 		c.CDIDevices = []*runtimeapi.CDIDevice{{Name: "accel-cri.io/intel-gpu=1"}}
-		if _, err := e.Runtime.CreateContainer(ctx, podID, c, pod); status.Code(err) != codes.NotFound {
+		// accel-cri's registry still knows it: FailedPrecondition, naming
+		// the device, not NotFound.
+		if _, err := e.Runtime.CreateContainer(ctx, podID, c, pod); status.Code(err) != codes.FailedPrecondition ||
+			!strings.Contains(err.Error(), "0000:03:00.0") || !strings.Contains(err.Error(), "no longer on the node") {
 			t.Errorf("vanished GPU: %v", err)
 		}
 	})
