@@ -42,7 +42,8 @@ var draGPUs = []devicetest.DRMGPU{GPU, GPU2}
 // TestClusterDRA starts a cluster whose accel-cri is the node's DRA driver
 // (Options.DRA: no device plugin) with two fake Intel GPUs shared by two
 // claims each (replicas), and runs the DRA cases on it, each in a
-// namespace of its own.
+// namespace of its own, then what hack/gpu-check.sh can show without an
+// NVIDIA GPU (testGPUCheck).
 func TestClusterDRA(t *testing.T) {
 	c := Start(t, Options{DRA: true, GPUs: draGPUs, DevicesConfig: "replicas = { intel-gpu = 2 }"})
 	for _, tc := range []struct {
@@ -55,6 +56,7 @@ func TestClusterDRA(t *testing.T) {
 		{"share", testDRAShare},
 		{"unhealthy", testDRAUnhealthy},
 		{"restart", testDRARestart},
+		{"gpu-check", testGPUCheck},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.run(t, c) }) && c.broken() {
 			t.Fatalf("%s left the cluster broken: the cases after it do not run", tc.name)
