@@ -172,23 +172,21 @@ func testBadDevice(t *testing.T, c *Cluster) {
 	describeShows(t, c, ctx, ns, "bound-two-gpus", "UnexpectedAdmissionError", ResourceName)
 }
 
-// testBadCDISpec: the node offers the GPU but its CDI spec is gone (what
-// an admin clearing /var/run/cdi, or a spec deleted under a running plugin,
-// leaves). The kubelet allocates the device and passes its CDI name;
-// accel-cri refuses the container with NotFound naming the device and its
-// spec dirs, shown as CreateContainerError, the container never started.
-// With the spec back the kubelet's next attempt runs the pod, with the
-// device.
-func testBadCDISpec(t *testing.T, c *Cluster) {
+// testDeletedCDISpec: the node offers the GPU and its CDI spec file is
+// gone (an admin clearing /var/run/cdi, or a spec deleted under a running
+// plugin). That no longer matters to accel-cri's own containers: the
+// device plugin's CDI name is resolved from accel-cri's live inventory,
+// not read back from the file, so the pod runs with exactly its GPU.
+func testDeletedCDISpec(t *testing.T, c *Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ns := c.Namespace(t, "bad-cdi-spec")
+	ns := c.Namespace(t, "deleted-cdi-spec")
 	spec := filepath.Join(c.Devices.Root, "cdi", "accel-cri.io-intel-gpu.json")
 	data, err := os.ReadFile(spec)
 	if err != nil {
 		t.Fatalf("accel-cri's published spec: %v", err)
 	}
-	restore := func() {
+	t.Cleanup(func() {
 		if _, err := os.Stat(spec); err == nil {
 			return
 		}
@@ -201,46 +199,26 @@ func testBadCDISpec(t *testing.T, c *Cluster) {
 		if err := os.Rename(tmp, spec); err != nil {
 			t.Errorf("restore %s: %v", spec, err)
 		}
-	}
-	t.Cleanup(restore)
+	})
 	if err := os.Remove(spec); err != nil {
 		t.Fatal(err)
 	}
 
-	// The name the device plugin gives the kubelet (devices.pluginServer.Allocate).
-	name := ResourceName + "=" + GPU.PCI
 	pod := busyboxPod(c, ns, "gpu-no-spec", "echo dri=$(ls /dev/dri | tr '\\n' ' '); exec sleep 3600")
 	pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{ResourceName: resource.MustParse("1")}
 	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	refusal := fmt.Sprintf(`unknown CDI device %q (spec dirs %s)`, name, filepath.Dir(spec))
-	msg := waitPodEvent(t, c, ctx, ns, "gpu-no-spec", "Failed", refusal)
-	t.Logf("event Failed: %s", msg)
-	if want := "Error: not found: " + refusal; msg != want {
-		t.Errorf("Failed event %q, want %q", msg, want)
-	}
-	p := waitFor(t, time.Minute, "gpu-no-spec's container waiting in CreateContainerError", func() (*corev1.Pod, error) {
-		p := getPod(t, c, ctx, ns, "gpu-no-spec")
-		if st := containerStatus(p, "main"); st == nil || st.State.Waiting == nil || st.State.Waiting.Reason != "CreateContainerError" {
-			return nil, fmt.Errorf("%+v", st)
-		}
-		return p, nil
-	})
-	st := containerStatus(p, "main")
-	if !strings.Contains(st.State.Waiting.Message, refusal) || p.Status.Phase != corev1.PodPending || st.RestartCount != 0 || st.ContainerID != "" {
-		t.Errorf("gpu-no-spec: phase %s, container %+v; want Pending, waiting with %q, never started", p.Status.Phase, st, refusal)
-	}
-	describeShows(t, c, ctx, ns, "gpu-no-spec", "CreateContainerError", refusal)
-
-	restore()
-	waitFor(t, 3*time.Minute, "gpu-no-spec running once the spec is back", func() (bool, error) {
+	waitFor(t, 3*time.Minute, "gpu-no-spec running without its spec file", func() (bool, error) {
 		if p := getPod(t, c, ctx, ns, "gpu-no-spec"); p.Status.Phase != corev1.PodRunning {
 			return false, fmt.Errorf("phase %q", p.Status.Phase)
 		}
 		return true, nil
 	})
 	waitKubectlTimeout(t, c, ctx, 30*time.Second, "dri=card0 renderD128\n", "-n", ns, "logs", "gpu-no-spec")
+	if _, err := os.Stat(spec); !os.IsNotExist(err) {
+		t.Fatalf("the spec file came back while the pod started (%v): the case proved nothing", err)
+	}
 }
 
 func getPod(t *testing.T, c *Cluster, ctx context.Context, ns, name string) *corev1.Pod {

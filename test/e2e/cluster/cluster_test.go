@@ -67,7 +67,7 @@ func TestCluster(t *testing.T) {
 		{"bad-runtimeclass", testBadRuntimeClass},
 		{"bad-hostpath", testBadHostPath},
 		{"bad-device", testBadDevice},
-		{"bad-cdi-spec", testBadCDISpec},
+		{"deleted-cdi-spec", testDeletedCDISpec},
 		{"pod-cleanup", testPodCleanup},
 		{"accel-cri-restart", testAccelCRIRestart},
 	} {
