@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	rbacv1 "k8s.io/api/rbac/v1"
 	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -22,18 +24,18 @@ import (
 
 const classesFile = "../deploy/dra/deviceclasses.yaml"
 
-// deviceClasses decodes the shipped DeviceClasses strictly (an unknown or
-// misspelt field is an error) with the Kubernetes scheme.
-func deviceClasses(t *testing.T) []*resourceapi.DeviceClass {
+// decodeAll decodes the objects of a shipped manifest strictly (an unknown
+// or misspelt field is an error) with the Kubernetes scheme.
+func decodeAll(t *testing.T, file string) []runtime.Object {
 	t.Helper()
-	b, err := os.ReadFile(classesFile)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	codec := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
 		json.SerializerOptions{Yaml: true, Strict: true})
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
-	var out []*resourceapi.DeviceClass
+	var out []runtime.Object
 	for {
 		doc, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -45,17 +47,66 @@ func deviceClasses(t *testing.T) []*resourceapi.DeviceClass {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		obj, gvk, err := codec.Decode(doc, nil, nil)
+		obj, _, err := codec.Decode(doc, nil, nil)
 		if err != nil {
-			t.Fatalf("%s: %v\n%s", classesFile, err, doc)
+			t.Fatalf("%s: %v\n%s", file, err, doc)
 		}
+		out = append(out, obj)
+	}
+	return out
+}
+
+// deviceClasses are the shipped DeviceClasses.
+func deviceClasses(t *testing.T) []*resourceapi.DeviceClass {
+	t.Helper()
+	var out []*resourceapi.DeviceClass
+	for _, obj := range decodeAll(t, classesFile) {
 		dc, ok := obj.(*resourceapi.DeviceClass)
 		if !ok {
-			t.Fatalf("%s: %v, want resource.k8s.io/v1 DeviceClass", classesFile, gvk)
+			t.Fatalf("%s: %T, want resource.k8s.io/v1 DeviceClass", classesFile, obj)
 		}
 		out = append(out, dc)
 	}
 	return out
+}
+
+// TestRBAC: deploy/dra/rbac.yaml grants the nodes exactly the claim status
+// writes of accel-cri's drivers, and binds it to every node.
+func TestRBAC(t *testing.T) {
+	objs := decodeAll(t, "../deploy/dra/rbac.yaml")
+	if len(objs) != 2 {
+		t.Fatalf("%d objects, want a ClusterRole and its binding", len(objs))
+	}
+	role, ok1 := objs[0].(*rbacv1.ClusterRole)
+	binding, ok2 := objs[1].(*rbacv1.ClusterRoleBinding)
+	if !ok1 || !ok2 {
+		t.Fatalf("%T, %T", objs[0], objs[1])
+	}
+	if binding.RoleRef.Name != role.Name || binding.RoleRef.Kind != "ClusterRole" || len(binding.Subjects) != 1 ||
+		binding.Subjects[0].Kind != rbacv1.GroupKind || binding.Subjects[0].Name != "system:nodes" {
+		t.Errorf("binding %+v of role %s", binding, role.Name)
+	}
+	var drivers []string
+	for _, r := range role.Rules {
+		if !slices.Equal(r.APIGroups, []string{"resource.k8s.io"}) || len(r.Resources) != 1 {
+			t.Errorf("rule %+v", r)
+		}
+		switch r.Resources[0] {
+		case "resourceclaims/status":
+		case "resourceclaims/driver":
+			drivers = r.ResourceNames
+		default:
+			t.Errorf("rule on %s: more than the claims' status", r.Resources[0])
+		}
+		for _, v := range r.Verbs {
+			if v == "*" || v == "create" || v == "delete" {
+				t.Errorf("verb %s on %s", v, r.Resources[0])
+			}
+		}
+	}
+	if !slices.Equal(drivers, Drivers) {
+		t.Errorf("resourceclaims/driver for %v, want the drivers %v", drivers, Drivers)
+	}
 }
 
 func stripComments(doc []byte) []byte {

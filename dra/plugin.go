@@ -65,6 +65,7 @@ type driver struct {
 	name   string
 	p      *Plugin
 	state  *state
+	status *claimStatus
 	helper *kubeletplugin.Helper
 	// health is closed and replaced when the devices change, to wake
 	// WatchHealthStatus.
@@ -125,7 +126,7 @@ func (p *Plugin) startDriver(ctx context.Context, name string) (*driver, error) 
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{name: name, p: p, state: st, health: make(chan struct{})}
+	d := &driver{name: name, p: p, state: st, status: newClaimStatus(name, p.cfg.Client), health: make(chan struct{})}
 	h, err := kubeletplugin.Start(ctx, d,
 		kubeletplugin.DriverName(name),
 		kubeletplugin.KubeClient(p.cfg.Client),
@@ -142,9 +143,11 @@ func (p *Plugin) startDriver(ctx context.Context, name string) (*driver, error) 
 }
 
 // publish hands every driver's slices to its helper, whose controller
-// makes the API server's ResourceSlices match (and retries on its own).
+// makes the API server's ResourceSlices match (and retries on its own),
+// then writes the device health of the claims prepared on changed devices.
 func (p *Plugin) publish(ctx context.Context) {
-	res, err := Resources(p.cfg.NodeName, p.inv.Devices(), WithSysfsRoot(p.cfg.SysfsRoot), WithShares(p.cfg.Shares))
+	devs := p.inv.Devices()
+	res, err := Resources(p.cfg.NodeName, devs, WithSysfsRoot(p.cfg.SysfsRoot), WithShares(p.cfg.Shares))
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Some devices are not published as DRA devices")
 	}
@@ -152,6 +155,9 @@ func (p *Plugin) publish(ctx context.Context) {
 		if err := d.helper.PublishResources(ctx, res[d.name]); err != nil {
 			klog.FromContext(ctx).Error(err, "Publishing ResourceSlices", "driver", d.name)
 		}
+	}
+	for _, d := range p.drivers {
+		d.status.update(ctx, d.state, devs)
 	}
 }
 

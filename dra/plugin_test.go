@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,6 +151,35 @@ func TestPlugin(t *testing.T) {
 		}
 		return false
 	})
+
+	// The prepared claim's status says why its device is gone.
+	claimWatch, err := client.ResourceV1().ResourceClaims("ns").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer claimWatch.Stop()
+	timeout := time.After(30 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case ev := <-claimWatch.ResultChan():
+			c, ok := ev.Object.(*resourceapi.ResourceClaim)
+			if !ok || c.UID != held.UID || len(c.Status.Devices) != 1 {
+				continue
+			}
+			ds := c.Status.Devices[0]
+			if ds.Driver != DriverGPU || ds.Device != DeviceName(gpuA) || len(ds.Conditions) != 1 {
+				t.Fatalf("claim device status %+v", ds)
+			}
+			cond := ds.Conditions[0]
+			seen = cond.Type == ConditionHealthy && cond.Status == metav1.ConditionFalse && cond.Reason == ReasonDeviceVanished &&
+				strings.Contains(cond.Message, "accel-cri.io/intel-gpu=0 (intel-gpu/0000:03:00.0) vanished from node node-a")
+			if !seen {
+				t.Logf("claim condition %+v", cond)
+			}
+		case <-timeout:
+			t.Fatal("the claim's device status does not say its device vanished")
+		}
+	}
 
 	un, err := kubelet.NodeUnprepareResources(ctx, &drapb.NodeUnprepareResourcesRequest{Claims: []*drapb.Claim{ref}})
 	if err != nil || un.Claims[string(held.UID)].GetError() != "" {
