@@ -74,8 +74,9 @@ type Options struct {
 	// NodeRestriction let publish the node's ResourceSlices and read its
 	// pods' claims) and the kubelet's plugins and plugins_registry dirs;
 	// device_plugin off, so that extended resources are DRA's (the
-	// DeviceClasses' extendedResourceName). The DeviceClasses of
-	// deploy/dra are applied once the API server is up.
+	// DeviceClasses' extendedResourceName). deploy/dra's DeviceClasses and
+	// RBAC (the nodes may write their claims' device status) are applied
+	// once the API server is up.
 	DRA bool
 }
 
@@ -217,9 +218,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	if o.DRA {
-		classes := filepath.Join(framework.ModuleRoot(t), "deploy", "dra", "deviceclasses.yaml")
+		deploy := filepath.Join(framework.ModuleRoot(t), "deploy", "dra")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, err := c.Kubectl(ctx, "apply", "-f", classes)
+		out, err := c.Kubectl(ctx, "apply", "-f", filepath.Join(deploy, "deviceclasses.yaml"), "-f", filepath.Join(deploy, "rbac.yaml"))
 		cancel()
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)

@@ -519,10 +519,12 @@ func testDRAShare(t *testing.T, c *Cluster) {
 // testDRAUnhealthy: GPU2 vanishes (its sysfs class links and /dev nodes
 // go, as on hot unplug) under a pod using it: its device gets the
 // NoSchedule taint accel-cri.io/unhealthy, the kubelet shows the pod's
-// device Unhealthy (the driver's health reports) and the pod runs on; a
+// device Unhealthy (the driver's health reports), the claim's
+// status.devices says Healthy=False DeviceVanished, and the pod runs on; a
 // claim selecting GPU2 is not allocated (its pod Pending,
 // FailedScheduling) while GPU stays allocatable; once GPU2 is back the
-// taint goes, the device is Healthy again and the waiting pod runs on it.
+// taint goes, the device is Healthy again (DevicePresent in the claim) and
+// the waiting pod runs on it.
 func testDRAUnhealthy(t *testing.T, c *Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -557,6 +559,8 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 	})
 	msg := waitDeviceHealth(t, c, ctx, ns, "user", GPU2, corev1.ResourceHealthStatusUnhealthy)
 	t.Logf("pod user's %s: Unhealthy: %s", gone, msg)
+	msg = waitClaimDeviceCondition(t, c, ctx, ns, "user", GPU2, metav1.ConditionFalse, "DeviceVanished")
+	t.Logf("claim user's status.devices: Healthy=False DeviceVanished: %s", msg)
 	if cs := containerStatus(getPod(t, c, ctx, ns, "user"), "main"); cs == nil || cs.State.Running == nil || cs.RestartCount != 0 {
 		t.Errorf("pod user's container after its GPU vanished: %+v, want running, not restarted (NoSchedule evicts nothing)", cs)
 	}
@@ -589,6 +593,7 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 		return nil
 	})
 	waitDeviceHealth(t, c, ctx, ns, "user", GPU2, corev1.ResourceHealthStatusHealthy)
+	waitClaimDeviceCondition(t, c, ctx, ns, "user", GPU2, metav1.ConditionTrue, "DevicePresent")
 	waitRunning(t, c, ctx, ns, "on-vanished", 3*time.Minute)
 	g, _ = allocatedGPU(t, getClaim(t, c, ctx, ns, "on-vanished"))
 	if g.PCI != GPU2.PCI {
@@ -620,6 +625,28 @@ func waitDeviceHealth(t *testing.T, c *Cluster, ctx context.Context, ns, pod str
 			}
 		}
 		return "", fmt.Errorf("allocatedResourcesStatus %+v", cs.AllocatedResourcesStatus)
+	})
+}
+
+// waitClaimDeviceCondition waits until the claim's status.devices entry of
+// g's device (written by the driver when the device's health changes, as
+// deploy/dra/rbac.yaml lets the node) has the condition Healthy with
+// status and reason, and returns its message.
+func waitClaimDeviceCondition(t *testing.T, c *Cluster, ctx context.Context, ns, claim string, g devicetest.DRMGPU, status metav1.ConditionStatus, reason string) string {
+	t.Helper()
+	return waitFor(t, 3*time.Minute, fmt.Sprintf("claim %s's %s Healthy=%s %s", claim, draDeviceName(g), status, reason), func() (string, error) {
+		cl := getClaim(t, c, ctx, ns, claim)
+		for _, d := range cl.Status.Devices {
+			if d.Driver != driverGPU || d.Pool != NodeName || d.Device != draDeviceName(g) {
+				continue
+			}
+			for _, cond := range d.Conditions {
+				if cond.Type == "Healthy" && cond.Status == status && cond.Reason == reason {
+					return cond.Message, nil
+				}
+			}
+		}
+		return "", fmt.Errorf("status.devices %+v", cl.Status.Devices)
 	})
 }
 
