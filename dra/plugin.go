@@ -58,6 +58,8 @@ type Plugin struct {
 	stop    context.CancelFunc
 	// done is closed when the publish loop ends; nil before it starts.
 	done chan struct{}
+	// prepared wakes the loop to write the status of newly prepared claims.
+	prepared chan struct{}
 }
 
 // driver is one DRA driver: the DRAPlugin its helper calls.
@@ -87,7 +89,7 @@ func StartPlugin(ctx context.Context, cfg PluginConfig, inv Inventory) (*Plugin,
 		return nil, fmt.Errorf("dra: %w", err)
 	}
 	bg, cancel := context.WithCancel(klog.NewContext(context.Background(), klog.LoggerWithName(klog.FromContext(ctx), "dra")))
-	p := &Plugin{cfg: cfg, inv: inv, stop: cancel}
+	p := &Plugin{cfg: cfg, inv: inv, stop: cancel, prepared: make(chan struct{}, 1)}
 	for _, name := range Drivers {
 		d, err := p.startDriver(bg, name)
 		if err != nil {
@@ -110,6 +112,11 @@ func StartPlugin(ctx context.Context, cfg PluginConfig, inv Inventory) (*Plugin,
 				p.publish(bg)
 				for _, d := range p.drivers {
 					d.wakeHealth()
+				}
+			case <-p.prepared:
+				devs := inv.Devices()
+				for _, d := range p.drivers {
+					d.status.update(bg, d.state, devs)
 				}
 			}
 		}
@@ -175,7 +182,16 @@ func (p *Plugin) Stop() {
 }
 
 func (d *driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
-	return d.state.prepare(ctx, claims)
+	res, err := d.state.prepare(ctx, claims)
+	if err == nil {
+		// The claims' device status is written after the kubelet has its
+		// answer, not before: it must not slow the pod's start.
+		select {
+		case d.p.prepared <- struct{}{}:
+		default:
+		}
+	}
+	return res, err
 }
 
 func (d *driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {

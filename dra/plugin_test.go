@@ -117,6 +117,11 @@ func TestPlugin(t *testing.T) {
 	}
 	defer conn.Close()
 	kubelet := drapb.NewDRAPluginClient(conn)
+	claimWatch, err := client.ResourceV1().ResourceClaims("ns").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer claimWatch.Stop()
 	ref := &drapb.Claim{Namespace: held.Namespace, Name: held.Name, Uid: string(held.UID)}
 	resp, err := kubelet.NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{ref}})
 	if err != nil {
@@ -126,6 +131,8 @@ func TestPlugin(t *testing.T) {
 	if got.GetError() != "" || len(got.GetDevices()) != 1 || !slices.Equal(got.Devices[0].CdiDeviceIds, []string{"accel-cri.io/intel-gpu=0000:03:00.0"}) || got.Devices[0].DeviceName != DeviceName(gpuA) {
 		t.Fatalf("prepare: %v", got)
 	}
+	waitClaimCondition(t, claimWatch, held, metav1.ConditionTrue, ReasonDevicePresent, "gpu-0000-03-00-0 is on node node-a")
+
 	// A claim the API server does not have fails the call (the helper
 	// reads every claim first) and prepares nothing.
 	if _, err := kubelet.NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{{Namespace: "ns", Name: "nope", Uid: "uid-x"}}}); err == nil {
@@ -153,33 +160,8 @@ func TestPlugin(t *testing.T) {
 	})
 
 	// The prepared claim's status says why its device is gone.
-	claimWatch, err := client.ResourceV1().ResourceClaims("ns").Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer claimWatch.Stop()
-	timeout := time.After(30 * time.Second)
-	for seen := false; !seen; {
-		select {
-		case ev := <-claimWatch.ResultChan():
-			c, ok := ev.Object.(*resourceapi.ResourceClaim)
-			if !ok || c.UID != held.UID || len(c.Status.Devices) != 1 {
-				continue
-			}
-			ds := c.Status.Devices[0]
-			if ds.Driver != DriverGPU || ds.Device != DeviceName(gpuA) || len(ds.Conditions) != 1 {
-				t.Fatalf("claim device status %+v", ds)
-			}
-			cond := ds.Conditions[0]
-			seen = cond.Type == ConditionHealthy && cond.Status == metav1.ConditionFalse && cond.Reason == ReasonDeviceVanished &&
-				strings.Contains(cond.Message, "accel-cri.io/intel-gpu=0 (intel-gpu/0000:03:00.0) vanished from node node-a")
-			if !seen {
-				t.Logf("claim condition %+v", cond)
-			}
-		case <-timeout:
-			t.Fatal("the claim's device status does not say its device vanished")
-		}
-	}
+	waitClaimCondition(t, claimWatch, held, metav1.ConditionFalse, ReasonDeviceVanished,
+		"accel-cri.io/intel-gpu=0 (intel-gpu/0000:03:00.0) vanished from node node-a")
 
 	un, err := kubelet.NodeUnprepareResources(ctx, &drapb.NodeUnprepareResourcesRequest{Claims: []*drapb.Claim{ref}})
 	if err != nil || un.Claims[string(held.UID)].GetError() != "" {
@@ -190,6 +172,37 @@ func TestPlugin(t *testing.T) {
 	for _, d := range Drivers {
 		if _, err := os.Stat(filepath.Join(dir, "registry", d+"-reg.sock")); !os.IsNotExist(err) {
 			t.Fatalf("registration socket of %s after Stop: %v", d, err)
+		}
+	}
+}
+
+// waitClaimCondition waits for claim's one status.devices entry (its GPU)
+// to carry the Healthy condition with status, reason and message.
+func waitClaimCondition(t *testing.T, w watch.Interface, claim *resourceapi.ResourceClaim, status metav1.ConditionStatus, reason, message string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	var last any
+	for {
+		select {
+		case ev := <-w.ResultChan():
+			c, ok := ev.Object.(*resourceapi.ResourceClaim)
+			if !ok || c.UID != claim.UID {
+				continue
+			}
+			last = c.Status.Devices
+			if len(c.Status.Devices) != 1 {
+				continue
+			}
+			ds := c.Status.Devices[0]
+			if ds.Driver != DriverGPU || ds.Pool != testNode || ds.Device != DeviceName(gpuA) || len(ds.Conditions) != 1 {
+				t.Fatalf("claim device status %+v", ds)
+			}
+			cond := ds.Conditions[0]
+			if cond.Type == ConditionHealthy && cond.Status == status && cond.Reason == reason && strings.Contains(cond.Message, message) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("claim %s: no %s=%s %s %q within 30 s; last status.devices %+v", claim.Name, ConditionHealthy, status, reason, message, last)
 		}
 	}
 }

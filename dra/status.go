@@ -26,9 +26,9 @@ const (
 
 // claimStatus writes the health of prepared claims' devices into the
 // claims' status.devices (server-side apply, one field manager per
-// driver, so other drivers' entries stay untouched). It writes only when
-// a device's health differs from what it last wrote; after a restart it
-// writes every claim once.
+// driver, so other drivers' entries stay untouched): right after a claim
+// is prepared, and when a device's health differs from what it last
+// wrote; after a restart it writes every claim once.
 type claimStatus struct {
 	driver string
 	client kubernetes.Interface
