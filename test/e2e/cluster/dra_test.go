@@ -544,6 +544,7 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 		t.Fatalf("claim user allocated %s, want %s", g.PCI, GPU2.PCI)
 	}
 	waitDeviceHealth(t, c, ctx, ns, "user", GPU2, corev1.ResourceHealthStatusHealthy)
+	waitClaimDeviceCondition(t, c, ctx, ns, "user", GPU2, metav1.ConditionTrue, "DevicePresent")
 
 	vanished = true
 	h.RemoveDRMGPU(GPU2)
@@ -629,8 +630,8 @@ func waitDeviceHealth(t *testing.T, c *Cluster, ctx context.Context, ns, pod str
 }
 
 // waitClaimDeviceCondition waits until the claim's status.devices entry of
-// g's device (written by the driver when the device's health changes, as
-// deploy/dra/rbac.yaml lets the node) has the condition Healthy with
+// g's device (written by the driver once the claim is prepared and when
+// the device's health changes, as deploy/dra/rbac.yaml lets the node) has the condition Healthy with
 // status and reason, and returns its message.
 func waitClaimDeviceCondition(t *testing.T, c *Cluster, ctx context.Context, ns, claim string, g devicetest.DRMGPU, status metav1.ConditionStatus, reason string) string {
 	t.Helper()
