@@ -78,9 +78,10 @@ type driver struct {
 var _ kubeletplugin.DRAPlugin = (*driver)(nil)
 
 // StartPlugin starts the kubelet plugin of every driver in Drivers and
-// publishes the node's devices. The kubelet finds each driver through its
-// registration socket whenever it (re)starts. Stop it with Stop; ctx only
-// bounds the start.
+// publishes the node's devices in the background (it does not wait for
+// the API server). The kubelet finds each driver through its registration
+// socket whenever it (re)starts. Stop it with Stop; ctx only bounds the
+// start.
 func StartPlugin(ctx context.Context, cfg PluginConfig, inv Inventory) (*Plugin, error) {
 	if cfg.NodeName == "" || cfg.Client == nil || cfg.PluginsDir == "" || cfg.RegistryDir == "" {
 		return nil, errors.New("dra: the plugin needs a node name, a client and the kubelet's plugin directories")
@@ -99,11 +100,15 @@ func StartPlugin(ctx context.Context, cfg PluginConfig, inv Inventory) (*Plugin,
 		p.drivers = append(p.drivers, d)
 	}
 	changed, unsubscribe := inv.Subscribe()
-	p.publish(bg)
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
 		defer unsubscribe()
+		// The first publish waits for the API server (the ResourceSlice
+		// controller syncs its informer first): in the background, so an
+		// unreachable control plane never holds up the CRI, which a node
+		// whose API server is a static pod needs to bring it up at all.
+		p.publish(bg)
 		for {
 			select {
 			case <-bg.Done():
@@ -212,15 +217,21 @@ func (d *driver) HandleError(ctx context.Context, err error, msg string) {
 	klog.FromContext(ctx).Error(err, msg, "driver", d.name)
 }
 
-// healthTimeout is how long the kubelet trusts a health report; reports
-// are sent again well within it.
-const healthTimeout = 2 * time.Minute
+// healthTimeout is how long the kubelet trusts a health report, and
+// healthResend how often an unchanged report is sent again: within the
+// helper's own 30 s staleness check (it also watches drivers whose report
+// is empty), which the kubelet's protocol needs since it has no other
+// sign of a live driver.
+const (
+	healthTimeout = 2 * time.Minute
+	healthResend  = 20 * time.Second
+)
 
 // WatchHealthStatus reports every device of the driver, Healthy or
 // Unhealthy (vanished), at once, when the inventory changes, and again
-// every half healthTimeout.
+// every healthResend.
 func (d *driver) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
-	t := time.NewTicker(healthTimeout / 2)
+	t := time.NewTicker(healthResend)
 	defer t.Stop()
 	for {
 		d.healthMu.Lock()
@@ -260,7 +271,7 @@ func (d *driver) healthReport() kubeletplugin.DeviceHealthReport {
 		}
 		if dev.Health != devices.Healthy {
 			h.Health = kubeletplugin.HealthStatusUnhealthy
-			h.Message = fmt.Sprintf("%s (%s) vanished from the node", dev.CDIName(), dev.ID())
+			h.Message = fmt.Sprintf("%s vanished from node %s", StableCDIName(dev), d.p.cfg.NodeName)
 		}
 		r.Devices = append(r.Devices, h)
 	}

@@ -16,7 +16,9 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	"github.com/accel-cri/accel-cri/devices"
@@ -161,7 +163,7 @@ func TestPlugin(t *testing.T) {
 
 	// The prepared claim's status says why its device is gone.
 	waitClaimCondition(t, claimWatch, held, metav1.ConditionFalse, ReasonDeviceVanished,
-		"accel-cri.io/intel-gpu=0 (intel-gpu/0000:03:00.0) vanished from node node-a")
+		"accel-cri.io/intel-gpu=0000:03:00.0 vanished from node node-a")
 
 	un, err := kubelet.NodeUnprepareResources(ctx, &drapb.NodeUnprepareResourcesRequest{Claims: []*drapb.Claim{ref}})
 	if err != nil || un.Claims[string(held.UID)].GetError() != "" {
@@ -220,5 +222,45 @@ func waitSlice(t *testing.T, w watch.Interface, ok func(*resourceapi.ResourceSli
 		case <-timeout:
 			t.Fatal("no such ResourceSlice within 30 s")
 		}
+	}
+}
+
+// TestPluginAPIServerDown: with the API server unreachable, StartPlugin
+// returns at once and the drivers serve the kubelet (the first publish
+// waits in the background), and Stop ends it all. accel-cri starts the
+// plugin before it serves the CRI, and a node whose API server runs as a
+// static pod needs the CRI to bring that API server up.
+func TestPluginAPIServerDown(t *testing.T) {
+	dir := t.TempDir()
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := &fakeInventory{}
+	inv.set(gpuA)
+	started := make(chan error, 1)
+	var p *Plugin
+	go func() {
+		var err error
+		p, err = StartPlugin(context.Background(), PluginConfig{
+			NodeName: testNode, Client: client,
+			PluginsDir: filepath.Join(dir, "plugins"), RegistryDir: filepath.Join(dir, "registry"),
+		}, inv)
+		started <- err
+	}()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("StartPlugin waits for the unreachable API server")
+	}
+	stopped := make(chan struct{})
+	go func() { p.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Stop hangs while the first publish waits for the API server")
 	}
 }

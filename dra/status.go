@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -79,12 +80,8 @@ func (cs *claimStatus) update(ctx context.Context, st *state, devs []devices.Dev
 		for _, pd := range c.Devices {
 			reason, msg, healthy := ReasonDevicePresent, fmt.Sprintf("%s is on node %s", pd.Device, pd.Pool), metav1.ConditionTrue
 			if d, ok := byName[pd.Device]; !ok || d.Health != devices.Healthy {
-				id := pd.CDI
-				if ok {
-					id = d.CDIName() + " (" + d.ID() + ")"
-				}
 				reason, healthy = ReasonDeviceVanished, metav1.ConditionFalse
-				msg = fmt.Sprintf("%s vanished from node %s: containers of this claim that start now fail; the device is tainted %s", id, pd.Pool, TaintUnhealthy)
+				msg = fmt.Sprintf("%s vanished from node %s: containers of this claim that start now fail; the device is tainted %s", pd.CDI, pd.Pool, TaintUnhealthy)
 			}
 			summary += pd.Device + "=" + reason + ";"
 			entry := resourceac.AllocatedDeviceStatus().WithDriver(cs.driver).WithPool(pd.Pool).WithDevice(pd.Device).
@@ -99,7 +96,9 @@ func (cs *claimStatus) update(ctx context.Context, st *state, devs []devices.Dev
 			continue
 		}
 		ac := resourceac.ResourceClaim(c.Name, c.Namespace).WithUID(uid).WithStatus(status)
-		_, err := cs.client.ResourceV1().ResourceClaims(c.Namespace).ApplyStatus(ctx, ac, metav1.ApplyOptions{FieldManager: cs.driver, Force: true})
+		applyCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := cs.client.ResourceV1().ResourceClaims(c.Namespace).ApplyStatus(applyCtx, ac, metav1.ApplyOptions{FieldManager: cs.driver, Force: true})
+		cancel()
 		if err != nil {
 			klog.FromContext(ctx).Error(err, "Writing the claim's device status", "driver", cs.driver, "claim", klog.KRef(c.Namespace, c.Name))
 			continue
