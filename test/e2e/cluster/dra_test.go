@@ -57,6 +57,7 @@ func TestClusterDRA(t *testing.T) {
 		{"unhealthy", testDRAUnhealthy},
 		{"restart", testDRARestart},
 		{"gpu-check", testGPUCheck},
+		{"bad-input", testDRABadInput},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.run(t, c) }) && c.broken() {
 			t.Fatalf("%s left the cluster broken: the cases after it do not run", tc.name)
@@ -520,7 +521,9 @@ func testDRAShare(t *testing.T, c *Cluster) {
 // go, as on hot unplug) under a pod using it: its device gets the
 // NoSchedule taint accel-cri.io/unhealthy, the kubelet shows the pod's
 // device Unhealthy (the driver's health reports), the claim's
-// status.devices says Healthy=False DeviceVanished, and the pod runs on; a
+// status.devices says Healthy=False DeviceVanished, and the pod runs on
+// (its container, restarted, is refused with FailedPrecondition naming the
+// device until the GPU is back); a
 // claim selecting GPU2 is not allocated (its pod Pending,
 // FailedScheduling) while GPU stays allocatable; once GPU2 is back the
 // taint goes, the device is Healthy again (DevicePresent in the claim) and
@@ -565,6 +568,17 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 	if cs := containerStatus(getPod(t, c, ctx, ns, "user"), "main"); cs == nil || cs.State.Running == nil || cs.RestartCount != 0 {
 		t.Errorf("pod user's container after its GPU vanished: %+v, want running, not restarted (NoSchedule evicts nothing)", cs)
 	}
+	// The container ends (exit 7) and the kubelet starts it again: that
+	// CreateContainer fails with accel-cri's FailedPrecondition naming the
+	// device, and the container waits until the GPU is back (below).
+	if out, err := c.Kubectl(ctx, "-n", ns, "exec", "user", "--", "kill", "1"); err != nil {
+		t.Fatalf("kill 1 in pod user: %v\n%s", err, out)
+	}
+	msg = waitPodEvent(t, c, ctx, ns, "user", "Failed", "vanished and is no longer on the node")
+	if want := `CDI device "accel-cri.io/intel-gpu=` + GPU2.PCI + `"`; !strings.Contains(msg, want) || !strings.Contains(msg, "failed precondition") {
+		t.Errorf("pod user's restart refused with %q, want FailedPrecondition naming %s", msg, want)
+	}
+	t.Logf("pod user's restart: %s", msg)
 
 	createClaim(t, c, ctx, ns, "on-vanished", gpuClaimSpec(GPU2.PCI, nil))
 	createClaim(t, c, ctx, ns, "on-healthy", gpuClaimSpec(GPU.PCI, nil))
@@ -595,6 +609,14 @@ func testDRAUnhealthy(t *testing.T, c *Cluster) {
 	})
 	waitDeviceHealth(t, c, ctx, ns, "user", GPU2, corev1.ResourceHealthStatusHealthy)
 	waitClaimDeviceCondition(t, c, ctx, ns, "user", GPU2, metav1.ConditionTrue, "DevicePresent")
+	waitFor(t, 5*time.Minute, "pod user's container started again with its GPU back", func() (bool, error) {
+		cs := containerStatus(getPod(t, c, ctx, ns, "user"), "main")
+		if cs == nil || cs.State.Running == nil || cs.RestartCount < 1 {
+			return false, fmt.Errorf("%+v", cs)
+		}
+		return true, nil
+	})
+	checkPodGPU(t, c, ctx, ns, "user", GPU2)
 	waitRunning(t, c, ctx, ns, "on-vanished", 3*time.Minute)
 	g, _ = allocatedGPU(t, getClaim(t, c, ctx, ns, "on-vanished"))
 	if g.PCI != GPU2.PCI {
