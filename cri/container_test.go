@@ -43,10 +43,8 @@ func TestCreateContainerCDICodes(t *testing.T) {
 	}
 	dir := t.TempDir()
 	h := devicetest.NewHost(t, dir)
-	gone := devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993}
-	h.AddDRMGPU(devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993})
+	gone := devicetest.IntelArc
+	h.AddDRMGPU(devicetest.IntelIGPU)
 	h.AddDRMGPU(gone)
 	specDir := filepath.Join(dir, "cdi")
 	m := devices.New(devices.WithSysfsRoot(h.Sysfs), devices.WithDevRoot(h.Dev), devices.WithNVMLLibrary(filepath.Join(dir, "libnvidia-ml.so.1")), devices.WithCDIDir(specDir))

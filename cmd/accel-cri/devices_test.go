@@ -24,8 +24,7 @@ func TestDevicesCommand(t *testing.T) {
 	}
 	dir := t.TempDir()
 	h := devicetest.NewHost(t, dir)
-	h.AddDRMGPU(devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993})
+	h.AddDRMGPU(devicetest.IntelIGPU)
 	h.AddDFLFPGA(0, 0, "0000:08:00.0", "bfac4d851ee856fe8c95865ce1bbaa2d", "d8424dc4a4a3c413f89e433683f9040b", devicetest.Null)
 	cfg := filepath.Join(dir, "config.toml")
 	cdiDir := filepath.Join(dir, "cdi")
@@ -64,10 +63,8 @@ func TestStartDevicesRegistry(t *testing.T) {
 	}
 	dir := t.TempDir()
 	h := devicetest.NewHost(t, dir)
-	gone := devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993}
-	h.AddDRMGPU(devicetest.DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993})
+	gone := devicetest.IntelArc
+	h.AddDRMGPU(devicetest.IntelIGPU)
 	h.AddDRMGPU(gone)
 	cdiDir := filepath.Join(dir, "cdi")
 	c := config.DefaultDevices()

@@ -94,6 +94,17 @@ var (
 	Null = Num{1, 3}
 )
 
+// Two Intel GPUs for tests that need GPUs to exist and do not care about
+// cgroup rules (their nodes have Null's numbers): an integrated one (i915,
+// card0/renderD128) and an Arc (xe, card1/renderD129), with the usual
+// video (44) and render (993) groups.
+var (
+	IntelIGPU = DRMGPU{PCI: "0000:00:02.0", Vendor: "0x8086", Device: "0x4680", Driver: "i915", Card: 0, Render: 128,
+		CardNum: Null, RenderNum: Null, CardGID: 44, RenderGID: 993}
+	IntelArc = DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
+		CardNum: Null, RenderNum: Null, CardGID: 44, RenderGID: 993}
+)
+
 // Mknod makes a character node at rel under the dev root, owned by
 // root:gid with mode.
 func (h *Host) Mknod(rel string, n Num, mode uint32, gid int) string {

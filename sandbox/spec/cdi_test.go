@@ -126,8 +126,7 @@ func TestSpecCDIRegistry(t *testing.T) {
 	}
 	dir := t.TempDir()
 	h := devicetest.NewHost(t, dir)
-	gpu := devicetest.DRMGPU{PCI: "0000:03:00.0", Vendor: "0x8086", Device: "0x56a0", Driver: "xe", Card: 1, Render: 129,
-		CardNum: devicetest.Null, RenderNum: devicetest.Null, CardGID: 44, RenderGID: 993}
+	gpu := devicetest.IntelArc
 	h.AddDRMGPU(gpu)
 	specDir := filepath.Join(dir, "cdi")
 	m := devices.New(devices.WithSysfsRoot(h.Sysfs), devices.WithDevRoot(h.Dev), devices.WithNVMLLibrary(filepath.Join(dir, "libnvidia-ml.so.1")), devices.WithCDIDir(specDir))
