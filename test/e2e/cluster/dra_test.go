@@ -58,6 +58,7 @@ func TestClusterDRA(t *testing.T) {
 		{"restart", testDRARestart},
 		{"gpu-check", testGPUCheck},
 		{"bad-input", testDRABadInput},
+		{"admin-access", testDRAAdminAccess},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.run(t, c) }) && c.broken() {
 			t.Fatalf("%s left the cluster broken: the cases after it do not run", tc.name)
@@ -746,4 +747,42 @@ func testDRARestart(t *testing.T, c *Cluster) {
 		}
 		return true, nil
 	})
+}
+
+// testDRAAdminAccess: a monitoring pod's adminAccess claim, in a namespace
+// labelled for it, gets a GPU another pod's claim holds: the scheduler
+// allocates it beside the holder with admin access, accel-cri prepares it,
+// and both pods see the GPU. (On a shared device the 1.37 allocator counts
+// an admin-access claim's share like any other, so the holder leaves one
+// free; accel-cri's own check lets admin access beside an exclusive holder
+// too, as dra's TestPrepare shows.)
+func testDRAAdminAccess(t *testing.T, c *Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ns := c.Namespace(t, "dra-admin-holder")
+	mon := c.Namespace(t, "dra-admin-monitor")
+	monNS, err := c.Client.CoreV1().Namespaces().Get(ctx, mon, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if monNS.Labels == nil {
+		monNS.Labels = map[string]string{}
+	}
+	monNS.Labels[resourceapi.DRAAdminNamespaceLabelKey] = "true"
+	if _, err := c.Client.CoreV1().Namespaces().Update(ctx, monNS, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	createClaim(t, c, ctx, ns, "holder", gpuClaimSpec(GPU.PCI, nil))
+	runPod(t, c, ctx, claimPod(c, ns, "holder", "holder", ""))
+	spec := gpuClaimSpec(GPU.PCI, nil)
+	spec.Devices.Requests[0].Exactly.AdminAccess = ptr.To(true)
+	createClaim(t, c, ctx, mon, "monitor", spec)
+	runPod(t, c, ctx, claimPod(c, mon, "monitor", "monitor", ""))
+	g, r := allocatedGPU(t, getClaim(t, c, ctx, mon, "monitor"))
+	if g.PCI != GPU.PCI || r.AdminAccess == nil || !*r.AdminAccess {
+		t.Fatalf("claim monitor allocated %s, adminAccess %v; want %s with admin access", g.PCI, r.AdminAccess, GPU.PCI)
+	}
+	checkPodGPU(t, c, ctx, mon, "monitor", GPU)
+	checkPodGPU(t, c, ctx, ns, "holder", GPU)
 }
