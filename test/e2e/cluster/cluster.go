@@ -38,6 +38,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -470,6 +471,33 @@ func (c *Cluster) Namespace(t testing.TB, name string) string {
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The ServiceAccount admission plugin refuses pods until the
+	// controller-manager has made the namespace's "default" account
+	// (CI run J3: "error looking up service account ns/default"), as
+	// Kubernetes' own e2e framework waits for it.
+	sas, err := c.Client.CoreV1().ServiceAccounts(name).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+	wait:
+		for {
+			select {
+			case ev, ok := <-sas.ResultChan():
+				if !ok {
+					t.Fatalf("namespace %s: the watch for its default ServiceAccount ended", name)
+				}
+				if ev.Type == watch.Added {
+					break wait
+				}
+			case <-ctx.Done():
+				t.Fatalf("namespace %s: no default ServiceAccount within a minute", name)
+			}
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	sas.Stop()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
