@@ -103,6 +103,11 @@ type Cluster struct {
 	DRAPluginsDir string
 	Registry      *framework.Registry
 	Images        framework.TestImages
+	// SignaturePolicyDir is accel-cri's signature_policy_dir
+	// (<Dir>/policy.d): empty when the cluster starts, and no default
+	// signature_policy is set, so no namespace has a signature policy
+	// until a case writes <dir>/<namespace>.json (docs/security.md).
+	SignaturePolicyDir string
 
 	pki                    *pki
 	etcd, apiserver, cm, s *proc
@@ -253,8 +258,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	c.cm.waitHTTPS(t, "https://127.0.0.1:"+cmPort+"/healthz", selfSigned, "ok", 60*time.Second)
 	c.s.waitHTTPS(t, "https://127.0.0.1:"+schedPort+"/healthz", selfSigned, "ok", 60*time.Second)
 
-	// The node: accel-cri with CNI, the test images, a fake GPU and the
-	// crun and gVisor handlers, then the kubelet.
+	// The node: accel-cri with CNI, the test images, a fake GPU, the
+	// crun and gVisor handlers and an empty signature policy directory,
+	// then the kubelet.
 	c.Registry = framework.StartRegistry(t, framework.RegistryOptions{})
 	c.Images = framework.PushTestImages(t, c.Registry, "library/")
 	kubeletDir := filepath.Join(dir, "kubelet")
@@ -270,7 +276,12 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.DRA {
 		devConfig = c.draConfig(t, kubeletDir, o.DevicesConfig)
 	}
-	config := c.Devices.AccelCRIConfig(filepath.Join(c.Devices.Root, "cdi"), devConfig) +
+	c.SignaturePolicyDir = filepath.Join(dir, "policy.d")
+	if err := os.Mkdir(c.SignaturePolicyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Top-level keys first: the tables follow.
+	config := fmt.Sprintf("signature_policy_dir = %q\n", c.SignaturePolicyDir) + c.Devices.AccelCRIConfig(filepath.Join(c.Devices.Root, "cdi"), devConfig) +
 		fmt.Sprintf(`
 [runtimes.crun]
   binary_name = %q

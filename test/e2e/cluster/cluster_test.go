@@ -68,6 +68,7 @@ func TestCluster(t *testing.T) {
 		{"bad-hostpath", testBadHostPath},
 		{"bad-device", testBadDevice},
 		{"deleted-cdi-spec", testDeletedCDISpec},
+		{"signature-policy", testSignaturePolicy},
 		{"pod-cleanup", testPodCleanup},
 		{"accel-cri-restart", testAccelCRIRestart},
 	} {
