@@ -2,6 +2,7 @@ package signature
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
@@ -161,13 +164,44 @@ func (c Candidate) verifyBundle(keys []*PublicKey, dgst digest.Digest) (string, 
 	}
 	want, _ := hex.DecodeString(dgst.Encoded())
 
-	// Which key signed it, whatever it signs: the digest and the statement
-	// are checked below with the precise errors.
+	// What the bundle is (malformed otherwise), what verifies its
+	// signature alone (sigstore-go needs an artifact for a message
+	// signature: its own digest claim), and what it claims to sign.
+	var (
+		identity    string
+		sigOnly     verify.ArtifactPolicyOption
+		digestCheck error
+	)
+	switch content := c.bundle.Content.(type) {
+	case *protobundle.Bundle_DsseEnvelope:
+		env := content.DsseEnvelope
+		if env.GetPayloadType() != inTotoPayloadType {
+			return "", fmt.Errorf("DSSE payload type %q, want %q: %w", env.GetPayloadType(), inTotoPayloadType, ErrMalformed)
+		}
+		stmt, err := parseStatement(env.GetPayload())
+		if err != nil {
+			return "", err
+		}
+		sigOnly = verify.WithoutArtifactUnsafe()
+		identity, digestCheck = stmt.subjectFor(dgst)
+	case *protobundle.Bundle_MessageSignature:
+		md := content.MessageSignature.GetMessageDigest()
+		if md.GetAlgorithm() != protocommon.HashAlgorithm_SHA2_256 || len(md.GetDigest()) != sha256.Size {
+			return "", fmt.Errorf("message signature without a sha256 digest: %w", ErrMalformed)
+		}
+		sigOnly = verify.WithArtifactDigest("sha256", md.GetDigest())
+		if !bytes.Equal(md.GetDigest(), want) {
+			digestCheck = fmt.Errorf("message signature is over sha256:%x, not %s: %w", md.GetDigest(), dgst, ErrDigestMismatch)
+		}
+	default:
+		return "", fmt.Errorf("bundle holds neither a DSSE envelope nor a message signature: %w", ErrMalformed)
+	}
+
 	var signer sigstoresig.Verifier
 	var lastErr error
 	for _, k := range keys {
 		for _, v := range k.bundle {
-			if _, err := verifyWith(c.bundle, v, verify.WithoutArtifactUnsafe()); err != nil {
+			if _, err := verifyWith(c.bundle, v, sigOnly); err != nil {
 				lastErr = err
 				continue
 			}
@@ -181,31 +215,8 @@ func (c Candidate) verifyBundle(keys []*PublicKey, dgst digest.Digest) (string, 
 	if signer == nil {
 		return "", fmt.Errorf("no key of %s verifies the bundle (%v): %w", sources(keys), lastErr, ErrWrongKey)
 	}
-
-	identity := ""
-	if env, err := c.bundle.Envelope(); err == nil && env != nil {
-		if env.PayloadType != inTotoPayloadType {
-			return "", fmt.Errorf("DSSE payload type %q, want %q: %w", env.PayloadType, inTotoPayloadType, ErrMalformed)
-		}
-		payload, err := env.DecodeB64Payload()
-		if err != nil {
-			return "", fmt.Errorf("DSSE payload: %v: %w", err, ErrMalformed)
-		}
-		stmt, err := parseStatement(payload)
-		if err != nil {
-			return "", err
-		}
-		if identity, err = stmt.subjectFor(dgst); err != nil {
-			return "", err
-		}
-	} else {
-		ms := c.bundle.GetMessageSignature()
-		if ms == nil {
-			return "", fmt.Errorf("bundle holds neither a DSSE envelope nor a message signature: %w", ErrMalformed)
-		}
-		if md := ms.GetMessageDigest(); md == nil || !bytes.Equal(md.GetDigest(), want) {
-			return "", fmt.Errorf("message signature is not over %s: %w", dgst, ErrDigestMismatch)
-		}
+	if digestCheck != nil {
+		return "", digestCheck
 	}
 	// The full check with the artifact digest, as sigstore-go means it.
 	if _, err := verifyWith(c.bundle, signer, verify.WithArtifactDigest("sha256", want)); err != nil {
