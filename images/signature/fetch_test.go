@@ -310,7 +310,6 @@ func TestFetchVerify(t *testing.T) {
 				if len(got) != len(tc.want) {
 					t.Fatalf("verdicts %+v (skipped %v), want %+v", got, found.Skipped, tc.want)
 				}
-				// Referrers come in the registry's order: compare bundles as a set of errors.
 				for i, w := range tc.want {
 					if w.identity == "<repo>" {
 						w.identity = e.repo

@@ -19,12 +19,12 @@ import (
 	"time"
 )
 
-func pemOf(t *testing.T, typ string, der []byte) []byte {
+func pemOf(t testing.TB, typ string, der []byte) []byte {
 	t.Helper()
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
 
-func pubPEM(t *testing.T, pub crypto.PublicKey) []byte {
+func pubPEM(t testing.TB, pub crypto.PublicKey) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {

@@ -163,6 +163,9 @@ func (c Candidate) verifyBundle(keys []*PublicKey, dgst digest.Digest) (string, 
 		return "", fmt.Errorf("image digest %q is not a valid sha256 digest: %w", dgst, ErrDigestMismatch)
 	}
 	want, _ := hex.DecodeString(dgst.Encoded())
+	if c.bundle == nil || c.bundle.Bundle == nil {
+		return "", fmt.Errorf("no bundle: %w", ErrMalformed)
+	}
 
 	// What the bundle is (malformed otherwise), what verifies its
 	// signature alone (sigstore-go needs an artifact for a message

@@ -203,3 +203,16 @@ func messageBundle(t *testing.T, k *ecdsa.PrivateKey, d []byte) Candidate {
 	}
 	return Candidate{Format: FormatBundle, Source: "test", bundle: b}
 }
+
+func TestVerifyZeroCandidate(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pk, err := ParsePublicKey(pubPEM(t, &k.PublicKey), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []Candidate{{}, {Format: FormatBundle}, {Format: FormatLegacy}} {
+		if _, err := c.Verify([]*PublicKey{pk}, testDigest); err == nil {
+			t.Errorf("%+v verified", c)
+		}
+	}
+}

@@ -242,9 +242,9 @@ func PushBundleRaw(ctx context.Context, repo, dgst string, bundleJSON []byte, op
 	return putManifest(r.Digest(fmt.Sprintf("sha256:%x", h)), m, opts)
 }
 
-// PushIndexReferrer pushes an image index as a referrer of repo@dgst with
-// the bundle artifact type whose manifests are entries (it may list
-// itself only by content it cannot know, so tests use it for nesting).
+// PushIndexReferrer pushes an image index listing entries as a referrer of
+// repo@dgst with the bundle artifact type, for tests that readers never
+// follow nested indexes, and returns its digest.
 func PushIndexReferrer(ctx context.Context, repo, dgst string, entries []v1.Descriptor, opts ...remote.Option) (v1.Hash, error) {
 	r, err := name.NewRepository(repo)
 	if err != nil {
