@@ -26,29 +26,31 @@ const DefaultPath = "/etc/accel-cri/config.toml"
 // Config is the whole accel-cri configuration. Field comments are printed by
 // `accel-cri config default`, so they are written for node operators.
 type Config struct {
-	Socket           string   `toml:"socket" json:"socket" comment:"Unix socket on which the CRI RuntimeService and ImageService are served.\nkubelet: --container-runtime-endpoint unix://<socket>. Created with mode 0660."`
-	Root             string   `toml:"root" json:"root" comment:"Persistent state: the managed containerd's root, checkpoints. Must be on a filesystem that supports overlayfs."`
-	State            string   `toml:"state" json:"state" comment:"Volatile state (tmpfs is fine): the managed containerd's state and socket, runc state, pod runtime files."`
-	ContainerdAddr   string   `toml:"containerd_address" json:"containerd_address" comment:"Address of an existing containerd v2 daemon to use. Empty: accel-cri starts and supervises its\nown containerd (the managed default) with its root and state under root/state above."`
-	ContainerdBinary string   `toml:"containerd_binary" json:"containerd_binary" comment:"containerd binary for the managed daemon: a path, or a name looked up in PATH."`
-	Namespace        string   `toml:"namespace" json:"namespace" comment:"containerd namespace that holds accel-cri's images, containers and leases. containerd's own CRI uses\n\"k8s.io\"; a different namespace lets both share one daemon."`
-	Snapshotter      string   `toml:"snapshotter" json:"snapshotter" comment:"containerd snapshotter for image layers and container root filesystems."`
-	SandboxImage     string   `toml:"sandbox_image" json:"sandbox_image" comment:"Image of the pause container that holds each pod's namespaces. Pinned: never removed by image GC."`
-	RegistryConfDir  string   `toml:"registry_config_dir" json:"registry_config_dir" comment:"containerd-style hosts.toml tree (<dir>/<host[:port]>/hosts.toml) for registry mirrors,\nplain-HTTP and self-signed registries. Empty: registries are used directly over HTTPS\n(plain HTTP for localhost/127.0.0.1)."`
-	PullProgressTime Duration `toml:"image_pull_progress_timeout" json:"image_pull_progress_timeout" comment:"A pull that receives no bytes for this long is cancelled. \"0s\" disables the check."`
-	CNIConfDir       string   `toml:"cni_conf_dir" json:"cni_conf_dir" comment:"Directory of CNI network configurations; the first (lexical) .conflist/.conf is used.\nStatus reports NetworkReady=false while it holds none."`
-	CNIBinDirs       []string `toml:"cni_bin_dirs" json:"cni_bin_dirs" comment:"Directories searched for CNI plugin binaries."`
-	PodShmSize       int64    `toml:"pod_shm_size" json:"pod_shm_size" comment:"Size in bytes of each pod's /dev/shm (a tmpfs shared by the pod's containers)."`
-	InfraContainer   bool     `toml:"infra_container" json:"infra_container" comment:"Give every pod a pause (infra) container. When false (the default), a pod of a runc-style handler\nthat shares no PID or user namespace has none: its UTS and IPC namespaces are pinned by bind mounts\n(as CRI-O's drop_infra_ctr), which makes RunPodSandbox faster and saves a process per pod. Pods that\nshare a PID namespace, user-namespaced pods and VM/gVisor handlers always get one."`
-	StreamingAddr    string   `toml:"streaming_address" json:"streaming_address" comment:"Address (host:port) of the exec/attach/port-forward streaming server. kubelet connects to the URLs it\nhands out, so the host must be reachable from kubelet. Port 0 picks a free port."`
-	StreamingTLSCert string   `toml:"streaming_tls_cert" json:"streaming_tls_cert" comment:"PEM certificate file for serving the streaming server over HTTPS. Set both streaming_tls_cert and\nstreaming_tls_key, or neither (plain HTTP)."`
-	StreamingTLSKey  string   `toml:"streaming_tls_key" json:"streaming_tls_key" comment:"PEM private key file matching streaming_tls_cert."`
-	MetricsAddr      string   `toml:"metrics_address" json:"metrics_address" comment:"Address (host:port) of the Prometheus metrics endpoint (HTTP, path /metrics). Empty: off.\nKeep it on loopback, for example \"127.0.0.1:9838\", unless a firewall guards the port: the\nmetrics name pods' runtime handlers, images and devices. See docs/operations.md."`
-	StatsPeriod      Duration `toml:"stats_collection_period" json:"stats_collection_period" comment:"How often the CPU, memory, writable-layer and network use of every running container and pod is\nsampled for kubelet's stats calls, which then answer from memory; a sample is at most this old.\nkubelet's housekeeping runs every 10s. \"0s\": sample on every call instead (slower calls, no\nbackground work). Otherwise at least 1s."`
-	CgroupDriver     string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
-	LogLevel         string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
-	DebugSocket      string   `toml:"debug_socket" json:"debug_socket" comment:"Unix socket serving Go's net/http/pprof (profiles, heap, goroutine dump at\n/debug/pprof/goroutine?debug=2), mode 0600 for root only. Empty (the default): off. See docs/debugging.md."`
-	DefaultRuntime   string   `toml:"default_runtime" json:"default_runtime" comment:"Runtime handler for pods that name none (RunPodSandbox runtime_handler \"\"). Must be a key of [runtimes]."`
+	Socket             string   `toml:"socket" json:"socket" comment:"Unix socket on which the CRI RuntimeService and ImageService are served.\nkubelet: --container-runtime-endpoint unix://<socket>. Created with mode 0660."`
+	Root               string   `toml:"root" json:"root" comment:"Persistent state: the managed containerd's root, checkpoints. Must be on a filesystem that supports overlayfs."`
+	State              string   `toml:"state" json:"state" comment:"Volatile state (tmpfs is fine): the managed containerd's state and socket, runc state, pod runtime files."`
+	ContainerdAddr     string   `toml:"containerd_address" json:"containerd_address" comment:"Address of an existing containerd v2 daemon to use. Empty: accel-cri starts and supervises its\nown containerd (the managed default) with its root and state under root/state above."`
+	ContainerdBinary   string   `toml:"containerd_binary" json:"containerd_binary" comment:"containerd binary for the managed daemon: a path, or a name looked up in PATH."`
+	Namespace          string   `toml:"namespace" json:"namespace" comment:"containerd namespace that holds accel-cri's images, containers and leases. containerd's own CRI uses\n\"k8s.io\"; a different namespace lets both share one daemon."`
+	Snapshotter        string   `toml:"snapshotter" json:"snapshotter" comment:"containerd snapshotter for image layers and container root filesystems."`
+	SandboxImage       string   `toml:"sandbox_image" json:"sandbox_image" comment:"Image of the pause container that holds each pod's namespaces. Pinned: never removed by image GC."`
+	RegistryConfDir    string   `toml:"registry_config_dir" json:"registry_config_dir" comment:"containerd-style hosts.toml tree (<dir>/<host[:port]>/hosts.toml) for registry mirrors,\nplain-HTTP and self-signed registries. Empty: registries are used directly over HTTPS\n(plain HTTP for localhost/127.0.0.1)."`
+	PullProgressTime   Duration `toml:"image_pull_progress_timeout" json:"image_pull_progress_timeout" comment:"A pull that receives no bytes for this long is cancelled. \"0s\" disables the check."`
+	SignaturePolicy    string   `toml:"signature_policy" json:"signature_policy" comment:"Default image signature policy, a containers-policy.json file (docs/security.md): applies to pulls\nof pods whose namespace has no file in signature_policy_dir, and to pulls without a pod. Empty: none.\nA file that does not parse refuses every pull under it (SignatureValidationFailed)."`
+	SignaturePolicyDir string   `toml:"signature_policy_dir" json:"signature_policy_dir" comment:"Directory of per-namespace signature policies, <dir>/<pod namespace>.json, same format. Files are\nread again when they change. Empty: none. With neither key set, images are not verified."`
+	CNIConfDir         string   `toml:"cni_conf_dir" json:"cni_conf_dir" comment:"Directory of CNI network configurations; the first (lexical) .conflist/.conf is used.\nStatus reports NetworkReady=false while it holds none."`
+	CNIBinDirs         []string `toml:"cni_bin_dirs" json:"cni_bin_dirs" comment:"Directories searched for CNI plugin binaries."`
+	PodShmSize         int64    `toml:"pod_shm_size" json:"pod_shm_size" comment:"Size in bytes of each pod's /dev/shm (a tmpfs shared by the pod's containers)."`
+	InfraContainer     bool     `toml:"infra_container" json:"infra_container" comment:"Give every pod a pause (infra) container. When false (the default), a pod of a runc-style handler\nthat shares no PID or user namespace has none: its UTS and IPC namespaces are pinned by bind mounts\n(as CRI-O's drop_infra_ctr), which makes RunPodSandbox faster and saves a process per pod. Pods that\nshare a PID namespace, user-namespaced pods and VM/gVisor handlers always get one."`
+	StreamingAddr      string   `toml:"streaming_address" json:"streaming_address" comment:"Address (host:port) of the exec/attach/port-forward streaming server. kubelet connects to the URLs it\nhands out, so the host must be reachable from kubelet. Port 0 picks a free port."`
+	StreamingTLSCert   string   `toml:"streaming_tls_cert" json:"streaming_tls_cert" comment:"PEM certificate file for serving the streaming server over HTTPS. Set both streaming_tls_cert and\nstreaming_tls_key, or neither (plain HTTP)."`
+	StreamingTLSKey    string   `toml:"streaming_tls_key" json:"streaming_tls_key" comment:"PEM private key file matching streaming_tls_cert."`
+	MetricsAddr        string   `toml:"metrics_address" json:"metrics_address" comment:"Address (host:port) of the Prometheus metrics endpoint (HTTP, path /metrics). Empty: off.\nKeep it on loopback, for example \"127.0.0.1:9838\", unless a firewall guards the port: the\nmetrics name pods' runtime handlers, images and devices. See docs/operations.md."`
+	StatsPeriod        Duration `toml:"stats_collection_period" json:"stats_collection_period" comment:"How often the CPU, memory, writable-layer and network use of every running container and pod is\nsampled for kubelet's stats calls, which then answer from memory; a sample is at most this old.\nkubelet's housekeeping runs every 10s. \"0s\": sample on every call instead (slower calls, no\nbackground work). Otherwise at least 1s."`
+	CgroupDriver       string   `toml:"cgroup_driver" json:"cgroup_driver" comment:"Cgroup driver reported to kubelet and used for pod cgroups: \"auto\" (systemd when systemd is PID 1,\notherwise cgroupfs), \"cgroupfs\" or \"systemd\"."`
+	LogLevel           string   `toml:"log_level" json:"log_level" comment:"Log verbosity: \"info\", \"debug\" or \"trace\"."`
+	DebugSocket        string   `toml:"debug_socket" json:"debug_socket" comment:"Unix socket serving Go's net/http/pprof (profiles, heap, goroutine dump at\n/debug/pprof/goroutine?debug=2), mode 0600 for root only. Empty (the default): off. See docs/debugging.md."`
+	DefaultRuntime     string   `toml:"default_runtime" json:"default_runtime" comment:"Runtime handler for pods that name none (RunPodSandbox runtime_handler \"\"). Must be a key of [runtimes]."`
 	// Runtimes is last: TOML tables must follow the plain keys.
 	Runtimes map[string]RuntimeConfig `toml:"runtimes" json:"runtimes" comment:"Runtime handlers (Kubernetes RuntimeClass .handler), one table each: [runtimes.<handler>].\nThe name is a DNS label. See docs/runtime-handlers.md for crun, gVisor (runsc) and Kata examples."`
 	Devices  DevicesConfig            `toml:"devices" json:"devices" comment:"Accelerators: discovery, CDI specs and injection, kubelet device plugin (docs/devices.md)."`
@@ -159,6 +161,8 @@ func (c *Config) Validate() error {
 	abs("root", c.Root, true)
 	abs("state", c.State, true)
 	abs("registry_config_dir", c.RegistryConfDir, false)
+	abs("signature_policy", c.SignaturePolicy, false)
+	abs("signature_policy_dir", c.SignaturePolicyDir, false)
 	abs("cni_conf_dir", c.CNIConfDir, true)
 	for _, d := range c.CNIBinDirs {
 		abs("cni_bin_dirs", d, true)

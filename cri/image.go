@@ -36,7 +36,9 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 	if err := validateImageRef("image.image", ref); err != nil {
 		return nil, err
 	}
-	var opts []images.PullOption
+	// The pod's namespace selects the signature policy (<dir>/<ns>.json,
+	// else the default); a pull without a pod (crictl) gets the default.
+	opts := []images.PullOption{images.WithPullNamespace(req.GetSandboxConfig().GetMetadata().GetNamespace())}
 	if h := req.GetImage().GetRuntimeHandler(); h != "" {
 		// The image is unpacked for the handler that will run it (its
 		// snapshotter); an unknown handler is NotFound, as in RunPodSandbox.

@@ -11,7 +11,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	crierrors "k8s.io/cri-api/pkg/errors"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/images"
 )
 
 // UnaryInterceptor logs each call, recovers a panicking handler, and turns
@@ -68,6 +71,16 @@ func ToStatus(err error) error {
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
+	}
+	var sig *images.SignatureError
+	if errors.As(err, &sig) {
+		// The CRI names this failure by its message, not its code:
+		// kubelet's CRI client strips the status of an Unknown error and
+		// evalCRIPullErr (pkg/kubelet/images/image_manager.go) shows an
+		// error whose message starts with "SignatureValidationFailed" as
+		// the container's waiting reason SignatureValidationFailed, as
+		// for CRI-O. Any other code would show as ErrImagePull.
+		return status.Error(codes.Unknown, crierrors.ErrSignatureValidationFailed.Error()+": "+err.Error())
 	}
 	return status.Error(codeOf(err), err.Error())
 }

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	crierrors "k8s.io/cri-api/pkg/errors"
+
+	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/images/policy"
 )
 
 func TestToStatus(t *testing.T) {
@@ -43,6 +48,27 @@ func TestToStatus(t *testing.T) {
 				t.Fatalf("message %q lost the cause %q", status.Convert(got).Message(), tc.err)
 			}
 		})
+	}
+}
+
+// TestToStatusSignature: a refused image is Unknown with a message that
+// starts with the CRI's error name, which is what kubelet matches
+// (evalCRIPullErr after cri-client strips Unknown's status prefix).
+func TestToStatusSignature(t *testing.T) {
+	serr := &images.SignatureError{Ref: "r.io/a:1", Digest: "sha256:abc", File: "/etc/p.json", Scope: "r.io",
+		Reason: fmt.Errorf("%w: no signature found", policy.ErrRejected)}
+	got := ToStatus(fmt.Errorf("pull image %q: %w", "r.io/a:1", serr))
+	if status.Code(got) != codes.Unknown {
+		t.Fatalf("code %v, want Unknown", status.Code(got))
+	}
+	msg := status.Convert(got).Message()
+	if !strings.HasPrefix(msg, crierrors.ErrSignatureValidationFailed.Error()+": ") ||
+		!strings.Contains(msg, "no signature found") || !strings.Contains(msg, "/etc/p.json") || !strings.Contains(msg, "sha256:abc") {
+		t.Fatalf("message %q", msg)
+	}
+	// A policy error that is a user mistake in the request keeps its code.
+	if c := status.Code(ToStatus(fmt.Errorf("pull: %w", errdefs.ErrInvalidArgument))); c != codes.InvalidArgument {
+		t.Fatalf("invalid namespace: %v", c)
 	}
 }
 

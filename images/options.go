@@ -5,6 +5,8 @@ import (
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/accel-cri/accel-cri/images/policy"
 )
 
 // Defaults, filled in one place (see defaultOptions).
@@ -27,6 +29,8 @@ type options struct {
 	imageFsPath         string
 	platform            ocispec.Platform
 	observer            PullObserver
+	policy              *policy.Store
+	sigObserver         SignatureObserver
 }
 
 func defaultOptions() options {
@@ -67,6 +71,7 @@ type PullOption func(*pullOptions)
 
 type pullOptions struct {
 	snapshotter string
+	namespace   string
 }
 
 // WithPullSnapshotter unpacks this pull into the named snapshotter instead of
@@ -100,9 +105,13 @@ func WithPlatform(p ocispec.Platform) Option {
 
 // PullSnapshotter is the snapshotter opts ask for ("" for the service's).
 func PullSnapshotter(opts ...PullOption) string {
+	return pullOptionsOf(opts).snapshotter
+}
+
+func pullOptionsOf(opts []PullOption) pullOptions {
 	var o pullOptions
 	for _, f := range opts {
 		f(&o)
 	}
-	return o.snapshotter
+	return o
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"k8s.io/klog/v2"
+
+	"github.com/accel-cri/accel-cri/images/policy"
 )
 
 // Pull pulls ref from its registry (or a mirror from the registry
@@ -29,7 +31,8 @@ import (
 // ErrUnavailable for an unreachable registry, and context.DeadlineExceeded
 // when the pull progress timeout cancelled a stalled transfer.
 func (s *Service) pull(ctx context.Context, ref string, auth *AuthConfig, opts ...PullOption) (Image, error) {
-	snapshotter := PullSnapshotter(opts...)
+	po := pullOptionsOf(opts)
+	snapshotter := po.snapshotter
 	if snapshotter == "" {
 		snapshotter = s.opts.snapshotter
 	}
@@ -38,6 +41,12 @@ func (s *Service) pull(ctx context.Context, ref string, auth *AuthConfig, opts .
 		return Image{}, err
 	}
 	name := named.String()
+	// The signature policy is chosen before anything is fetched: an
+	// unusable policy file refuses the pull without a registry request.
+	pol, err := s.policyFor(po.namespace, name, PhasePull)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
+	}
 	creds, err := newCredentials(auth, reference.Domain(named))
 	if err != nil {
 		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
@@ -56,7 +65,7 @@ func (s *Service) pull(ctx context.Context, ref string, auth *AuthConfig, opts .
 		}
 	}()
 
-	img, err := s.fetch(lctx, name, creds, snapshotter)
+	img, err := s.fetch(lctx, named, creds, snapshotter, pol)
 	if err != nil {
 		return Image{}, fmt.Errorf("pull image %q: %w", name, err)
 	}
@@ -104,8 +113,13 @@ func (s *Service) pull(ctx context.Context, ref string, auth *AuthConfig, opts .
 }
 
 // fetch runs containerd's pull with accel-cri's resolver under the progress
-// watchdog. It classifies the error for the CRI layer.
-func (s *Service) fetch(ctx context.Context, name string, creds *registryCredentials, snapshotter string) (containerd.Image, error) {
+// watchdog. It classifies the error for the CRI layer. With a signature
+// policy, it resolves the reference first, verifies the digest it names with
+// the same resolver (hosts.toml mirrors, the pull's credentials) and then
+// pulls that digest, so the image pulled is the image verified and nothing is
+// fetched, unpacked or kept for an image the policy refuses.
+func (s *Service) fetch(ctx context.Context, named reference.Named, creds *registryCredentials, snapshotter string, pol *policy.Policy) (containerd.Image, error) {
+	name := named.String()
 	// Each pull builds its own HTTP transports; their idle keep-alive
 	// connections (and the goroutines serving them) go when it ends, after
 	// its context is cancelled.
@@ -123,7 +137,24 @@ func (s *Service) fetch(ctx context.Context, name string, creds *registryCredent
 			return watch.updateClient(c)
 		}),
 	})
-	img, err := s.client.Pull(pctx, name,
+	pullName := name
+	if pol != nil {
+		_, desc, err := resolver.Resolve(pctx, name)
+		if err != nil {
+			return nil, s.fetchError(ctx, pctx, err)
+		}
+		if err := s.verify(pctx, pol, named, desc.Digest, resolver, PhasePull); err != nil {
+			if pctx.Err() != nil && errors.Is(err, policy.ErrFetch) {
+				// A signature fetch the watchdog or the caller cut
+				// short is reported as such, with the refusal as its
+				// detail.
+				return nil, s.fetchError(ctx, pctx, err)
+			}
+			return nil, err
+		}
+		pullName = reference.TrimNamed(named).String() + "@" + desc.Digest.String()
+	}
+	img, err := s.client.Pull(pctx, pullName,
 		containerd.WithResolver(resolver),
 		containerd.WithPlatformMatcher(s.platform),
 		containerd.WithPullUnpack,
@@ -133,14 +164,21 @@ func (s *Service) fetch(ctx context.Context, name string, creds *registryCredent
 	if err == nil {
 		return img, nil
 	}
+	return nil, s.fetchError(ctx, pctx, err)
+}
+
+// fetchError classifies an error of a pull's registry requests: the
+// progress watchdog's cancellation (pctx's cause), the caller's cancellation
+// (ctx), or the registry's answer.
+func (s *Service) fetchError(ctx, pctx context.Context, err error) error {
 	var stalled *stalledError
 	if errors.As(context.Cause(pctx), &stalled) {
-		return nil, fmt.Errorf("%w (last error: %v)", stalled, err)
+		return fmt.Errorf("%w (last error: %v)", stalled, err)
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-		return nil, fmt.Errorf("%w: %v", ctxErr, err)
+		return fmt.Errorf("%w: %v", ctxErr, err)
 	}
-	return nil, classifyRegistryError(err)
+	return classifyRegistryError(err)
 }
 
 // registryHosts configures the registry endpoints of one pull: hosts.toml

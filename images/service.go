@@ -48,6 +48,8 @@ type Service struct {
 	fsMu     sync.Mutex // one walk at a time
 	fsLast   FsUsage
 
+	verified verifier // allowed signature decisions
+
 	pinnedIDs   map[string]bool
 	pinnedNames map[string]bool
 

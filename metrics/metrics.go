@@ -40,6 +40,7 @@ type Metrics struct {
 	pullDuration *prometheus.HistogramVec
 	pullBytes    prometheus.Counter
 	pullFailures *prometheus.CounterVec
+	signatures   *prometheus.CounterVec
 
 	cniDuration *prometheus.HistogramVec
 
@@ -80,6 +81,10 @@ func New(opts ...Option) *Metrics {
 		Help:    "Duration of a pod's CNI ADD (op=setup) and DEL (op=teardown) over all plugins, by result.",
 		Buckets: latencyBuckets,
 	}, []string{"op", "result"})
+	m.signatures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "image", Name: "signature_verifications_total",
+		Help: "Image signature policy decisions by phase (pull: PullImage; create: the re-check at CreateContainer) and result (verified, accepted without a signature, rejected, error: policy or signatures unreadable).",
+	}, []string{"phase", "result"})
 	m.deviceAllocations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "device", Name: "allocations_total",
 		Help: "CDI devices given to containers at CreateContainer, by resource (CDI vendor/class).",
@@ -95,7 +100,7 @@ func New(opts ...Option) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.criDuration, m.criRequests,
-		m.pullDuration, m.pullBytes, m.pullFailures,
+		m.pullDuration, m.pullBytes, m.pullFailures, m.signatures,
 		m.cniDuration,
 		m.deviceAllocations,
 	)
@@ -118,6 +123,11 @@ func (m *Metrics) ObserveCRI(fullMethod string, d time.Duration, err error) {
 	method := fullMethod[strings.LastIndex(fullMethod, "/")+1:]
 	m.criDuration.WithLabelValues(method).Observe(d.Seconds())
 	m.criRequests.WithLabelValues(method, status.Code(err).String()).Inc()
+}
+
+// ObserveSignature implements images.SignatureObserver.
+func (m *Metrics) ObserveSignature(phase, result string) {
+	m.signatures.WithLabelValues(phase, result).Inc()
 }
 
 // ObservePull implements images.PullObserver.
@@ -144,8 +154,9 @@ func result(err error) string {
 }
 
 var (
-	_ podnet.CNIObserver  = (*Metrics)(nil)
-	_ images.PullObserver = (*Metrics)(nil)
+	_ podnet.CNIObserver       = (*Metrics)(nil)
+	_ images.PullObserver      = (*Metrics)(nil)
+	_ images.SignatureObserver = (*Metrics)(nil)
 )
 
 // Register applies options after New, for collectors over parts that are

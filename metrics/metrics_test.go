@@ -20,6 +20,7 @@ import (
 
 	"github.com/accel-cri/accel-cri/cri"
 	"github.com/accel-cri/accel-cri/devices"
+	"github.com/accel-cri/accel-cri/images"
 	"github.com/accel-cri/accel-cri/sandbox"
 	"github.com/accel-cri/accel-cri/sandbox/podnet"
 )
@@ -116,6 +117,25 @@ accel_cri_image_pull_failures_total{code="Unauthenticated"} 1
 	}
 	if _, count := histogram(t, m, "accel_cri_image_pull_duration_seconds", map[string]string{"result": "failure"}); count != 3 {
 		t.Errorf("failed pulls: count %d, want 3", count)
+	}
+}
+
+func TestObserveSignature(t *testing.T) {
+	m := New()
+	var obs images.SignatureObserver = m
+	obs.ObserveSignature(images.PhasePull, images.ResultVerified)
+	obs.ObserveSignature(images.PhasePull, images.ResultVerified)
+	obs.ObserveSignature(images.PhasePull, images.ResultRejected)
+	obs.ObserveSignature(images.PhaseCreate, images.ResultError)
+	want := `
+# HELP accel_cri_image_signature_verifications_total Image signature policy decisions by phase (pull: PullImage; create: the re-check at CreateContainer) and result (verified, accepted without a signature, rejected, error: policy or signatures unreadable).
+# TYPE accel_cri_image_signature_verifications_total counter
+accel_cri_image_signature_verifications_total{phase="create",result="error"} 1
+accel_cri_image_signature_verifications_total{phase="pull",result="rejected"} 1
+accel_cri_image_signature_verifications_total{phase="pull",result="verified"} 2
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "accel_cri_image_signature_verifications_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 

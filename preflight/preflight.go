@@ -84,6 +84,7 @@ var checks = []check{
 	checkKVM,
 	checkDevices,
 	checkNRI,
+	checkSignaturePolicy,
 }
 
 // Run checks the node for cfg.

@@ -38,6 +38,16 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", fmt.Errorf("image %q of container %q: %w", cfg.GetImage().GetImage(), cfg.GetMetadata().GetName(), err)
 	}
+	// An image pulled before the namespace's signature policy existed, or
+	// for another namespace, is verified before it runs here. kubelet
+	// names the image by its id and the pod's image in user_specified_image.
+	ref := cfg.GetImage().GetUserSpecifiedImage()
+	if ref == "" {
+		ref = cfg.GetImage().GetImage()
+	}
+	if err := r.images.CheckSignature(ctx, p.Config.GetMetadata().GetNamespace(), ref, img); err != nil {
+		return "", fmt.Errorf("container %q: %w", cfg.GetMetadata().GetName(), err)
+	}
 	cimg, err := r.containerdImage(ctx, img, h.snapshotter)
 	if err != nil {
 		return "", err
@@ -78,7 +88,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", fmt.Errorf("pod %w", err)
 	}
-	vols, err := r.planImageVolumes(ctx, id, cfg, h.snapshotter, uids, gids)
+	vols, err := r.planImageVolumes(ctx, id, p.Config.GetMetadata().GetNamespace(), cfg, h.snapshotter, uids, gids)
 	if err != nil {
 		return "", err
 	}

@@ -104,11 +104,12 @@ type imageVolume struct {
 }
 
 // planImageVolumes finds the image of each image volume of a container
-// about to be created (an image that is not present is NotFound) and
-// makes sure it is unpacked in snapshotter. It changes nothing on the host.
-// podUIDs and podGIDs are the mappings of the pod's user namespace (none
-// in the host's).
-func (r *Runtime) planImageVolumes(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, snapshotter string, podUIDs, podGIDs []runtimespec.LinuxIDMapping) ([]*imageVolume, error) {
+// about to be created (an image that is not present is NotFound), checks
+// it against the signature policy of the pod's namespace ns as the
+// container's own image is, and makes sure it is unpacked in snapshotter.
+// It changes nothing on the host. podUIDs and podGIDs are the mappings of
+// the pod's user namespace (none in the host's).
+func (r *Runtime) planImageVolumes(ctx context.Context, id, ns string, cfg *runtimeapi.ContainerConfig, snapshotter string, podUIDs, podGIDs []runtimespec.LinuxIDMapping) ([]*imageVolume, error) {
 	var vols []*imageVolume
 	for i, m := range cfg.GetMounts() {
 		ref := m.GetImage().GetImage()
@@ -127,6 +128,13 @@ func (r *Runtime) planImageVolumes(ctx context.Context, id string, cfg *runtimea
 		img, err := r.images.Get(ctx, ref)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: image %q: %w", crierrors.ErrImageVolumeMountFailed, field, ref, err)
+		}
+		uref := m.GetImage().GetUserSpecifiedImage()
+		if uref == "" {
+			uref = ref
+		}
+		if err := r.images.CheckSignature(ctx, ns, uref, img); err != nil {
+			return nil, fmt.Errorf("%s: image volume: %w", field, err)
 		}
 		ri, err := r.containerdImage(ctx, img, snapshotter)
 		if err != nil {

@@ -25,10 +25,12 @@ import (
 var ErrRuntimeNotReady = errors.New("containerd is not serving")
 
 // ImageSource is what the runtime needs from the image store: the image a
-// container is created from, and the sandbox image, pulled if absent.
+// container is created from, its signature check for the pod's namespace,
+// and the sandbox image, pulled if absent.
 type ImageSource interface {
 	Get(ctx context.Context, ref string) (images.Image, error)
 	Pull(ctx context.Context, ref string, auth *images.AuthConfig, opts ...images.PullOption) (images.Image, error)
+	CheckSignature(ctx context.Context, namespace, ref string, img images.Image) error
 }
 
 // Runtime runs pods and containers on one containerd.

@@ -19,6 +19,7 @@ import (
 	"github.com/accel-cri/accel-cri/config"
 	"github.com/accel-cri/accel-cri/cri"
 	"github.com/accel-cri/accel-cri/images"
+	"github.com/accel-cri/accel-cri/images/policy"
 	"github.com/accel-cri/accel-cri/internal/cgroups"
 	"github.com/accel-cri/accel-cri/internal/debugserver"
 	"github.com/accel-cri/accel-cri/internal/version"
@@ -126,12 +127,16 @@ func serve(cfg config.Config) error {
 
 	initCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	sigPolicy := policy.NewStore(cfg.SignaturePolicy, cfg.SignaturePolicyDir)
+	logPolicyFiles(sigPolicy)
 	imgs, err := images.New(initCtx, client,
 		images.WithSnapshotter(cfg.Snapshotter),
 		images.WithRegistryConfigDir(cfg.RegistryConfDir),
 		images.WithPullProgressTimeout(time.Duration(cfg.PullProgressTime)),
 		images.WithPinnedImages(cfg.SandboxImage),
 		images.WithObserver(m),
+		images.WithSignaturePolicy(sigPolicy),
+		images.WithSignatureObserver(m),
 	)
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
@@ -363,5 +368,25 @@ func harvestExits(ctx context.Context, d *managed.Daemon, namespace, sandboxStat
 func logErr(err error, msg string) {
 	if err != nil {
 		klog.ErrorS(err, msg)
+	}
+}
+
+// logPolicyFiles reports the signature policy files at start: a file that
+// cannot be used refuses every pull under it, so it is logged as an error
+// now rather than found at the first pull.
+func logPolicyFiles(store *policy.Store) {
+	if !store.Enabled() {
+		return
+	}
+	checks, err := store.Check()
+	if err != nil {
+		klog.ErrorS(err, "Cannot list the signature policy directory")
+	}
+	for _, c := range checks {
+		if c.Err != nil {
+			klog.ErrorS(c.Err, "Signature policy file cannot be used: pulls under it are refused", "file", c.File, "namespace", c.Namespace)
+			continue
+		}
+		klog.InfoS("Signature policy", "file", c.File, "namespace", c.Namespace, "scopes", c.Scopes)
 	}
 }
