@@ -34,7 +34,8 @@ import (
 // pod in a namespace without a file runs; signed images (a cosign legacy
 // signature, a sigstore bundle) run in the first. Once the unsigned image
 // is on the node, a pod of the first namespace that does not pull it
-// (IfNotPresent) is stopped by accel-cri's re-check at CreateContainer.
+// (IfNotPresent) is stopped by accel-cri's re-check at CreateContainer,
+// and the first pod's next pull (Always) is refused again.
 func testSignaturePolicy(t *testing.T, c *Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -152,8 +153,12 @@ func testSignaturePolicy(t *testing.T, c *Cluster) {
 		t.Errorf("unsigned-present waits with %q, want accel-cri's SignatureValidationFailed", st.State.Waiting.Message)
 	}
 
-	// The first pod never ran, and its image is still refused: between
-	// pulls it is in back-off, at each pull refused again.
+	// The first pod's image is on the node now, and still refused: kubelet
+	// backs off, pulls again (Always) and is refused again.
+	watchWaiting(t, c, ctx, getPod(t, c, ctx, enforced, "unsigned"), "ImagePullBackOff", "SignatureValidationFailed")
+	watchWaiting(t, c, ctx, getPod(t, c, ctx, enforced, "unsigned"), "SignatureValidationFailed", "ImagePullBackOff")
+
+	// It never ran.
 	p := getPod(t, c, ctx, enforced, "unsigned")
 	st := containerStatus(p, "main")
 	if p.Status.Phase != corev1.PodPending || st == nil || st.ContainerID != "" || st.RestartCount != 0 || st.State.Waiting == nil ||
