@@ -165,8 +165,6 @@ func writePolicy(t *testing.T, path, content string) {
 // TestSignaturePolicy.
 type sigEnv struct {
 	*framework.AccelCRI
-	reg       *framework.Registry
-	policyDir string
 }
 
 // podIn is a host-network pod config (no CNI needed) in namespace ns.
@@ -318,6 +316,19 @@ func (e sigEnv) removePod(t *testing.T, podID string) {
 // against a real registry holding cosign signatures in both formats
 // (legacy .sig tags and sigstore bundles as OCI referrers, by the
 // referrers tag scheme: docker-registry 2.8 has no referrers API).
+//
+// Signed images pull and run in the policy's namespace; an unsigned one,
+// one signed with another key, one whose signature names another
+// repository, and a signed image's very digest pushed to a repository
+// without signatures are refused (code Unknown, SignatureValidationFailed,
+// the reason) and nothing of them is kept. Without a file for its
+// namespace a pod gets the default policy. An image pulled for another
+// namespace is checked again when a container (by reference, by id as
+// kubelet sends it, or as an image volume) is created in the policy's
+// namespace. Policy files written, broken (fail closed), fixed and removed
+// while accel-cri runs take effect at the next pull. Malformed signatures
+// and a policy naming a missing key are refused with their precise
+// reasons. The metric counts each decision exactly.
 func TestSignaturePolicy(t *testing.T) {
 	reg := framework.StartRegistry(t, framework.RegistryOptions{})
 	imgs := framework.PushTestImages(t, reg, "library/")
@@ -399,7 +410,7 @@ func TestSignaturePolicy(t *testing.T) {
 		Config:       fmt.Sprintf("signature_policy = %q\nsignature_policy_dir = %q\n", defaultPolicy, policyDir),
 		ExtraArgs:    []string{"--metrics-address", fmt.Sprintf("127.0.0.1:%d", port)},
 	})
-	e := sigEnv{AccelCRI: a, reg: reg, policyDir: policyDir}
+	e := sigEnv{AccelCRI: a}
 
 	// What the cases below expect the metrics to have counted: each
 	// refused() is two pulls (its own and kubelet's client's). Pulls of
@@ -504,6 +515,71 @@ func TestSignaturePolicy(t *testing.T) {
 		st := e.WaitContainer(t, id, exited, time.Minute)
 		if log := framework.LogContent(t, logPath(pod, c)); st.ExitCode != 0 || !strings.Contains(log, "signed-and-running") {
 			t.Fatalf("late exited %d, log %q", st.ExitCode, log)
+		}
+	})
+
+	t.Run("kubelet-style-create", func(t *testing.T) {
+		// kubelet names the image by its id and the pod's image in
+		// user_specified_image: the check goes by the latter.
+		pod := e.podIn(t, "kubelet-style", signedNS)
+		podID, err := a.Runtime.RunPodSandbox(ctx, pod, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.removePod(t, podID) })
+		byID := func(name, ref string) *runtimeapi.ContainerConfig {
+			st, err := a.Images.ImageStatus(ctx, spec(ref), false)
+			if err != nil || st.GetImage() == nil {
+				t.Fatalf("ImageStatus %s: %v, %v", ref, st.GetImage(), err)
+			}
+			c := framework.ContainerConfig(name, st.GetImage().GetId(), "echo", "signed-and-running")
+			c.Image.UserSpecifiedImage = ref
+			return c
+		}
+		if _, err := a.Runtime.CreateContainer(ctx, podID, byID("unsigned", unsigned.Ref), pod); err == nil ||
+			!strings.Contains(err.Error(), "SignatureValidationFailed") || !strings.Contains(err.Error(), unsigned.Repo) {
+			t.Errorf("CreateContainer of unsigned by id: %v, want SignatureValidationFailed naming %s", err, unsigned.Repo)
+		}
+		createRejected++
+		c := byID("late", late.Ref)
+		id := e.RunContainer(t, podID, pod, c)
+		createVerified++ // cached since create-recheck
+		if st := e.WaitContainer(t, id, exited, time.Minute); st.ExitCode != 0 {
+			t.Fatalf("late by id exited %d", st.ExitCode)
+		}
+	})
+
+	t.Run("image-volume", func(t *testing.T) {
+		// An image volume's image is checked like the container's.
+		pod := e.podIn(t, "imagevolume", signedNS)
+		podID, err := a.Runtime.RunPodSandbox(ctx, pod, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.removePod(t, podID) })
+		withVolume := func(name, volume string) *runtimeapi.ContainerConfig {
+			c := framework.ContainerConfig(name, legacy.Ref, "sh", "-c", "test -x /vol/bin/busybox && echo volume-mounted")
+			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/vol", Image: spec(volume), Readonly: true}}
+			return c
+		}
+		ctrsBefore := containerdContainers(t, a)
+		_, err = a.Runtime.CreateContainer(ctx, podID, withVolume("unsigned-volume", unsigned.Ref), pod)
+		if err == nil || !strings.Contains(err.Error(), "SignatureValidationFailed") || !strings.Contains(err.Error(), "image volume") ||
+			!strings.Contains(err.Error(), "no signature") {
+			t.Fatalf("CreateContainer with an unsigned image volume in %s: %v, want SignatureValidationFailed ... image volume ... no signature", signedNS, err)
+		}
+		t.Logf("refused: %v", err)
+		createVerified++ // the container's own image, before its volume
+		createRejected++
+		if after := containerdContainers(t, a); !slices.Equal(ctrsBefore, after) {
+			t.Errorf("containerd containers changed:\nbefore %v\nafter  %v", ctrsBefore, after)
+		}
+		c := withVolume("signed-volume", bundle.Ref)
+		id := e.RunContainer(t, podID, pod, c)
+		createVerified += 2
+		st := e.WaitContainer(t, id, exited, time.Minute)
+		if log := framework.LogContent(t, logPath(pod, c)); st.ExitCode != 0 || !strings.Contains(log, "volume-mounted") {
+			t.Fatalf("signed-volume exited %d, log %q", st.ExitCode, log)
 		}
 	})
 
