@@ -96,11 +96,11 @@ func (req Requirement) satisfied(ref reference.Named, dgst digest.Digest, found 
 			}
 			return c.Source, nil
 		case errors.Is(err, signature.ErrDigestMismatch):
-			digestErrs = append(digestErrs, fmt.Errorf("%s: %w", c.Source, err))
+			digestErrs = append(digestErrs, err) // Verify's errors name the signature
 		case errors.Is(err, signature.ErrWrongKey):
-			wrongKey = append(wrongKey, fmt.Errorf("%s: %w", c.Source, err))
+			wrongKey = append(wrongKey, err)
 		default:
-			malformed = append(malformed, fmt.Errorf("%s: %w", c.Source, err))
+			malformed = append(malformed, err)
 		}
 	}
 	malformed = append(malformed, found.Skipped...)

@@ -266,7 +266,9 @@ func (f *fetch) bundle(ctx context.Context, fetcher remotes.Fetcher, desc ocispe
 func parseBundle(b []byte) (*bundle.Bundle, error) {
 	var bdl bundle.Bundle
 	if err := bdl.UnmarshalJSON(b); err != nil {
-		return nil, fmt.Errorf("bundle: %v: %w", err, ErrMalformed)
+		// protojson puts a non-breaking space in its messages on purpose;
+		// this one ends up in a pod's status, so it gets a plain one.
+		return nil, fmt.Errorf("bundle: %s: %w", strings.ReplaceAll(err.Error(), "\u00a0", " "), ErrMalformed)
 	}
 	if bdl.Bundle == nil || bdl.VerificationMaterial == nil {
 		return nil, fmt.Errorf("bundle has no verification material: %w", ErrMalformed)

@@ -755,4 +755,33 @@ func TestSignaturePolicy(t *testing.T) {
 		}
 		t.Logf("%s:%s", name, b.String())
 	})
+
+	// After the metrics: its pulls are not in their counts.
+	t.Run("credentials", func(t *testing.T) {
+		// A registry that wants credentials for every request, signature
+		// tags and referrers included: signatures are read with the pull's
+		// own CRI credentials.
+		authReg := framework.StartRegistry(t, framework.RegistryOptions{Username: "sig", Password: "s3cret"})
+		im := pushImage(t, ctx, authReg, built["signed-legacy/app"], "private/app", legacy.Config)
+		aopts := authReg.RemoteOptions(ctx)
+		if err := trusted.SignLegacy(ctx, im.Repo, im.Digest, "", aopts...); err != nil {
+			t.Fatal(err)
+		}
+		if err := trusted.SignBundle(ctx, im.Repo, im.Digest, aopts...); err != nil {
+			t.Fatal(err)
+		}
+		ns := "private-" + suffix
+		writePolicy(t, filepath.Join(policyDir, ns+".json"), signedOnlyPolicy(authReg.Host(), keyPath))
+		auth := &runtimeapi.AuthConfig{Username: authReg.Username, Password: authReg.Password}
+		if _, err := e.Images.PullImage(ctxT(t, 2*time.Minute), spec(im.Ref), auth, e.podIn(t, "puller", ns)); err != nil {
+			t.Fatalf("pull %s with credentials: %v\n%s", im.Ref, err, e.LogTail(20))
+		}
+		// Without them the registry refuses the pull itself.
+		if _, err := e.Images.PullImage(ctxT(t, 2*time.Minute), spec(im.Ref), nil, e.podIn(t, "puller", ns)); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("pull without credentials: %v, want Unauthenticated", err)
+		}
+		// Verified at its pull under this policy: CreateContainer does not
+		// fetch again (it has no credentials, and would be refused).
+		e.runIn(t, im.Ref, ns)
+	})
 }
