@@ -784,4 +784,26 @@ func TestSignaturePolicy(t *testing.T) {
 		// fetch again (it has no credentials, and would be refused).
 		e.runIn(t, im.Ref, ns)
 	})
+
+	t.Run("mirror", func(t *testing.T) {
+		// Images named after a registry that is only a name here, served
+		// by a hosts.toml mirror (and server) on the test's registry:
+		// signatures are found through the same hosts as the image.
+		const upstream = "signed.accel-cri.test"
+		hd := filepath.Join(a.RegistryConfDir, upstream)
+		if err := os.MkdirAll(hd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writePolicy(t, filepath.Join(hd, "hosts.toml"), fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+host, "http://"+host))
+		signed, bare := variant("mirrored/app"), variant("mirrored/bare")
+		if err := trusted.SignLegacy(ctx, signed.Repo, signed.Digest, upstream+"/mirrored/app", opts...); err != nil {
+			t.Fatal(err)
+		}
+		ns := "mirror-" + suffix
+		writePolicy(t, filepath.Join(policyDir, ns+".json"), signedOnlyPolicy(upstream, keyPath))
+		ref := upstream + "/mirrored/app:latest"
+		e.mustPull(t, ref, ns)
+		e.runIn(t, ref, ns)
+		e.refused(t, sigImage{Repo: upstream + "/mirrored/bare", Ref: upstream + "/mirrored/bare:latest", Digest: bare.Digest, Config: bare.Config}, ns, "no signature")
+	})
 }
