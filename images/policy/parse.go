@@ -15,6 +15,7 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/accel-cri/accel-cri/images/signature"
+	"github.com/accel-cri/accel-cri/internal/strictjson"
 )
 
 // ErrInvalid marks a policy file that cannot be used: it does not parse, it
@@ -114,7 +115,7 @@ type rawPolicy struct {
 // containers/image, so a typo cannot weaken a policy. Errors wrap ErrInvalid.
 func Parse(data []byte) (*Policy, error) {
 	var raw rawPolicy
-	if err := strictUnmarshal(data, &raw); err != nil {
+	if err := strictjson.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if raw.Default == nil {
@@ -215,13 +216,13 @@ func parseRequirement(data json.RawMessage) (Requirement, []string, error) {
 	switch head.Type {
 	case TypeAcceptAnything, TypeReject:
 		var r rawRequirement
-		if err := strictUnmarshal(data, &r); err != nil {
+		if err := strictjson.Unmarshal(data, &r); err != nil {
 			return Requirement{}, nil, fmt.Errorf("%s: %w", head.Type, err)
 		}
 		return Requirement{Type: head.Type}, nil, nil
 	case TypeSignedBy:
 		var r rawSignedBy
-		if err := strictUnmarshal(data, &r); err != nil {
+		if err := strictjson.Unmarshal(data, &r); err != nil {
 			return Requirement{}, nil, fmt.Errorf("signedBy: %w", err)
 		}
 		return Requirement{Type: TypeSignedBy, Unsupported: "signedBy (GPG, simple signing) signatures are not verified by accel-cri; use sigstoreSigned"}, nil, nil
@@ -236,7 +237,7 @@ func parseRequirement(data json.RawMessage) (Requirement, []string, error) {
 
 func parseSigstore(data json.RawMessage) (Requirement, []string, error) {
 	var r rawSigstore
-	if err := strictUnmarshal(data, &r); err != nil {
+	if err := strictjson.Unmarshal(data, &r); err != nil {
 		return Requirement{}, nil, fmt.Errorf("sigstoreSigned: %w", err)
 	}
 	req := Requirement{Type: TypeSigstoreSigned}
@@ -308,7 +309,7 @@ func parseIdentity(data json.RawMessage) (IdentityRule, error) {
 		return IdentityRule{Type: IdentityMatchRepoDigestOrExact}, nil
 	}
 	var r rawIdentity
-	if err := strictUnmarshal(data, &r); err != nil {
+	if err := strictjson.Unmarshal(data, &r); err != nil {
 		return IdentityRule{}, err
 	}
 	none := r.DockerReference == "" && r.DockerRepository == "" && r.Prefix == "" && r.SignedPrefix == ""
@@ -393,20 +394,6 @@ func validateDockerScope(scope string) error {
 		return nil
 	}
 	return err
-}
-
-// strictUnmarshal decodes one JSON value into v, refusing unknown fields and
-// trailing data.
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the JSON value")
-	}
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

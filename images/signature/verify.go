@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -17,6 +15,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	sigstoresig "github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/accel-cri/accel-cri/internal/strictjson"
 )
 
 // Format is how a signature is stored in the registry.
@@ -111,7 +111,7 @@ func parseLegacyPayload(b []byte) (legacyPayload, error) {
 		Critical *json.RawMessage `json:"critical"`
 		Optional *json.RawMessage `json:"optional"`
 	}
-	if err := strictUnmarshal(b, &top); err != nil {
+	if err := strictjson.Unmarshal(b, &top); err != nil {
 		return legacyPayload{}, fmt.Errorf("payload: %v: %w", err, ErrMalformed)
 	}
 	if top.Critical == nil {
@@ -126,7 +126,7 @@ func parseLegacyPayload(b []byte) (legacyPayload, error) {
 		} `json:"image"`
 		Type *string `json:"type"`
 	}
-	if err := strictUnmarshal(*top.Critical, &crit); err != nil {
+	if err := strictjson.Unmarshal(*top.Critical, &crit); err != nil {
 		return legacyPayload{}, fmt.Errorf("payload critical section: %v: %w", err, ErrMalformed)
 	}
 	switch {
@@ -142,20 +142,6 @@ func parseLegacyPayload(b []byte) (legacyPayload, error) {
 		return legacyPayload{}, fmt.Errorf("payload docker-manifest-digest %q: %v: %w", crit.Image.DockerManifestDigest, err, ErrMalformed)
 	}
 	return legacyPayload{identity: crit.Identity.DockerReference, digest: d}, nil
-}
-
-// strictUnmarshal decodes one JSON value with no unknown fields and nothing
-// after it.
-func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the JSON value")
-	}
-	return nil
 }
 
 func (c Candidate) verifyBundle(keys []*PublicKey, dgst digest.Digest) (string, error) {

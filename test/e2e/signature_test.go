@@ -121,23 +121,6 @@ func (k rawKey) writePublic(t *testing.T, path string) string {
 	return path
 }
 
-// simpleSigning is the payload of a cosign legacy signature.
-func simpleSigning(t *testing.T, identity, dgst string) []byte {
-	t.Helper()
-	b, err := json.Marshal(map[string]any{
-		"critical": map[string]any{
-			"identity": map[string]string{"docker-reference": identity},
-			"image":    map[string]string{"docker-manifest-digest": dgst},
-			"type":     "cosign container image signature",
-		},
-		"optional": map[string]any{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // signedOnlyPolicy rejects everything but images of registry signed by one
 // of keys, whose signature names their repository.
 func signedOnlyPolicy(registry string, keys ...string) string {
@@ -643,7 +626,7 @@ func TestSignaturePolicy(t *testing.T) {
 			{
 				desc: "legacy signature truncated",
 				push: func(t *testing.T, im sigImage) {
-					payload := simpleSigning(t, im.Repo, im.Digest)
+					payload := sigtest.LegacyPayload(im.Repo, im.Digest)
 					sig := key.sign(t, payload)
 					raw, _ := base64.StdEncoding.DecodeString(sig)
 					if err := sigtest.PushLegacyRaw(ctx, im.Repo, im.Digest, payload, base64.StdEncoding.EncodeToString(raw[:len(raw)/2]), opts...); err != nil {
@@ -655,7 +638,7 @@ func TestSignaturePolicy(t *testing.T) {
 			{
 				desc: "legacy payload truncated",
 				push: func(t *testing.T, im sigImage) {
-					payload := simpleSigning(t, im.Repo, im.Digest)
+					payload := sigtest.LegacyPayload(im.Repo, im.Digest)
 					payload = payload[:len(payload)/2]
 					if err := sigtest.PushLegacyRaw(ctx, im.Repo, im.Digest, payload, key.sign(t, payload), opts...); err != nil {
 						t.Fatal(err)
@@ -666,7 +649,7 @@ func TestSignaturePolicy(t *testing.T) {
 			{
 				desc: "legacy signature of another digest",
 				push: func(t *testing.T, im sigImage) {
-					payload := simpleSigning(t, im.Repo, legacy.Digest)
+					payload := sigtest.LegacyPayload(im.Repo, legacy.Digest)
 					if err := sigtest.PushLegacyRaw(ctx, im.Repo, im.Digest, payload, key.sign(t, payload), opts...); err != nil {
 						t.Fatal(err)
 					}
@@ -676,7 +659,7 @@ func TestSignaturePolicy(t *testing.T) {
 			{
 				desc: "legacy signature not base64",
 				push: func(t *testing.T, im sigImage) {
-					payload := simpleSigning(t, im.Repo, im.Digest)
+					payload := sigtest.LegacyPayload(im.Repo, im.Digest)
 					if err := sigtest.PushLegacyRaw(ctx, im.Repo, im.Digest, payload, "%%% not base64 %%%", opts...); err != nil {
 						t.Fatal(err)
 					}
