@@ -149,12 +149,14 @@ func (f *fetch) legacy(ctx context.Context, resolver remotes.Resolver, repo stri
 	}
 	for i, l := range m.Layers {
 		source := fmt.Sprintf("%s layer %d", ref, i)
+		// Every layer spends the budget, so a manifest of thousands of
+		// layers costs at most MaxCandidates entries in Skipped too.
+		if !f.take() {
+			continue
+		}
 		sigB64, ok := l.Annotations[signatureAnnotation]
 		if !ok {
 			f.skip(source, fmt.Errorf("no %s annotation: %w", signatureAnnotation, ErrMalformed))
-			continue
-		}
-		if !f.take() {
 			continue
 		}
 		if l.MediaType != simpleSigningMediaType {

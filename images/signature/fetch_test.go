@@ -48,7 +48,11 @@ func newEnv(t *testing.T, referrers bool) *env {
 		body, fixed := e.fixed[r.URL.Path]
 		e.mu.Unlock()
 		if fixed {
-			w.Header().Set("Content-Type", string(types.OCIImageIndex))
+			var mt struct {
+				MediaType string `json:"mediaType"`
+			}
+			_ = json.Unmarshal(body, &mt)
+			w.Header().Set("Content-Type", mt.MediaType)
 			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 			if r.Method == http.MethodGet {
 				_, _ = w.Write(body)
@@ -433,6 +437,34 @@ func TestFetchBounded(t *testing.T) {
 		}
 		if got := e.countRequests(); got > 30 {
 			t.Errorf("%d requests for a limit of 10 entries", got)
+		}
+	})
+	t.Run("legacy manifest of thousands of layers", func(t *testing.T) {
+		e := newEnv(t, false)
+		const n = 5000
+		layers := make([]map[string]any, n)
+		for i := range layers {
+			h := sha256.Sum256([]byte(fmt.Sprint(i)))
+			layers[i] = map[string]any{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "size": 10, "digest": fmt.Sprintf("sha256:%x", h)}
+		}
+		body, err := json.Marshal(map[string]any{
+			"schemaVersion": 2, "mediaType": types.OCIManifestSchema1,
+			"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2, "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},
+			"layers": layers,
+		})
+		must(t, err)
+		e.mu.Lock()
+		e.fixed["/v2/app/manifests/sha256-"+e.dgst.Encoded()+".sig"] = body
+		e.fixed[fmt.Sprintf("/v2/app/manifests/sha256:%x", sha256.Sum256(body))] = body
+		e.mu.Unlock()
+		found := e.fetch(t, signature.WithLimits(signature.Limits{MaxCandidates: 10}))
+		// Layers without the signature annotation: 10 reasons, then the
+		// count of the rest; nothing fetched for them.
+		if len(found.Candidates) != 0 || len(found.Skipped) != 11 || !strings.Contains(found.Skipped[10].Error(), fmt.Sprintf("%d signature entries left out", n-10)) {
+			t.Errorf("candidates %d, skipped %d: last %v", len(found.Candidates), len(found.Skipped), found.Skipped[len(found.Skipped)-1])
+		}
+		if got := e.countRequests(); got > 10 {
+			t.Errorf("%d requests for a manifest without signatures", got)
 		}
 	})
 	for _, referrers := range []bool{true, false} {
