@@ -1,8 +1,11 @@
 package images
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -75,5 +78,39 @@ func TestSignatureErrorAndResult(t *testing.T) {
 		if got := resultOf(tc.d); got != tc.want {
 			t.Errorf("%+v: %s, want %s", tc.d, got, tc.want)
 		}
+	}
+}
+
+// TestCheckSignatureWithoutDigest: an image that was never pulled from a
+// registry runs where its scope accepts anything and is refused where a
+// signature is required, without a registry request either way.
+func TestCheckSignatureWithoutDigest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("free.json", `{"default":[{"type":"insecureAcceptAnything"}]}`)
+	write("strict.json", `{"default":[{"type":"reject"}],"transports":{"docker":{"r.io/open":[{"type":"insecureAcceptAnything"}]}}}`)
+	s := &Service{opts: options{policy: policy.NewStore("", dir)}}
+	imported := Image{ID: "sha256:" + strings.Repeat("c", 64), RepoTags: []string{"r.io/local:1"}}
+	if err := s.CheckSignature(context.Background(), "free", "r.io/local:1", imported); err != nil {
+		t.Errorf("accept-anything namespace: %v", err)
+	}
+	if err := s.CheckSignature(context.Background(), "none", "r.io/local:1", imported); err != nil {
+		t.Errorf("namespace without a policy: %v", err)
+	}
+	var serr *SignatureError
+	if err := s.CheckSignature(context.Background(), "strict", "r.io/local:1", imported); !errors.As(err, &serr) || !strings.Contains(err.Error(), "no registry digest") {
+		t.Errorf("strict namespace: %v", err)
+	}
+	open := Image{ID: imported.ID, RepoTags: []string{"r.io/open/x:1"}}
+	if err := s.CheckSignature(context.Background(), "strict", "r.io/open/x:1", open); err != nil {
+		t.Errorf("strict namespace, open scope: %v", err)
+	}
+	if err := s.CheckSignature(context.Background(), "strict", imported.ID, Image{ID: imported.ID}); !errors.As(err, &serr) || !strings.Contains(err.Error(), "no registry reference") {
+		t.Errorf("no reference: %v", err)
 	}
 }

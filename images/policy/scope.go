@@ -58,3 +58,19 @@ func scopesOf(ref reference.Named) []string {
 	}
 	return scopes
 }
+
+// AcceptsAnything reports whether every requirement for ref (the policy's
+// default when ref is nil) is insecureAcceptAnything: the image needs no
+// signature, and no digest to look one up by.
+func (p *Policy) AcceptsAnything(ref reference.Named) bool {
+	reqs := p.Default
+	if ref != nil {
+		_, reqs = p.Requirements(ref)
+	}
+	for _, r := range reqs {
+		if r.Type != TypeAcceptAnything {
+			return false
+		}
+	}
+	return true
+}
