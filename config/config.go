@@ -52,9 +52,10 @@ type Config struct {
 	DebugSocket        string   `toml:"debug_socket" json:"debug_socket" comment:"Unix socket serving Go's net/http/pprof (profiles, heap, goroutine dump at\n/debug/pprof/goroutine?debug=2), mode 0600 for root only. Empty (the default): off. See docs/debugging.md."`
 	DefaultRuntime     string   `toml:"default_runtime" json:"default_runtime" comment:"Runtime handler for pods that name none (RunPodSandbox runtime_handler \"\"). Must be a key of [runtimes]."`
 	// Runtimes is last: TOML tables must follow the plain keys.
-	Runtimes map[string]RuntimeConfig `toml:"runtimes" json:"runtimes" comment:"Runtime handlers (Kubernetes RuntimeClass .handler), one table each: [runtimes.<handler>].\nThe name is a DNS label. See docs/runtime-handlers.md for crun, gVisor (runsc) and Kata examples."`
-	Devices  DevicesConfig            `toml:"devices" json:"devices" comment:"Accelerators: discovery, CDI specs and injection, kubelet device plugin (docs/devices.md)."`
-	NRI      NRIConfig                `toml:"nri" json:"nri" comment:"Node Resource Interface: NRI plugins see pods and containers come and go and adjust containers\nas they are created (docs/configuration.md#nri)."`
+	Runtimes   map[string]RuntimeConfig `toml:"runtimes" json:"runtimes" comment:"Runtime handlers (Kubernetes RuntimeClass .handler), one table each: [runtimes.<handler>].\nThe name is a DNS label. See docs/runtime-handlers.md for crun, gVisor (runsc) and Kata examples."`
+	Devices    DevicesConfig            `toml:"devices" json:"devices" comment:"Accelerators: discovery, CDI specs and injection, kubelet device plugin (docs/devices.md)."`
+	NRI        NRIConfig                `toml:"nri" json:"nri" comment:"Node Resource Interface: NRI plugins see pods and containers come and go and adjust containers\nas they are created (docs/configuration.md#nri)."`
+	Checkpoint CheckpointConfig         `toml:"checkpoint" json:"checkpoint" comment:"Checkpoint and restore of containers with CRIU (docs/checkpoint.md)."`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string
@@ -96,6 +97,7 @@ func Default() Config {
 		Runtimes:         map[string]RuntimeConfig{"runc": {Type: RuntimeTypeRunc, BinaryName: DefaultRuncBinary}},
 		Devices:          DefaultDevices(),
 		NRI:              DefaultNRI(),
+		Checkpoint:       DefaultCheckpoint(),
 	}
 }
 
@@ -218,6 +220,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRuntimes()...)
 	errs = append(errs, c.Devices.validate()...)
 	errs = append(errs, c.validateNRI()...)
+	errs = append(errs, c.validateCheckpoint()...)
 	return errors.Join(errs...)
 }
 

@@ -103,6 +103,7 @@ func TestValidate(t *testing.T) {
 		{desc: "relative socket", mutate: func(c *Config) { c.Socket = "run/x.sock" }, wantErr: "socket"},
 		{desc: "unclean root", mutate: func(c *Config) { c.Root = "/var/lib/../x" }, wantErr: "root"},
 		{desc: "relative registry dir", mutate: func(c *Config) { c.RegistryConfDir = "certs.d" }, wantErr: "registry_config_dir"},
+		{desc: "no criu path", mutate: func(c *Config) { c.Checkpoint.CRIUPath = "" }, wantErr: "checkpoint.criu_path"},
 		{desc: "relative signature policy", mutate: func(c *Config) { c.SignaturePolicy = "policy.json" }, wantErr: "signature_policy"},
 		{desc: "unclean signature policy dir", mutate: func(c *Config) { c.SignaturePolicyDir = "/etc/accel-cri/../policy.d" }, wantErr: "signature_policy_dir"},
 		{desc: "bad driver", mutate: func(c *Config) { c.CgroupDriver = "cgroupv3" }, wantErr: "cgroup_driver"},

@@ -16,6 +16,10 @@
 #   - containerd + containerd-shim-runc-v2 $CONTAINERD_VERSION (go install),
 #     the same version as accel-cri's containerd Go client (go.mod)
 #   - crictl $CRI_TOOLS_VERSION (go install)
+#   - CRIU 4.1.1 for checkpoint/restore (hack/build-criu.sh: the upstream
+#     tarball of Debian trixie's source package through a private apt source
+#     list, checked against its signed index, built and cached per version in
+#     /var/cache/accel-cri, installed as /usr/local/sbin/criu)
 #   - --test only: critest $CRI_TOOLS_VERSION (the CRI conformance suite that
 #     test/e2e/critest runs; built with go test -c as cri-tools' Makefile does),
 #     the busybox of Debian's busybox package for critest's stand-in images
@@ -200,6 +204,12 @@ has_version containerd-shim-runc-v2 "$CONTAINERD_VERSION" -v || die "containerd-
 has_version crictl "$CRI_TOOLS_VERSION" --version || die "crictl --version does not report $CRI_TOOLS_VERSION"
 has_version "$RUNC_BINARY" "$RUNC_VERSION" --version || die "$RUNC_BINARY --version does not report $RUNC_VERSION"
 "$RUNC_BINARY" --version | grep -q '^libseccomp:' || die "$RUNC_BINARY was built without seccomp"
+
+# CRIU for checkpoint/restore ([checkpoint] criu_path): 4.1.1 built from the
+# upstream tarball of Debian trixie's source package (bookworm's 3.17 fails
+# on kernels from 6.13 on), cached per version: about a minute cold.
+criu=$(bash "$(dirname "$0")/build-criu.sh") || die "hack/build-criu.sh failed"
+log "criu: $criu ($("$criu" --version | head -1))"
 
 if ! $with_tests; then
 	log "done"

@@ -85,6 +85,7 @@ var checks = []check{
 	checkDevices,
 	checkNRI,
 	checkSignaturePolicy,
+	checkCRIU,
 }
 
 // Run checks the node for cfg.

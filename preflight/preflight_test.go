@@ -98,6 +98,7 @@ func goodHost() *fakeHost {
 			"containerd-shim-runc-v2": "/usr/local/bin/containerd-shim-runc-v2",
 			"/usr/local/sbin/runc":    "/usr/local/sbin/runc",
 			"crun":                    "/usr/bin/crun",
+			"/usr/local/sbin/criu":    "/usr/local/sbin/criu",
 		},
 		cmds: map[string]string{
 			"/usr/local/bin/containerd --version": "containerd github.com/containerd/containerd/v2 2.2.9 abc\n",
@@ -105,6 +106,8 @@ func goodHost() *fakeHost {
 			"/usr/local/sbin/runc features":       runcIDMap,
 			"/usr/bin/crun --version":             "crun version 1.8.1\ncommit: f8a0\n",
 			"/usr/bin/crun features":              runcNoIDMap,
+			"/usr/local/sbin/criu --version":      "Version: 4.1.1\n",
+			"/usr/local/sbin/criu check":          "Looks good.\n",
 		},
 		oom: &sandbox.OOMScoreRange{Min: -1000},
 	}

@@ -87,7 +87,7 @@ func TestCheckOnThisNode(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit code %d on a node that runs accel-cri (the e2e suite does), want 0", code)
 	}
-	for _, item := range []string{"config", "root", "containerd", "runtime runc", "cni", "cgroups", "overlayfs", "seccomp", "user namespaces", "oom_score_adj", "kvm", "devices", "ip_forward"} {
+	for _, item := range []string{"config", "root", "containerd", "runtime runc", "cni", "cgroups", "overlayfs", "seccomp", "user namespaces", "oom_score_adj", "kvm", "devices", "ip_forward", "signature policy", "criu"} {
 		l, fix := line(report, item)
 		if l == "" {
 			t.Errorf("no line for %q", item)
@@ -115,6 +115,11 @@ func TestCheckOnThisNode(t *testing.T) {
 	// escapes.
 	if l, _ := line(report, "runtime runc"); !strings.HasPrefix(l, "[OK]") || !strings.Contains(l, config.DefaultRuncBinary) {
 		t.Errorf("runtime runc line: %q, want OK with %s", l, config.DefaultRuncBinary)
+	}
+	// The CRIU hack/install-deps.sh builds (hack/build-criu.sh) works on
+	// this kernel, where Debian bookworm's 3.17 does not.
+	if l, _ := line(report, "criu"); !strings.HasPrefix(l, "[OK]") || !strings.Contains(l, config.DefaultCRIUPath+" is CRIU 4.1.1") || !strings.Contains(l, "Looks good") {
+		t.Errorf("criu line: %q, want OK with CRIU 4.1.1 at %s passing criu check", l, config.DefaultCRIUPath)
 	}
 	if l, _ := line(report, "cni"); !strings.HasPrefix(l, "[OK]") || !strings.Contains(l, `network "check"`) {
 		t.Errorf("cni line: %q", l)
